@@ -1,0 +1,171 @@
+"""The adapter contract, its typed errors, and the registry from type name to class.
+
+An adapter renders an item for its medium and talks to the wire. It returns a `Receipt` or raises
+one of the errors below; it never touches the store and never swallows an error. The dispatcher
+owns the bookkeeping: states, retries, rate limits, dependencies between channels.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import importlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import httpx
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    from publisher.clock import Clock
+    from publisher.items import Revision
+
+
+class PublisherError(Exception):
+    """Root of every error this project raises on purpose. The message says what to do next."""
+
+
+class ChannelError(PublisherError):
+    """A channel refused or failed; `status` and `remote` keep what the remote said."""
+
+    def __init__(self, message: str, *, status: int | None = None, remote: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.remote = remote
+
+
+class TransientError(ChannelError):
+    """Worth trying again later (timeouts, 5xx, 408). `retry_after` is in seconds when known."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.retry_after = retry_after
+
+
+class RateLimited(TransientError):
+    """The remote asked us to slow down (429 and the like)."""
+
+
+class PermanentError(ChannelError):
+    """Retrying cannot help (400/401/403/404/422, content refused). A person must look."""
+
+
+class ManualTask(PermanentError):
+    """The protocol cannot do this; a person must do it by hand (e.g. delete a Weibo post)."""
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """Where the item now lives on the channel."""
+
+    remote_id: str
+    url: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class ChannelOptions(BaseModel):
+    """Base of each adapter's own options (the keys of its config.yaml section beyond the common ones)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Channel(ABC):
+    """Base class of the adapters. Subclasses set `Options` and implement the five calls."""
+
+    type_name: ClassVar[str] = ""
+    Options: ClassVar[type[ChannelOptions]] = ChannelOptions
+    default_rate_limit: ClassVar[str | None] = None  # the platform's documented limit, e.g. "30/h"
+    can_update: ClassVar[bool] = True  # False: an edit is sent as a manual task
+
+    def __init__(self, *, name: str, options: ChannelOptions, http: httpx.AsyncClient, clock: Clock,
+                 display_name: str | None = None) -> None:
+        self.name = name
+        self.options = options
+        self.http = http
+        self.clock = clock
+        self.display_name = display_name or name
+
+    @abstractmethod
+    async def publish(self, rev: Revision) -> Receipt:
+        """Create the item on the channel."""
+
+    @abstractmethod
+    async def update(self, rev: Revision, receipt: Receipt) -> Receipt:
+        """Replace what the channel holds under `receipt` with this revision."""
+
+    @abstractmethod
+    async def retract(self, receipt: Receipt) -> None:
+        """Remove the item from readers' view."""
+
+    @abstractmethod
+    async def find(self, rev: Revision) -> Receipt | None:
+        """Is this item already on the channel? Used before any resend after a crash."""
+
+    @abstractmethod
+    async def verify(self, receipt: Receipt) -> bool:
+        """Can readers see it now?"""
+
+    async def aclose(self) -> None:
+        """Release anything the adapter opened itself (the shared HTTP client is not its own)."""
+
+
+# type name → "module:Class"; a new protocol is one file plus one line here.
+REGISTRY: dict[str, str] = {
+    "wordpress": "channels.wordpress:WordPress",
+    "http_push": "channels.http_push:HttpPush",
+    "atom_feed": "channels.atom_feed:AtomFeed",
+    "weibo": "channels.weibo:Weibo",
+    "mastodon": "channels.mastodon:Mastodon",
+    "smtp": "channels.smtp:Smtp",
+}
+
+
+def adapter_class(type_name: str) -> type[Channel]:
+    try:
+        target = REGISTRY[type_name]
+    except KeyError:
+        known = ", ".join(sorted(REGISTRY))
+        raise PublisherError(f"unknown channel type {type_name!r}; known types: {known}") from None
+    module, _, cls = target.partition(":")
+    return getattr(importlib.import_module(module), cls)  # type: ignore[no-any-return]
+
+
+# --- helpers shared by the HTTP adapters -------------------------------------------------------
+
+RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """`Retry-After` is either delta-seconds or an HTTP-date (RFC 9110 §10.2.3)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def error_for_status(resp: httpx.Response, message: str, *, now: datetime | None = None,
+                     retry_after: float | None = None) -> ChannelError:
+    """Map an HTTP failure onto the typed errors following the retry etiquette."""
+    status = resp.status_code
+    text = resp.text[:500]
+    if status == 429:
+        ra = retry_after if retry_after is not None else parse_retry_after(resp.headers.get("Retry-After"), now)
+        return RateLimited(message, status=status, remote=text, retry_after=ra)
+    if status in RETRYABLE_STATUS:
+        ra = retry_after if retry_after is not None else parse_retry_after(resp.headers.get("Retry-After"), now)
+        return TransientError(message, status=status, remote=text, retry_after=ra)
+    return PermanentError(message, status=status, remote=text)
+
+
+def transport_error(exc: httpx.HTTPError, what: str) -> TransientError:
+    """Connect and read failures are always worth another try."""
+    return TransientError(f"{what}: {type(exc).__name__}: {exc}".rstrip(": "))

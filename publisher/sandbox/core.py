@@ -1,0 +1,154 @@
+"""What every loopback stand-in shares: a record of what it received, and fault knobs.
+
+Each stand-in (one module per protocol in this package) is a small ASGI app that speaks the real
+service's wire protocol as its documents describe it. `Service` wraps it: every request is logged
+(secrets redacted) and the fault knobs are applied before the stand-in sees the request. Faults are
+rendered by the stand-in itself, because each service reports errors in its own format.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+FaultKind = Literal["unauthorized", "rate_limited", "error"]
+# (kind, retry_after header value or None) -> the service's own error response
+FaultRenderer = Callable[[FaultKind, "str | None"], Response]
+
+_SECRET_HEADERS = {"authorization", "x-signature", "cookie"}
+
+
+@dataclass
+class Faults:
+    """Knobs a test or a curious user turns over HTTP: PUT /_sandbox/<service>/faults."""
+
+    latency_s: float = 0.0  # added before every answer
+    error_rate: float = 0.0  # share of requests answered with `error_status`
+    error_status: int = 503
+    burst_429: int = 0  # the next N requests get 429
+    retry_after: str | None = None  # sent with 429/503 when set: seconds or an HTTP-date
+    black_hole: bool = False  # accept the request and never answer
+    unauthorized: bool = False  # every request is refused as if the credentials were revoked
+
+    def update(self, data: dict[str, Any]) -> None:
+        for key, value in data.items():
+            if key not in self.__dataclass_fields__:
+                raise ValueError(f"unknown fault knob {key!r}; known: {', '.join(self.__dataclass_fields__)}")
+            setattr(self, key, value)
+
+
+@dataclass
+class Service:
+    """One stand-in's state: its fault knobs, its request log, and what it holds."""
+
+    name: str
+    faults: Faults = field(default_factory=Faults)
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    store: dict[str, Any] = field(default_factory=dict)  # the stand-in's own data, by its own keys
+    rng: random.Random = field(default_factory=lambda: random.Random(2015))
+    hooks: list[Callable[[], None]] = field(default_factory=list)  # called on reset
+
+    def received(self) -> Any:
+        """What the stand-in holds, as it would show it to an inspector (overridden per service)."""
+        return self.store
+
+    def reset(self) -> None:
+        self.faults = Faults()
+        self.requests.clear()
+        self.store.clear()
+        for hook in self.hooks:
+            hook()
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"name": self.name, "faults": asdict(self.faults), "requests": len(self.requests)}
+
+
+class Recorded:
+    """ASGI wrapper: log the request, apply the fault knobs, then hand over to the stand-in."""
+
+    def __init__(self, app: ASGIApp, service: Service, render_fault: FaultRenderer) -> None:
+        self.app = app
+        self.service = service
+        self.render_fault = render_fault
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        body = b""
+        more = True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        self.service.requests.append({
+            "at": time.time(),
+            "method": scope["method"],
+            "path": scope.get("root_path", "") + scope["path"],
+            "query": scope.get("query_string", b"").decode("latin-1"),
+            "headers": {k: ("<redacted>" if k in _SECRET_HEADERS else v) for k, v in headers.items()},
+            "body": _loggable(body, headers.get("content-type", "")),
+        })
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                await asyncio.Event().wait()  # like a client that never sends more: wait for disconnect
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        fault = await self._fault()
+        if fault is not None:
+            await fault(scope, replay, send)
+            return
+        await self.app(scope, replay, send)
+
+    async def _fault(self) -> Response | None:
+        f = self.service.faults
+        if f.latency_s:
+            await asyncio.sleep(f.latency_s)
+        if f.black_hole:
+            await asyncio.Event().wait()  # never answers; the client's timeout must fire
+        if f.unauthorized:
+            return self.render_fault("unauthorized", None)
+        if f.burst_429 > 0:
+            f.burst_429 -= 1
+            return self.render_fault("rate_limited", f.retry_after)
+        if f.error_rate and self.service.rng.random() < f.error_rate:
+            return self.render_fault("error", f.retry_after)
+        return None
+
+
+def _loggable(body: bytes, content_type: str) -> Any:
+    if not body:
+        return None
+    if "json" in content_type:
+        try:
+            return json.loads(body)
+        except ValueError:
+            pass
+    if "multipart" in content_type or len(body) > 65536:
+        return f"<{len(body)} bytes>"
+    return body.decode("utf-8", "replace")
+
+
+async def read_json(request: Request) -> Any:
+    """The body as JSON, or None when it is not JSON."""
+    try:
+        return json.loads(await request.body() or b"null")
+    except ValueError:
+        return None
+
+
+Handler = Callable[[Request], Awaitable[Response]]

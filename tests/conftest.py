@@ -1,0 +1,58 @@
+"""Shared fixtures: the loopback sandbox, an HTTP client, a frozen clock, a sample revision."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+
+from publisher.clock import FrozenClock
+from publisher.items import Revision
+from publisher.sandbox import SandboxServer
+
+
+@pytest.fixture(scope="session")
+def sandbox_server() -> Iterator[SandboxServer]:
+    with SandboxServer() as server:
+        yield server
+
+
+@pytest.fixture
+def sandbox(sandbox_server: SandboxServer) -> Iterator[SandboxServer]:
+    """The stand-ins, emptied and with every fault knob cleared before each test."""
+    httpx.post(sandbox_server.base_url + "/_sandbox/reset").raise_for_status()
+    yield sandbox_server
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(timeout=httpx.Timeout(5.0)) as client:
+        yield client
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock(datetime(2015, 3, 18, 9, 0, tzinfo=UTC))
+
+
+def make_revision(**overrides: object) -> Revision:
+    """A plausible accident-report revision; override any field."""
+    fields: dict[str, object] = {
+        "item_id": "2015-accidents-0007",
+        "revision": 1,
+        "title": "关于某化工企业\u201c3·12\u201d较大爆炸事故调查报告的通报",
+        "category": "accidents",
+        "category_name": "事故通报",
+        "body": "各区县安监局：\n\n现将事故调查情况通报如下。**请各单位认真吸取教训。**\n\n- 加强隐患排查\n- 落实主体责任",
+        "summary": "通报某化工企业较大爆炸事故调查结果",
+        "created_at": datetime(2015, 3, 18, 1, 0, tzinfo=UTC),
+    }
+    fields.update(overrides)
+    return Revision.model_validate(fields)
+
+
+@pytest.fixture
+def revision() -> Revision:
+    return make_revision()
