@@ -9,8 +9,8 @@ from typing import Annotated
 
 from pydantic import BeforeValidator, PlainSerializer
 
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|[smhdw])\s*$")
 
 
 def parse_duration(value: object) -> timedelta:
@@ -28,6 +28,8 @@ def parse_duration(value: object) -> timedelta:
 
 def format_duration(td: timedelta) -> str:
     """The shortest exact spelling: 900 s → `15m`."""
+    if td.total_seconds() != int(td.total_seconds()):
+        return f"{round(td.total_seconds() * 1000)}ms"
     secs = int(td.total_seconds())
     for unit in ("w", "d", "h", "m"):
         size = _UNIT_SECONDS[unit]
