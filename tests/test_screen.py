@@ -1,0 +1,167 @@
+"""The confidentiality screen: markings as markings, checksum-valid ID numbers, mobiles, terms."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from publisher.screen import Finding, id_check_char, is_resident_id, screen
+
+
+def _id(first17: str) -> str:
+    return first17 + id_check_char(first17)
+
+
+VALID_ID = _id("37030219901115543")  # 370302199011155432, a synthetic 张店区 number
+BAD_CHECK = VALID_ID[:-1] + ("0" if VALID_ID[-1] != "0" else "1")
+
+
+def kinds(body: str, **kw: object) -> list[tuple[str, str]]:
+    return [(f.kind, f.text) for f in screen("", body, **kw)]  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("body", "text"), [
+    ("机密★10年\n\n各区县安监局：", "机密★10年"),
+    ("秘密★1年", "秘密★1年"),
+    ("绝密★长期", "绝密★长期"),
+    ("文件右上角标注机密★，请注意", "机密★"),
+    ("【机密】关于某事故的情况报告", "【机密】"),
+    ("〔秘密★6个月〕", "〔秘密★6个月〕"),
+    ("秘密级", "秘密级"),
+    ("# **机密**\n\n正文", "机密"),
+    ("> 秘密 1年\n正文", "秘密 1年"),
+    ("密级：绝密", "密级：绝密"),
+    ("机密*10年", "机密*10年"),
+    ("机密★１０年", "机密★１０年"),
+])
+def test_classified_markings_are_found(body: str, text: str) -> None:
+    """A secrecy level written as a marking (star, brackets, label, alone on a line) is a classified finding."""
+    assert kinds(body) == [("classified_marking", text)]
+
+
+@pytest.mark.parametrize("body", [
+    "公民有保守国家秘密的义务，各单位要严守保密纪律。",
+    "国家秘密的密级分为绝密、机密、秘密三级。",
+    "绝密级国家秘密是最重要的国家秘密。",
+    "机密文件管理办法已印发。",
+    "依法保护企业的商业秘密和个人隐私。",
+    "**秘密**的泄露往往源于疏忽。",
+    "淄安监发〔2015〕12号",
+    "秘密地",
+])
+def test_secrecy_words_in_prose_are_not_markings(body: str) -> None:
+    """The level words inside a sentence, or starting a longer word, are not flagged."""
+    assert kinds(body) == []
+
+
+@pytest.mark.parametrize(("body", "text"), [
+    ("内部资料 注意保存", "内部资料 注意保存"),
+    ("通知如下。内部资料，请勿外传。", "内部资料，请勿外传"),
+    ("内部\n\n关于某事的通报", "内部"),
+    ("内部文件\n", "内部文件"),
+    ("本材料仅供内部使用。", "仅供内部使用"),
+    ("【内部】市安委会简报", "【内部】"),
+    ("〔内部资料〕", "〔内部资料〕"),
+])
+def test_internal_markings_are_found(body: str, text: str) -> None:
+    """An internal-use marking or handling instruction is an internal finding."""
+    assert kinds(body) == [("internal_marking", text)]
+
+
+@pytest.mark.parametrize("body", [
+    "市安监局开展内部审计工作。",
+    "机关内部设机构8个。",
+    "内部审计结果已公开。",
+    "各单位要加强内部资料管理。",
+    "企业内部安全管理制度",
+])
+def test_internal_in_prose_is_not_a_marking(body: str) -> None:
+    """内部 inside an ordinary word or sentence is not flagged."""
+    assert kinds(body) == []
+
+
+def test_valid_resident_id_is_found() -> None:
+    """An 18-character ID with a right MOD 11-2 check character and a real birth date is found."""
+    assert kinds(f"联系人身份证号码{VALID_ID}。") == [("resident_id", VALID_ID)]
+
+
+def test_resident_id_with_x_check_is_found() -> None:
+    """An ID whose check character is X (either case) is found."""
+    first17 = next(c for n in range(1000) if id_check_char(c := f"37030219850101{n:03d}") == "X")
+    assert kinds(f"身份证：{first17}x") == [("resident_id", first17 + "x")]
+
+
+@pytest.mark.parametrize("body", [
+    BAD_CHECK,                              # wrong check character
+    _id("37030219901315543"),               # month 13
+    _id("99030219901115543"),               # no such province
+    "1" + VALID_ID,                         # part of a longer digit run
+    f"A{VALID_ID}",                         # part of a serial code
+])
+def test_implausible_id_numbers_are_not_flagged(body: str) -> None:
+    """ID-shaped numbers with a bad checksum, date or region, or inside a longer run, are not flagged."""
+    assert kinds(body) == []
+
+
+def test_old_fifteen_digit_id_is_found() -> None:
+    """The old 15-digit form with a valid region and birth date is found."""
+    assert is_resident_id("370302801115543")
+    assert kinds("身份证370302801115543") == [("resident_id", "370302801115543")]
+
+
+@pytest.mark.parametrize(("body", "text"), [
+    ("联系电话13812345678。", "13812345678"),
+    ("电话：+86 138 1234 5678", "+86 138 1234 5678"),
+    ("电话 86-159-0533-1234", "86-159-0533-1234"),
+    ("手机 199 1234 5678", "199 1234 5678"),
+    ("+8617712345678", "+8617712345678"),
+    ("１３８１２３４５６７８", "１３８１２３４５６７８"),
+])
+def test_mobile_numbers_are_found(body: str, text: str) -> None:
+    """Mainland mobiles, with or without +86 and in 3-4-4 groups, are found."""
+    assert kinds(body) == [("mobile_number", text)]
+
+
+@pytest.mark.parametrize("body", [
+    "12812345678",          # 12x is not a mobile segment
+    "213812345678",         # part of a longer run
+    "13812345678901",
+    "咨询电话：0533-3184163，举报电话12350",
+    "发现隐患13812项",
+])
+def test_non_mobile_digits_are_not_flagged(body: str) -> None:
+    """Landlines, hotlines, other segments and longer digit runs are not mobiles."""
+    assert kinds(body) == []
+
+
+def test_configured_terms_match_every_occurrence() -> None:
+    """Each configured term is found as an exact substring, every time it occurs; blank terms are ignored."""
+    assert kinds("甲项目和甲项目", terms=["甲项目", "", "  "]) == [("term", "甲项目"), ("term", "甲项目")]
+    assert kinds("乙项目", terms=["甲项目"]) == []
+
+
+def test_findings_carry_place_and_offsets() -> None:
+    """A finding says whether it is in the title or the body, and its offsets slice out its text."""
+    title, body = "【机密】通报", "正文\n联系电话13812345678"
+    findings = screen(title, body)
+    assert [(f.where, f.kind) for f in findings] == [("title", "classified_marking"), ("body", "mobile_number")]
+    for f in findings:
+        assert (title if f.where == "title" else body)[f.start:f.end] == f.text
+
+
+def test_finding_is_frozen_and_described_in_both_languages() -> None:
+    """A finding cannot be changed, and describes itself in Chinese and English."""
+    f = screen("", "机密★10年")[0]
+    assert isinstance(f, Finding)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        f.text = "x"  # type: ignore[misc]
+    assert f.describe("zh-CN") == "正文中发现密级标志\u201c机密★10年\u201d"
+    assert f.describe("en") == "classified marking \u201c机密★10年\u201d found in the body"
+
+
+def test_clean_item_passes() -> None:
+    """An ordinary notice with document numbers, dates, counts and a landline has no finding."""
+    body = ("各区县安监局，市安委会有关成员单位：\n\n根据淄安监发〔2015〕45号文件要求，2015年3月18日至4月30日"
+            "开展专项检查，共检查企业165家，发现并整改隐患724项。\n\n咨询电话：0533-3184163。")
+    assert screen("关于开展危险化学品专项整治的通知", body) == []
