@@ -144,8 +144,8 @@ class Collector:
                     continue  # the tombstone is newer than this copy
                 del self.deleted[entry_id]
             self.entries[entry_id] = record
-        for ref, when in _tombstones(body):
-            self.deleted[ref] = {"ref": ref, "when": when, "feed": url}
+        for ref, deleted_at in _tombstones(body):
+            self.deleted[ref] = {"ref": ref, "when": deleted_at, "feed": url}
             self.entries.pop(ref, None)
         return problem
 

@@ -1,0 +1,412 @@
+"""The provincial feed: an Atom 1.0 feed (RFC 4287) in a file, with tombstones and a WebSub ping.
+
+The feed file is the adapter's whole state: every call reads it, changes one entry and writes it
+back atomically, so a crash leaves either the old or the new feed. Entry ids are `tag:` URIs
+(RFC 4151) made from the feed id and the item id, so they never change across revisions; a
+retraction leaves an RFC 6721 tombstone that the collector understands as "delete this entry".
+`feed_response` serves the file (ETag, Last-Modified, 304) under the daemon's web server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import hashlib
+import html
+import os
+import re
+import tempfile
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, ClassVar
+from urllib.parse import quote
+
+import feedparser
+import httpx
+import nh3
+import structlog
+from feedgen.feed import FeedGenerator
+from lxml import etree
+from markdown_it import MarkdownIt
+from pydantic import field_validator, model_validator
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+
+from channels.base import (
+    Channel,
+    ChannelOptions,
+    PermanentError,
+    Receipt,
+    error_for_status,
+    transport_error,
+)
+from publisher.items import Revision
+
+log = structlog.get_logger()
+
+ATOM_NS = "http://www.w3.org/2005/Atom"
+TOMBSTONE_NS = "http://purl.org/atompub/tombstones/1.0"
+MEDIA_TYPE = "application/atom+xml; charset=utf-8"
+_A = f"{{{ATOM_NS}}}"
+_TAG_URI = re.compile(r"^tag:[^,\s]+,\d{4}(-\d{2}(-\d{2})?)?:\S*$")  # RFC 4151 taggingEntity ":" specific
+_MARKDOWN = MarkdownIt("commonmark").enable(["table", "strikethrough"])
+_PARSER = etree.XMLParser(resolve_entities=False, no_network=True)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One entry as the file holds it; `content` is sanitized HTML."""
+
+    id: str
+    title: str
+    updated: datetime
+    published: datetime
+    content: str
+    summary: str | None = None
+    link: str | None = None
+    category: tuple[str, str | None] | None = None  # (term, label)
+    author: str | None = None
+
+
+@dataclass
+class FeedState:
+    entries: dict[str, Entry] = field(default_factory=dict)
+    tombstones: dict[str, datetime] = field(default_factory=dict)  # entry id -> when it was deleted
+
+
+@dataclass(frozen=True)
+class _Fetched:
+    etag: str | None
+    last_modified: str | None
+    body: bytes
+
+
+def render_html(markdown: str) -> str:
+    """Markdown to HTML a feed reader can show safely: no script, no on* handlers, no javascript: links."""
+    return nh3.clean(_MARKDOWN.render(markdown)).strip()
+
+
+def _aware(when: datetime) -> datetime:
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _time(text: str | None) -> datetime:
+    return _aware(datetime.fromisoformat((text or "").strip()))
+
+
+# One lock per feed file and event loop: asyncio locks must not cross loops (tests run one per test).
+_LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Path, asyncio.Lock]] = weakref.WeakKeyDictionary()
+
+
+def _lock_for(path: Path) -> asyncio.Lock:
+    locks = _LOCKS.setdefault(asyncio.get_running_loop(), {})
+    return locks.setdefault(path, asyncio.Lock())
+
+
+def read_feed(path: Path) -> FeedState:
+    """Parse our own feed file back into entries and tombstones (an absent file is an empty feed)."""
+    try:
+        root = etree.parse(str(path), _PARSER).getroot()
+    except OSError:
+        if not path.exists():
+            return FeedState()
+        raise
+    except etree.XMLSyntaxError as exc:
+        raise PermanentError(f"the feed file {path} is not valid XML ({exc}); restore it from a backup "
+                             "or remove it so that it is written anew") from exc
+    state = FeedState()
+    for el in root.iter(f"{_A}entry"):
+        cat = el.find(f"{_A}category")
+        link = next((ln.get("href") for ln in el.iter(f"{_A}link") if ln.get("rel", "alternate") == "alternate"),
+                    None)
+        entry = Entry(
+            id=el.findtext(f"{_A}id", "").strip(),
+            title=el.findtext(f"{_A}title", ""),
+            updated=_time(el.findtext(f"{_A}updated")),
+            published=_time(el.findtext(f"{_A}published") or el.findtext(f"{_A}updated")),
+            content=el.findtext(f"{_A}content", ""),
+            summary=el.findtext(f"{_A}summary"),
+            link=link,
+            category=(cat.get("term", ""), cat.get("label")) if cat is not None else None,
+            author=el.findtext(f"{_A}author/{_A}name"),
+        )
+        state.entries[entry.id] = entry
+    for el in root.iter(f"{{{TOMBSTONE_NS}}}deleted-entry"):
+        state.tombstones[el.get("ref", "")] = _time(el.get("when"))
+    return state
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Temp file in the same directory, fsync, rename: readers see the old feed or the new one, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; a front web server may serve the file too
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)  # the rename itself must survive a power cut
+    finally:
+        os.close(dir_fd)
+
+
+class AtomFeed(Channel):
+    """Writes the provincial Atom feed and pings its WebSub hub."""
+
+    type_name: ClassVar[str] = "atom_feed"
+    default_rate_limit: ClassVar[str | None] = None  # our own file: no platform limit
+
+    class Options(ChannelOptions):
+        path: Path
+        feed_id: str
+        title: str | None = None
+        author: str = "publisher"
+        public_url: str | None = None
+        websub_hub: str | None = None
+        max_entries: int = 100
+        entry_base: str | None = None
+        verify_feed: str | None = None
+
+        @field_validator("feed_id")
+        @classmethod
+        def _tag_uri(cls, value: str) -> str:
+            if not _TAG_URI.match(value):
+                raise ValueError("feed_id must be a tag: URI (RFC 4151), e.g. tag:bureau.example,2015:provincial")
+            return value
+
+        @field_validator("max_entries")
+        @classmethod
+        def _positive(cls, value: int) -> int:
+            if value < 1:
+                raise ValueError("max_entries must be at least 1")
+            return value
+
+        @model_validator(mode="after")
+        def _hub_needs_url(self) -> AtomFeed.Options:
+            if self.websub_hub and not self.public_url:
+                raise ValueError("websub_hub needs public_url: the hub is told which URL to fetch")
+            return self
+
+    options: Options
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self._fetched: dict[str, _Fetched] = {}
+
+    @property
+    def path(self) -> Path:
+        return self.options.path
+
+    def entry_id(self, item_id: str) -> str:
+        """Stable across revisions; the item id is percent-encoded so that the tag stays unambiguous."""
+        return f"{self.options.feed_id}:{quote(item_id, safe='')}"
+
+    def _link(self, rev: Revision) -> str | None:
+        if rev.link:
+            return rev.link
+        base = self.options.entry_base
+        if not base:
+            return None
+        if "{item_id}" in base:
+            return base.replace("{item_id}", quote(rev.item_id, safe=""))
+        return f"{base.rstrip('/')}/{quote(rev.item_id, safe='')}"
+
+    def _receipt(self, entry: Entry) -> Receipt:
+        return Receipt(remote_id=entry.id, url=entry.link or self.options.public_url)
+
+    # --- the contract ------------------------------------------------------------------------
+
+    async def publish(self, rev: Revision) -> Receipt:
+        return await self._put(rev)
+
+    async def update(self, rev: Revision, receipt: Receipt) -> Receipt:
+        return await self._put(rev)
+
+    async def retract(self, receipt: Receipt) -> None:
+        when = self.clock.now()
+
+        def bury(state: FeedState) -> bool:
+            if receipt.remote_id in state.tombstones and receipt.remote_id not in state.entries:
+                return False
+            state.entries.pop(receipt.remote_id, None)
+            state.tombstones[receipt.remote_id] = when
+            return True
+
+        if await self._change(bury):
+            log.info("atom_feed.entry_retracted", channel=self.name, entry_id=receipt.remote_id)
+        await self._ping()
+
+    async def find(self, rev: Revision) -> Receipt | None:
+        state = await asyncio.to_thread(read_feed, self.path)
+        entry = state.entries.get(self.entry_id(rev.item_id))
+        return self._receipt(entry) if entry else None
+
+    async def verify(self, receipt: Receipt) -> bool:
+        source = self.options.verify_feed or self.options.public_url
+        if source is None:
+            state = await asyncio.to_thread(read_feed, self.path)
+            return receipt.remote_id in state.entries
+        parsed = feedparser.parse(await self._fetch(source))
+        by_link = receipt.url if receipt.url and receipt.url != self.options.public_url else None
+        return any(e.get("id") == receipt.remote_id or (by_link and e.get("link") == by_link)
+                   for e in parsed.entries)
+
+    # --- the file ----------------------------------------------------------------------------
+
+    async def _put(self, rev: Revision) -> Receipt:
+        entry_id = self.entry_id(rev.item_id)
+        body = render_html(rev.body) or f"<p>{html.escape(rev.short_summary)}</p>"
+        updated = _aware(rev.created_at)
+        result: list[Entry] = []
+
+        def put(state: FeedState) -> bool:
+            old = state.entries.get(entry_id)
+            if old is not None and old.updated > updated:
+                result.append(old)  # a late retry of an older revision must not undo a newer one
+                return False
+            entry = Entry(
+                id=entry_id, title=rev.title, updated=updated,
+                published=old.published if old else updated, content=body, summary=rev.short_summary,
+                link=self._link(rev), author=rev.author,
+                category=(rev.category, rev.category_name or None) if rev.category else None,
+            )
+            state.entries[entry_id] = entry
+            state.tombstones.pop(entry_id, None)
+            result.append(entry)
+            return True
+
+        changed = await self._change(put)
+        log.info("atom_feed.entry_written" if changed else "atom_feed.stale_revision_skipped",
+                 channel=self.name, item_id=rev.item_id, revision=rev.revision, entry_id=entry_id)
+        await self._ping()
+        return self._receipt(result[0])
+
+    async def _change(self, mutate: Callable[[FeedState], bool]) -> bool:
+        """Read, change and rewrite the file under the path's lock; False when nothing changed."""
+
+        def rewrite() -> bool:
+            state = read_feed(self.path)
+            if not mutate(state):
+                return False
+            write_atomically(self.path, self._render(state))
+            return True
+
+        async with _lock_for(self.path.resolve()):
+            return await asyncio.to_thread(rewrite)
+
+    def _render(self, state: FeedState) -> bytes:
+        opts = self.options
+        keep = sorted(state.entries.values(), key=lambda e: e.updated, reverse=True)[:opts.max_entries]
+        graves = sorted(state.tombstones.items(), key=lambda t: t[1], reverse=True)[:opts.max_entries]
+        fg = FeedGenerator()
+        fg.id(opts.feed_id)
+        fg.title(opts.title or self.display_name)
+        fg.author({"name": opts.author})
+        fg.language("zh-CN")
+        fg.generator("publisher")
+        if opts.public_url:
+            fg.link(href=opts.public_url, rel="self", type="application/atom+xml")
+        if opts.websub_hub:
+            fg.link(href=opts.websub_hub, rel="hub")
+        fg.updated(max([self.clock.now()] + [e.updated for e in keep] + [w for _, w in graves]))
+        for e in reversed(keep):  # feedgen prepends: add the oldest first so that the newest leads
+            fe = fg.add_entry()
+            fe.id(e.id)
+            fe.title(e.title)
+            fe.updated(e.updated)
+            fe.published(e.published)
+            fe.content(e.content, type="html")
+            if e.summary:
+                fe.summary(e.summary)
+            if e.link:
+                fe.link(href=e.link, rel="alternate", type="text/html")
+            if e.category:
+                term, label = e.category
+                fe.category(term=term, **({"label": label} if label else {}))
+            if e.author:
+                fe.author({"name": e.author})
+        # feedgen knows no RFC 6721 tombstones: add them to its XML ourselves
+        root = etree.fromstring(fg.atom_str(), _PARSER)
+        for ref, when in graves:
+            grave = etree.SubElement(root, f"{{{TOMBSTONE_NS}}}deleted-entry")
+            grave.set("ref", ref)
+            grave.set("when", when.isoformat())
+        etree.cleanup_namespaces(root, top_nsmap={"at": TOMBSTONE_NS})
+        return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)  # type: ignore[no-any-return]
+
+    # --- the network -------------------------------------------------------------------------
+
+    async def _ping(self) -> None:
+        hub, url = self.options.websub_hub, self.options.public_url
+        if not hub or not url:
+            return
+        try:
+            resp = await self.http.post(hub, data={"hub.mode": "publish", "hub.url": url})
+        except httpx.HTTPError as exc:
+            raise transport_error(exc, f"WebSub ping to {hub} failed (the feed file is written)") from exc
+        if not resp.is_success:
+            raise error_for_status(resp, f"the WebSub hub {hub} answered HTTP {resp.status_code} to the publish "
+                                         "ping (the feed file is written; the ping is repeated on retry)",
+                                   now=self.clock.now())
+        log.info("atom_feed.hub_pinged", channel=self.name, hub=hub, status=resp.status_code)
+
+    async def _fetch(self, url: str) -> bytes:
+        """A conditional GET: the feed is sent again only when it changed since the last look."""
+        seen = self._fetched.get(url)
+        headers = {"Accept": "application/atom+xml, application/rss+xml;q=0.9, */*;q=0.1"}
+        if seen and seen.etag:
+            headers["If-None-Match"] = seen.etag
+        if seen and seen.last_modified:
+            headers["If-Modified-Since"] = seen.last_modified
+        try:
+            resp = await self.http.get(url, headers=headers)
+        except httpx.HTTPError as exc:
+            raise transport_error(exc, f"reading the feed {url} to verify") from exc
+        if resp.status_code == 304 and seen is not None:
+            return seen.body
+        if resp.status_code != 200:
+            raise error_for_status(resp, f"reading the feed {url} to verify gave HTTP {resp.status_code}",
+                                   now=self.clock.now())
+        self._fetched[url] = _Fetched(resp.headers.get("ETag"), resp.headers.get("Last-Modified"), resp.content)
+        return resp.content
+
+
+def feed_response(path: Path, request: Request) -> Response:
+    """Serve a feed file with a strong ETag and Last-Modified, answering 304 when the reader is current."""
+    try:
+        with path.open("rb") as fh:
+            stat = os.fstat(fh.fileno())  # of the very file we read, even if a rewrite renames a new one in
+            data = fh.read()
+    except FileNotFoundError:
+        return PlainTextResponse("This feed has no entries yet: nothing has been published to it.", status_code=404)
+    etag = '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
+    headers = {"ETag": etag, "Last-Modified": email.utils.formatdate(stat.st_mtime, usegmt=True),
+               "Cache-Control": "no-cache"}
+    if _not_modified(request, etag, int(stat.st_mtime)):
+        return Response(status_code=304, headers=headers)
+    return Response(data, media_type=MEDIA_TYPE, headers=headers)
+
+
+def _not_modified(request: Request, etag: str, mtime: int) -> bool:
+    if_none_match = request.headers.get("if-none-match")
+    if if_none_match is not None:  # RFC 9110 §13.1.3: If-None-Match wins over If-Modified-Since
+        tags = {t.strip().removeprefix("W/") for t in if_none_match.split(",")}
+        return "*" in tags or etag in tags
+    since = request.headers.get("if-modified-since")
+    if not since:
+        return False
+    try:
+        when = email.utils.parsedate_to_datetime(since)
+    except (TypeError, ValueError):
+        return False
+    return mtime <= _aware(when).timestamp()
