@@ -31,18 +31,11 @@ import structlog
 from feedgen.feed import FeedGenerator
 from lxml import etree
 from markdown_it import MarkdownIt
-from pydantic import field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-from channels.base import (
-    Channel,
-    ChannelOptions,
-    PermanentError,
-    Receipt,
-    error_for_status,
-    transport_error,
-)
+from channels.base import Channel, ChannelOptions, PermanentError, Receipt, error_for_status, transport_error
 from publisher.items import Revision
 
 log = structlog.get_logger()
@@ -173,7 +166,7 @@ class AtomFeed(Channel):
         author: str = "publisher"
         public_url: str | None = None
         websub_hub: str | None = None
-        max_entries: int = 100
+        max_entries: int = Field(default=100, ge=1)
         entry_base: str | None = None
         verify_feed: str | None = None
 
@@ -182,13 +175,6 @@ class AtomFeed(Channel):
         def _tag_uri(cls, value: str) -> str:
             if not _TAG_URI.match(value):
                 raise ValueError("feed_id must be a tag: URI (RFC 4151), e.g. tag:bureau.example,2015:provincial")
-            return value
-
-        @field_validator("max_entries")
-        @classmethod
-        def _positive(cls, value: int) -> int:
-            if value < 1:
-                raise ValueError("max_entries must be at least 1")
             return value
 
         @model_validator(mode="after")
@@ -202,10 +188,6 @@ class AtomFeed(Channel):
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
         self._fetched: dict[str, _Fetched] = {}
-
-    @property
-    def path(self) -> Path:
-        return self.options.path
 
     def entry_id(self, item_id: str) -> str:
         """Stable across revisions; the item id is percent-encoded so that the tag stays unambiguous."""
@@ -247,14 +229,14 @@ class AtomFeed(Channel):
         await self._ping()
 
     async def find(self, rev: Revision) -> Receipt | None:
-        state = await asyncio.to_thread(read_feed, self.path)
+        state = await asyncio.to_thread(read_feed, self.options.path)
         entry = state.entries.get(self.entry_id(rev.item_id))
         return self._receipt(entry) if entry else None
 
     async def verify(self, receipt: Receipt) -> bool:
         source = self.options.verify_feed or self.options.public_url
         if source is None:
-            state = await asyncio.to_thread(read_feed, self.path)
+            state = await asyncio.to_thread(read_feed, self.options.path)
             return receipt.remote_id in state.entries
         parsed = feedparser.parse(await self._fetch(source))
         by_link = receipt.url if receipt.url and receipt.url != self.options.public_url else None
@@ -295,13 +277,13 @@ class AtomFeed(Channel):
         """Read, change and rewrite the file under the path's lock; False when nothing changed."""
 
         def rewrite() -> bool:
-            state = read_feed(self.path)
+            state = read_feed(self.options.path)
             if not mutate(state):
                 return False
-            write_atomically(self.path, self._render(state))
+            write_atomically(self.options.path, self._render(state))
             return True
 
-        async with _lock_for(self.path.resolve()):
+        async with _lock_for(self.options.path.resolve()):
             return await asyncio.to_thread(rewrite)
 
     def _render(self, state: FeedState) -> bytes:
