@@ -1,0 +1,265 @@
+"""Weibo (新浪微博) through the open API v2: `statuses/share.json` to post, `show` and `user_timeline` to read back.
+
+A post is the title, the summary and the link to the bureau_site article, fitted within 140 as
+Weibo counts (full-width 1, half-width ½, a link 20 half-width places). The API has no edit, and
+deletion is not open to ordinary apps, so an update or a retraction becomes a task for a person.
+The token travels in the `Authorization: OAuth2` header, so it never lands in a URL or a log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+from datetime import timedelta, timezone
+from typing import Any
+
+import httpx
+import structlog
+from pydantic import SecretStr
+
+from channels.base import (
+    RETRYABLE_STATUS,
+    Channel,
+    ChannelOptions,
+    ManualTask,
+    PermanentError,
+    RateLimited,
+    Receipt,
+    TransientError,
+    error_for_status,
+    parse_retry_after,
+    transport_error,
+)
+from publisher.items import Revision
+
+log = structlog.get_logger()
+
+LIMIT = 140
+URL_HALF_WIDTHS = 20
+MAX_PIC_BYTES = 5 * 1024 * 1024
+PIC_TYPES = {"image/jpeg", "image/png", "image/gif"}
+CST = timezone(timedelta(hours=8))  # Weibo's daily limits turn over at midnight China time
+URL_RE = re.compile(r"https?://[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+")
+
+TOKEN_CODES = {21301, 21314, 21315, 21316, 21317, 21319, 21327, 21332}
+HOURLY_CODES = {10022, 10023, 20016}
+DAILY_CODES = {10024}
+DUPLICATE_CODES = {20017, 20019, 20111}
+SYSTEM_CODES = {10001, 10002, 10009, 10010, 10011}  # Weibo's own trouble: worth another try
+
+
+def weibo_length(text: str) -> int:
+    """Length as Weibo counts it: ASCII ½, any other character 1, each link 10; rounded up."""
+    halves = 0
+    for piece in URL_RE.split(text):
+        halves += sum(1 if ord(ch) < 0x80 else 2 for ch in piece)
+    halves += URL_HALF_WIDTHS * len(URL_RE.findall(text))
+    return math.ceil(halves / 2)
+
+
+def _clean(text: str) -> str:
+    # share.json refuses `#topic#`; a full-width ＃ reads the same and is plain text.
+    return " ".join(text.replace("#", "＃").split())
+
+
+def _longest(fits: Any, text: str) -> int:
+    """The largest n for which `fits(n)` holds (fits is monotone; 0 when none)."""
+    n = len(text)
+    while n > 0 and not fits(n):
+        n -= 1
+    return n
+
+
+class Weibo(Channel):
+    """The bureau's government microblog on Weibo."""
+
+    type_name = "weibo"
+    default_rate_limit = "30/h"
+    can_update = False
+
+    class Options(ChannelOptions):
+        api_base: str = "https://api.weibo.com/2/"
+        access_token: SecretStr
+        with_picture: bool = True  # the first JPEG/PNG/GIF attachment goes along as `pic`
+        topic: str | None = None  # a label put before the title (share.json refuses #topic# tags)
+        web_base: str = "https://weibo.com"  # where people open a post: {web_base}/{uid}/{id}
+        rip: str | None = None  # the operator's public IP, which Weibo asks apps to report
+
+    options: Options
+
+    # --- rendering ---------------------------------------------------------------------------
+
+    def render(self, rev: Revision) -> str:
+        """Title, summary and link, cut at a character boundary so the whole counts at most 140."""
+        if not rev.link:
+            raise PermanentError(
+                f"channel {self.name}: a Weibo post must carry the bureau_site article link (Weibo refuses a "
+                "share without a URL under the app's safe domain); set `link_from: bureau_site` on this channel")
+        tail = " " + rev.link
+        label = _clean(self.options.topic) + "｜" if self.options.topic else ""
+        title = _clean(rev.title)
+        summary = _clean(rev.short_summary)
+        if summary == title:
+            summary = ""
+        head = f"{label}【{title}】"
+
+        def ok(text: str) -> bool:
+            return weibo_length(text) <= LIMIT
+
+        if ok(head + summary + tail):
+            return head + summary + tail
+        if ok(head + "…" + tail):
+            n = _longest(lambda n: ok(head + summary[:n] + "…" + tail), summary)
+            return head + (summary[:n] + "…" if n else "") + tail
+        n = _longest(lambda n: ok(f"{label}【{title[:n]}…】{tail}"), title)
+        return f"{label}【{title[:n]}…】{tail}"
+
+    # --- the five calls ----------------------------------------------------------------------
+
+    async def publish(self, rev: Revision) -> Receipt:
+        text = self.render(rev)
+        data = {"status": text}
+        if self.options.rip:
+            data["rip"] = self.options.rip
+        files = await self._picture(rev)
+        try:
+            body = await self._call("POST", "statuses/share.json", data=data, files=files)
+        except _Duplicate as dup:
+            found = await self.find(rev)
+            if found is not None:
+                log.info("weibo.duplicate_found", channel=self.name, item=rev.item_id, status_id=found.remote_id)
+                return found
+            raise PermanentError(
+                f"Weibo says this text was posted already ({dup.remote}) but the account's recent posts do not "
+                f"hold it; check the account by hand before re-queueing", status=dup.status, remote=dup.remote,
+            ) from None
+        receipt = self._receipt(body)
+        log.info("weibo.status_created", channel=self.name, item=rev.item_id, status_id=receipt.remote_id)
+        return receipt
+
+    async def update(self, rev: Revision, receipt: Receipt) -> Receipt:
+        where = receipt.url or f"status {receipt.remote_id}"
+        text = self.render(rev) if rev.link else rev.title
+        raise ManualTask(
+            f"Weibo's API cannot edit a post. Open {where}, check whether revision {rev.revision} of "
+            f"{rev.item_id} needs a correction there, and if so delete the post by hand and post this text "
+            f"instead: {text}")
+
+    async def retract(self, receipt: Receipt) -> None:
+        where = receipt.url or f"status {receipt.remote_id}"
+        raise ManualTask(
+            f"Weibo does not let ordinary apps delete posts. Log in to the bureau's Weibo account, open "
+            f"{where} and delete the post by hand")
+
+    async def find(self, rev: Revision) -> Receipt | None:
+        body = await self._call("GET", "statuses/user_timeline.json", params={"count": 100})
+        wanted = _without_urls(self.render(rev)) if rev.link else None
+        for status in body.get("statuses") or []:
+            text = status.get("text") or ""
+            originals = [u.get("url_ori") for u in status.get("url_objects") or [] if isinstance(u, dict)]
+            if (rev.link and (rev.link in text or rev.link in originals)) or (wanted and _without_urls(text) == wanted):
+                return self._receipt(status)
+        return None
+
+    async def verify(self, receipt: Receipt) -> bool:
+        try:
+            body = await self._call("GET", "statuses/show.json", params={"id": receipt.remote_id})
+        except _Missing:
+            return False
+        return str(body.get("idstr") or body.get("id")) == receipt.remote_id and not body.get("deleted")
+
+    # --- the wire ----------------------------------------------------------------------------
+
+    async def _picture(self, rev: Revision) -> dict[str, Any] | None:
+        if not self.options.with_picture:
+            return None
+        for att in rev.attachments:
+            if att.content_type in PIC_TYPES and att.size < MAX_PIC_BYTES:
+                data = await asyncio.to_thread(att.path.read_bytes)
+                return {"pic": (att.name, data, att.content_type)}
+        return None
+
+    def _receipt(self, status: dict[str, Any]) -> Receipt:
+        sid = str(status.get("idstr") or status.get("id") or "")
+        if not sid:
+            raise TransientError(f"Weibo answered without a status id: {str(status)[:200]}")
+        uid = str((status.get("user") or {}).get("idstr") or (status.get("user") or {}).get("id") or "")
+        url = f"{self.options.web_base.rstrip('/')}/{uid}/{sid}" if uid else None
+        return Receipt(remote_id=sid, url=url, extra={"uid": uid, "mid": status.get("mid")})
+
+    async def _call(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
+        url = self.options.api_base.rstrip("/") + "/" + path
+        headers = {"Authorization": f"OAuth2 {self.options.access_token.get_secret_value()}"}
+        try:
+            resp = await self.http.request(method, url, headers=headers, **kw)
+        except httpx.HTTPError as exc:
+            raise transport_error(exc, f"Weibo {path}") from exc
+        try:
+            body = resp.json()
+        except ValueError:
+            body = None
+        if resp.status_code == 200 and isinstance(body, dict) and "error_code" not in body:
+            return body
+        raise self._error(resp, body, path)
+
+    def _error(self, resp: httpx.Response, body: Any, path: str) -> Exception:
+        code = body.get("error_code") if isinstance(body, dict) else None
+        try:
+            code = int(code) if code is not None else None
+        except (TypeError, ValueError):
+            code = None
+        remote = resp.text[:500]
+        status = resp.status_code
+        log.warning("weibo.refused", channel=self.name, path=path, http_status=status, error_code=code)
+        if code is None:
+            if status == 200:
+                return TransientError(f"Weibo {path} answered 200 with an unreadable body", status=status,
+                                      remote=remote)
+            return error_for_status(resp, f"Weibo {path} failed with HTTP {status}", now=self.clock.now())
+        now = self.clock.now()
+        header_wait = parse_retry_after(resp.headers.get("Retry-After"), now)
+        if code in HOURLY_CODES:
+            return RateLimited(f"Weibo's posting limit is reached (error {code}); waiting for the hourly window",
+                               status=status, remote=remote, retry_after=header_wait or 3600.0)
+        if code in DAILY_CODES:
+            midnight = (now.astimezone(CST) + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+            wait = header_wait or max(60.0, (midnight - now).total_seconds())
+            return RateLimited(f"Weibo's daily call limit is reached (error {code}); waiting for midnight China time",
+                               status=status, remote=remote, retry_after=wait)
+        if code in TOKEN_CODES:
+            return PermanentError(
+                f"Weibo refused the access token (error {code}: {body.get('error')}); renew the token by logging "
+                f"in to the app again, set it in this channel's access_token (WEIBO_TOKEN), then re-queue",
+                status=status, remote=remote)
+        if code == 20012:
+            return PermanentError("Weibo says the text is too long (error 20012, over 140)", status=status,
+                                  remote=remote)
+        if code == 20018:
+            return PermanentError(
+                "Weibo refused the link (error 20018): the bureau_site article URL must be under the safe domain "
+                "bound to the Weibo app (安全域名); bind the site's domain in the app settings", status=status,
+                remote=remote)
+        if code in DUPLICATE_CODES:
+            return _Duplicate(f"Weibo says this is repeated content (error {code})", status=status, remote=remote)
+        if code == 20101:
+            return _Missing(f"Weibo has no such status (error {code})", status=status, remote=remote)
+        if code in SYSTEM_CODES or status in RETRYABLE_STATUS:
+            return TransientError(f"Weibo had trouble (error {code}: {body.get('error')})", status=status,
+                                  remote=remote, retry_after=header_wait)
+        return PermanentError(f"Weibo refused {path} (error {code}: {body.get('error')})", status=status, remote=remote)
+
+
+class _Duplicate(PermanentError):
+    """Repeat content: the post may be there already."""
+
+
+class _Missing(PermanentError):
+    """The status does not exist (or no longer does)."""
+
+
+def _without_urls(text: str) -> str:
+    return " ".join(URL_RE.sub(" ", text).split())
+
+
+__all__ = ["Weibo", "weibo_length"]
