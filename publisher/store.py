@@ -185,7 +185,12 @@ class Store:
 
     def placements_of(self, item_id: str) -> list[RowMapping]:
         with self.read() as conn:
-            return list(conn.execute(sa.select(placements).where(placements.c.item_id == item_id)).mappings())
+            return self.placements_of_conn(conn, item_id)
+
+    @staticmethod
+    def placements_of_conn(conn: Connection, item_id: str) -> list[RowMapping]:
+        return list(conn.execute(sa.select(placements).where(placements.c.item_id == item_id)
+                                 .order_by(placements.c.channel)).mappings())
 
     # --- deliveries: the worker ----------------------------------------------------------------
 

@@ -1,0 +1,390 @@
+"""The dispatcher: the outbox worker. It owns every delivery's bookkeeping.
+
+Per channel, one worker claims due rows (a lease in the store), sends them through the adapter
+with at most `concurrency` in flight, and records the outcome in one transaction per row. A slow
+or dead channel only ever holds its own worker. Three rules give exactly-once:
+
+1. A row is `sending` from the claim until its outcome is stored; at start-up every such row
+   is reconciled through the adapter's `find` before anything is sent again.
+2. A create is retried only after `find` said the item is not there (or with the same
+   idempotency key, which the adapters send where the protocol has one).
+3. The receipt, the row's new state and the item's placement on the channel commit together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import structlog
+from sqlalchemy.engine import RowMapping
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+
+from channels.base import Channel, ManualTask, PermanentError, Receipt, TransientError
+from publisher.clock import Clock
+from publisher.config import ChannelConfig, Config
+from publisher.items import Attachment, Revision
+from publisher.store import Store
+from publisher.units import parse_rate
+
+log = structlog.get_logger()
+T = TypeVar("T")
+
+VERIFY_CAP = timedelta(minutes=30)
+VERIFY_BASE = timedelta(seconds=5)
+
+
+def backoff(attempt: int, base: timedelta, cap: timedelta, rng: random.Random,
+            retry_after: float | None = None) -> timedelta:
+    """Full jitter (sleep = random(0, min(cap, base·2^attempt))), never sooner than Retry-After."""
+    ceiling = min(cap.total_seconds(), base.total_seconds() * 2 ** max(0, attempt - 1))
+    wait = rng.uniform(0, ceiling)
+    if retry_after is not None:
+        wait = max(wait, retry_after)
+    return timedelta(seconds=wait)
+
+
+class Dispatcher:
+    def __init__(self, *, store: Store, config: Config, channels: dict[str, Channel], clock: Clock,
+                 owner: str | None = None, rng: random.Random | None = None, read_retries: int = 3) -> None:
+        self.store = store
+        self.config = config
+        self.channels = channels
+        self.clock = clock
+        self.owner = owner or socket.gethostname()
+        self.rng = rng or random.Random()
+        self.read_retries = read_retries
+        self._wake = {name: asyncio.Event() for name in channels}
+        self._revisions: dict[int, Revision] = {}
+
+    # --- public ----------------------------------------------------------------------------------
+
+    def wake(self, channel: str | None = None) -> None:
+        for name, event in self._wake.items():
+            if channel is None or name == channel:
+                event.set()
+
+    async def recover(self) -> int:
+        """Reconcile rows left `sending` by a crash: ask the channel before anything is re-sent."""
+        rows = self.store.stale_sending(self.clock.now(), owner=self.owner)
+        for row in rows:
+            await self._reconcile(row)
+        return len(rows)
+
+    async def run_once(self) -> None:
+        """Send and verify everything due now, then return (the tests' and `run --once`'s mode)."""
+        await self.recover()
+        await asyncio.gather(*(self._drain(name) for name in self.channels))
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.recover()
+        workers = [asyncio.create_task(self._worker(name, stop), name=f"dispatch:{name}") for name in self.channels]
+        await stop.wait()
+        self.wake()
+        await asyncio.gather(*workers, return_exceptions=True)
+
+    def retry(self, item_id: str, channel: str | None = None, *, by: str) -> int:
+        """Put an item's failed deliveries (or one channel's) back in the queue, now."""
+        n = requeue(self.store, self.clock, item_id, channel, by=by)
+        self.wake(channel)
+        return n
+
+    # --- the per-channel loop --------------------------------------------------------------------
+
+    async def _worker(self, name: str, stop: asyncio.Event) -> None:
+        event = self._wake[name]
+        while not stop.is_set():
+            event.clear()
+            try:
+                await self._drain(name, stop)
+            except Exception:  # the store went away for a moment; keep the worker alive
+                log.exception("dispatch.worker_error", channel=name)
+                await asyncio.sleep(1)
+            timeout = self._idle_timeout(name)
+            try:
+                await asyncio.wait_for(event.wait(), timeout)
+            except TimeoutError:
+                pass
+
+    def _idle_timeout(self, name: str) -> float:
+        nxt = self.store.next_due(name)
+        if nxt is None:
+            return 30.0
+        return min(30.0, max(0.01, (nxt - self.clock.now()).total_seconds()))
+
+    async def _drain(self, name: str, stop: asyncio.Event | None = None) -> None:
+        cfg = self.config.channels[name]
+        lease = cfg.timeout * 3 + timedelta(seconds=30)
+        while stop is None or not stop.is_set():
+            limit = self._allowance(name, cfg)
+            if limit <= 0:
+                return
+            rows = self.store.claim(name, self.owner, self.clock.now(), limit, lease)
+            if not rows:
+                return
+            await asyncio.gather(*(self._handle(row) for row in rows))
+
+    def _allowance(self, name: str, cfg: ChannelConfig) -> int:
+        """How many rows may be claimed now, within the channel's rate limit."""
+        rate = cfg.rate_limit or (parse_rate(self.channels[name].default_rate_limit)
+                                  if self.channels[name].default_rate_limit else None)
+        if rate is None:
+            return cfg.concurrency
+        now = self.clock.now()
+        recent = self.store.sent_since(name, now - rate.per)
+        left = rate.count - len(recent)
+        if left <= 0:
+            log.info("dispatch.rate_limited", channel=name, limit=str(rate),
+                     free_at=(recent[0] + rate.per).isoformat())
+        return max(0, min(cfg.concurrency, left))
+
+    # --- one row ------------------------------------------------------------------------------------
+
+    async def _handle(self, row: RowMapping) -> None:
+        try:
+            if row["state"] == "sent":
+                await self._verify(row)
+            else:
+                await self._send(row)
+        except Exception as exc:  # an adapter bug must not lose the row: retry it like a transient fault
+            log.exception("dispatch.unexpected_error", channel=row["channel"], item_id=row["item_id"])
+            self._transient(row, TransientError(f"unexpected {type(exc).__name__}: {exc}"))
+
+    async def _send(self, row: RowMapping) -> None:
+        channel = self.channels[row["channel"]]
+        placed = self._placement(row)
+        receipt: Receipt | None
+        if row["retract"]:
+            if placed is not None:
+                try:
+                    await channel.retract(placed)
+                except ManualTask as exc:
+                    self._manual(row, exc)
+                    return
+                except (TransientError, PermanentError) as exc:
+                    self._failure(row, exc)
+                    return
+            self._succeeded(row, placed, retract=True)
+            return
+        rev = self._revision(row)
+        if rev is None:
+            return
+        try:
+            if placed is not None:
+                receipt = await channel.update(rev, placed)
+            else:
+                receipt = None
+                if row["attempts"] > 1:  # an earlier attempt may have landed: never post twice
+                    receipt = await self._read(channel.find, rev)
+                    if receipt is not None:
+                        log.info("dispatch.found_earlier", channel=row["channel"], item_id=row["item_id"])
+                if receipt is None:
+                    receipt = await channel.publish(rev)
+        except ManualTask as exc:
+            self._manual(row, exc)
+            return
+        except (TransientError, PermanentError) as exc:
+            self._failure(row, exc)
+            return
+        self._succeeded(row, receipt)
+
+    async def _reconcile(self, row: RowMapping) -> None:
+        channel = self.channels.get(row["channel"])
+        now = self.clock.now()
+        found = None
+        if channel is not None and not row["retract"] and self._placement(row) is None:
+            rev = self._revision(row)
+            if rev is None:
+                return
+            try:
+                found = await self._read(channel.find, rev)
+            except (TransientError, PermanentError) as exc:
+                log.warning("dispatch.reconcile_unknown", channel=row["channel"], item_id=row["item_id"],
+                            error=str(exc))
+        if found is not None:
+            self._succeeded(row, found, reconciled=True)
+            return
+        with self.store.tx() as conn:
+            # Not there (or an update/retraction, which repeat safely): send it again; attempts > 1 keeps `find` first.
+            self.store.update_delivery(conn, row["id"], now, state="pending", next_attempt_at=now)
+            self.store.audit(conn, now, "daemon", "reconcile", item_id=row["item_id"], channel=row["channel"],
+                             outcome="not_found")
+        log.info("dispatch.reconciled", channel=row["channel"], item_id=row["item_id"], found=False)
+
+    async def _verify(self, row: RowMapping) -> None:
+        channel = self.channels[row["channel"]]
+        receipt = Receipt(remote_id=row["remote_id"] or "", url=row["url"])
+        now = self.clock.now()
+        error = None
+        try:
+            live = await self._read(channel.verify, receipt)
+        except (TransientError, PermanentError) as exc:
+            live, error = False, f"verification failed: {exc}"
+        now = self.clock.now()
+        with self.store.tx() as conn:
+            if live:
+                self.store.update_delivery(conn, row["id"], now, state="live", live_at=now, last_error=None)
+                log.info("delivery.live", channel=row["channel"], item_id=row["item_id"],
+                         lag_s=round((now - row["due_at"]).total_seconds(), 3))
+                return
+            n = row["verify_attempts"] + 1
+            wait = min(VERIFY_CAP, VERIFY_BASE * 2 ** min(n, 12))
+            self.store.update_delivery(conn, row["id"], now, verify_attempts=n, next_attempt_at=now + wait,
+                                       last_error=error or f"sent, but readers cannot see it yet (check {n})")
+        log.info("delivery.not_live_yet", channel=row["channel"], item_id=row["item_id"], check=n,
+                 next_s=wait.total_seconds())
+
+    # --- outcomes -----------------------------------------------------------------------------------
+
+    def _succeeded(self, row: RowMapping, receipt: Receipt | None, *, retract: bool = False,
+                   reconciled: bool = False) -> None:
+        now = self.clock.now()
+        cfg = self.config.channels[row["channel"]]
+        dependents = [n for n, c in self.config.channels.items() if c.link_from == row["channel"]]
+        with self.store.tx() as conn:
+            if retract:
+                # For a retraction, "live" means: readers no longer see it.
+                self.store.update_delivery(conn, row["id"], now, state="live", sent_at=now, live_at=now,
+                                           remote_id=receipt.remote_id if receipt else None,
+                                           url=receipt.url if receipt else None, last_error=None)
+                if receipt is not None:
+                    self.store.set_placement(conn, row["item_id"], row["channel"], remote_id=receipt.remote_id,
+                                             url=receipt.url, extra=receipt.extra, revision=0, retracted=True, now=now)
+                self.store.audit(conn, now, "daemon", "retracted", item_id=row["item_id"], channel=row["channel"])
+            else:
+                assert receipt is not None
+                rev = self._revision(row)
+                self.store.update_delivery(conn, row["id"], now, state="sent", sent_at=now,
+                                           remote_id=receipt.remote_id, url=receipt.url, last_error=None,
+                                           next_attempt_at=now + cfg.verify_after)
+                self.store.set_placement(conn, row["item_id"], row["channel"], remote_id=receipt.remote_id,
+                                         url=receipt.url, extra=receipt.extra,
+                                         revision=rev.revision if rev else 0, retracted=False, now=now)
+                released = self.store.release_waiting(conn, row["item_id"], dependents, now) if receipt.url else []
+                self.store.audit(conn, now, "daemon", "reconcile" if reconciled else "send", item_id=row["item_id"],
+                                 revision=rev.revision if rev else None, channel=row["channel"],
+                                 remote_id=receipt.remote_id, url=receipt.url, attempt=row["attempts"],
+                                 outcome="found" if reconciled else "sent")
+                for name in released:
+                    self.wake(name)
+        log.info("delivery.sent", channel=row["channel"], item_id=row["item_id"], remote_id=getattr(receipt, "remote_id", None),
+                 attempt=row["attempts"], retract=retract, reconciled=reconciled)
+        if not retract:
+            self.wake(row["channel"])  # its verification may be due at once
+
+    def _failure(self, row: RowMapping, exc: TransientError | PermanentError) -> None:
+        if isinstance(exc, TransientError):
+            self._transient(row, exc)
+        else:
+            self._permanent(row, exc)
+
+    def _transient(self, row: RowMapping, exc: TransientError) -> None:
+        now = self.clock.now()
+        policy = self.config.channels[row["channel"]].retry
+        message = _describe(exc)
+        age = now - row["due_at"]
+        if row["attempts"] >= policy.max_attempts or age >= policy.max_age:
+            spent = f"gave up after {row['attempts']} attempts over {age}: {message}"
+            self._permanent(row, PermanentError(spent, status=exc.status, remote=exc.remote))
+            return
+        wait = backoff(row["attempts"], policy.base, policy.cap, self.rng, exc.retry_after)
+        with self.store.tx() as conn:
+            self.store.update_delivery(conn, row["id"], now, state="retrying", next_attempt_at=now + wait,
+                                       last_error=message)
+        log.warning("delivery.retry_scheduled", channel=row["channel"], item_id=row["item_id"],
+                    attempt=row["attempts"], wait_s=round(wait.total_seconds(), 3), error=message)
+
+    def _permanent(self, row: RowMapping, exc: PermanentError) -> None:
+        now = self.clock.now()
+        message = _describe(exc)
+        dependents = [n for n, c in self.config.channels.items() if c.link_from == row["channel"]]
+        with self.store.tx() as conn:
+            self.store.update_delivery(conn, row["id"], now, state="failed", last_error=message)
+            self.store.fail_waiting(conn, row["item_id"], dependents, now,
+                                    f"{row['channel']} failed, so there is no article to link to: {message}")
+            self.store.audit(conn, now, "daemon", "failed", item_id=row["item_id"], channel=row["channel"],
+                             error=message)
+        log.error("delivery.failed", channel=row["channel"], item_id=row["item_id"], error=message)
+
+    def _manual(self, row: RowMapping, exc: ManualTask) -> None:
+        now = self.clock.now()
+        with self.store.tx() as conn:
+            self.store.update_delivery(conn, row["id"], now, state="manual", last_error=str(exc))
+            self.store.audit(conn, now, "daemon", "manual_task", item_id=row["item_id"], channel=row["channel"],
+                             task=str(exc))
+        log.warning("delivery.manual_task", channel=row["channel"], item_id=row["item_id"], task=str(exc))
+
+    # --- helpers ------------------------------------------------------------------------------------
+
+    async def _read(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """Reads (find, verify) are idempotent: a few quick in-process retries before giving up."""
+        async for attempt in AsyncRetrying(retry=retry_if_exception_type(TransientError),
+                                           stop=stop_after_attempt(self.read_retries),
+                                           wait=wait_random_exponential(multiplier=0.1, max=2), reraise=True):
+            with attempt:
+                return await fn(*args)
+        raise AssertionError("unreachable")
+
+    def _placement(self, row: RowMapping) -> Receipt | None:
+        with self.store.read() as conn:
+            p = self.store.placement(conn, row["item_id"], row["channel"])
+        if p is None or p["retracted"]:
+            return None
+        return Receipt(remote_id=p["remote_id"], url=p["url"], extra=p["extra"] or {})
+
+    def _revision(self, row: RowMapping) -> Revision | None:
+        cached = self._revisions.get(row["revision_id"])
+        upstream = self.config.channels[row["channel"]].link_from
+        with self.store.read() as conn:
+            link = None
+            if upstream is not None:
+                p = self.store.placement(conn, row["item_id"], upstream)
+                link = p["url"] if p is not None and not p["retracted"] else None
+            if cached is None:
+                r = self.store.revision_by_id(conn, row["revision_id"])
+                cached = revision_from_row(r, self.config)
+                if len(self._revisions) > 2048:
+                    self._revisions.clear()
+                self._revisions[row["revision_id"]] = cached
+        if upstream is not None and link is None:
+            self._permanent(row, PermanentError(f"no public link on {upstream} yet; retry once it is published there"))
+            return None
+        return cached.model_copy(update={"link": link}) if link != cached.link else cached
+
+
+def requeue(store: Store, clock: Clock, item_id: str, channel: str | None, *, by: str) -> int:
+    """Failed or retrying deliveries of an item go back to pending, due now; audited."""
+    now = clock.now()
+    with store.tx() as conn:
+        rows = store.requeue(conn, item_id, channel, now)
+        for r in rows:
+            store.audit(conn, now, by, "retry", item_id=item_id, channel=r["channel"], previous=r["state"])
+    return len(rows)
+
+
+def revision_from_row(r: RowMapping, config: Config) -> Revision:
+    return Revision(
+        item_id=r["item_id"], revision=r["number"], title=r["title"], category=r["category"],
+        category_name=config.category_name(r["category"]), body=r["body"], summary=r["summary"],
+        date=r["doc_date"], source=r["source"], author=r["author"], publish_at=r["publish_at"],
+        attachments=tuple(Attachment.of(a["name"], Path(a["path"])) for a in r["attachments"]),
+        created_at=r["created_at"])
+
+
+def _describe(exc: Exception) -> str:
+    status = getattr(exc, "status", None)
+    remote = getattr(exc, "remote", None)
+    text = str(exc)
+    if status is not None and str(status) not in text:
+        text = f"{text} (HTTP {status})"
+    if remote and remote not in text:
+        text = f"{text}; the remote said: {remote[:300]}"
+    return text
+
+
+__all__ = ["Dispatcher", "backoff", "requeue", "revision_from_row"]

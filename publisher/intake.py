@@ -1,0 +1,175 @@
+"""The queue folder: claim dropped files, read them, store revisions, and file every one away.
+
+    queue/inbox/       editors drop item files here (attachments beside them)
+    queue/.claimed/    a file being read (claimed by atomic rename; re-read after a crash)
+    queue/archive/     every accepted file, byte-identical, with its attachments in NAME.files/
+    queue/rejected/    every refused file, byte-identical, beside NAME.error.txt saying why
+
+A file is read only when its size and mtime have held still for `queue.settle`; dotfiles,
+`*.tmp`, `~$*` (Office lock files) and anything that is not `*.md` / `*.markdown` are left alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from publisher.clock import Clock
+from publisher.config import Config
+from publisher.items import BEIJING, ItemFileError, ParsedItem, parse_item_file
+from publisher.review import Review, findings_for
+from publisher.store import Store
+
+log = structlog.get_logger()
+
+ITEM_SUFFIXES = (".md", ".markdown")
+
+
+def is_candidate(path: Path) -> bool:
+    name = path.name
+    return (not name.startswith((".", "~$")) and not name.endswith((".tmp", ".part", ".swp", ".error.txt"))
+            and path.suffix.lower() in ITEM_SUFFIXES)
+
+
+def unique_target(folder: Path, name: str) -> Path:
+    """`folder/name`, or `name-2`, `name-3` ... when taken: nothing is ever overwritten."""
+    target = folder / name
+    stem, suffix = os.path.splitext(name)
+    n = 2
+    while target.exists() or Path(f"{target}.error.txt").exists():
+        target = folder / f"{stem}-{n}{suffix}"
+        n += 1
+    return target
+
+
+class Intake:
+    def __init__(self, config: Config, store: Store, review: Review, clock: Clock,
+                 on_approved: Callable[[], None] | None = None) -> None:
+        self.config = config
+        self.store = store
+        self.review = review
+        self.clock = clock
+        self.on_approved = on_approved or (lambda: None)
+        root = config.queue_dir
+        self.inbox, self.claimed = root / "inbox", root / ".claimed"
+        self.archive, self.rejected = root / "archive", root / "rejected"
+        for d in (self.inbox, self.claimed, self.archive, self.rejected):
+            d.mkdir(parents=True, exist_ok=True)
+        self._lock = asyncio.Lock()
+        self.counts = {"accepted": 0, "rejected": 0, "duplicate": 0}
+
+    async def scan(self) -> int:
+        """Take every settled file in the inbox (and any left claimed by a crash); returns files handled."""
+        async with self._lock:
+            handled = 0
+            for leftover in sorted(self.claimed.iterdir()):
+                if leftover.is_file():
+                    self._process(leftover, leftover.name)
+                    handled += 1
+            first = {p: _sig(p) for p in sorted(self.inbox.iterdir()) if is_candidate(p)}
+            first = {p: s for p, s in first.items() if s is not None}
+            if not first:
+                return handled
+            await asyncio.sleep(self.config.queue.settle.total_seconds())
+            for path, sig in first.items():
+                if _sig(path) != sig:
+                    continue  # still being written: the next event or rescan takes it
+                claimed = self.claimed / path.name
+                try:
+                    os.rename(path, claimed)  # atomic: another node cannot take it as well
+                except FileNotFoundError:
+                    continue  # another node claimed it first
+                self._process(claimed, path.name)
+                handled += 1
+            return handled
+
+    def _process(self, claimed: Path, name: str) -> None:
+        data = claimed.read_bytes()
+        digest = hashlib.sha256(data).hexdigest()
+        now = self.clock.now()
+        known = self.store.known_file(digest)
+        if known is not None:
+            # Read before (a crash after the commit, or the same file dropped twice): file it, change nothing.
+            self.counts["duplicate"] += 1
+            self._file_away(claimed, name, self.archive)
+            log.info("intake.duplicate", file=name, item_id=known["item_id"], revision=known["number"])
+            return
+        try:
+            item = parse_item_file(name, data, categories={k: c.name for k, c in self.config.categories.items()},
+                                   channels=set(self.config.channels), folder=self.inbox)
+        except ItemFileError as exc:
+            self._reject(claimed, name, exc, now)
+            return
+        archived = self._file_away(claimed, name, self.archive)
+        attachments = self._archive_attachments(item, archived)
+        state = self._store(item, name, digest, attachments, now)
+        self.counts["accepted"] += 1
+        log.info("intake.accepted", file=name, item_id=item.item_id, state=state)
+        if state == "approved":
+            self.on_approved()
+
+    def _store(self, item: ParsedItem, name: str, digest: str, attachments: list[dict[str, Any]],
+               now: datetime) -> str:
+        f = item.front
+        fields = {
+            "item_id": item.item_id, "title": f.title, "category": f.category, "body": item.body,
+            "summary": f.summary, "doc_date": f.date, "source": f.source, "author": f.author,
+            "publish_at": f.publish_at, "channels": f.channels, "attachments": attachments,
+            "retract": f.retract, "file_name": name, "file_sha256": digest, "state": "review",
+            "findings": [] if f.retract else findings_for(self.config, f.title, f"{f.summary or ''}\n{item.body}"),
+        }
+        with self.store.tx() as conn:
+            rid, number = self.store.add_revision(conn, fields, now)
+            self.store.audit(conn, now, f.author or "editor", "ingest", item_id=item.item_id, revision=number,
+                             file=name, sha256=digest, findings=len(fields["findings"]))
+            return self.review.settle(conn, rid)
+
+    def _archive_attachments(self, item: ParsedItem, archived: Path) -> list[dict[str, Any]]:
+        out = []
+        if not item.attachment_paths:
+            return out
+        folder = archived.parent / (archived.name + ".files")
+        folder.mkdir(exist_ok=True)
+        for src in item.attachment_paths:
+            rel = src.relative_to(self.inbox.resolve())
+            dst = folder / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(src, dst)
+            out.append({"name": rel.as_posix(), "path": str(dst), "size": dst.stat().st_size})
+        return out
+
+    def _file_away(self, claimed: Path, name: str, folder: Path) -> Path:
+        target = unique_target(folder, name)
+        os.replace(claimed, target)
+        return target
+
+    def _reject(self, claimed: Path, name: str, exc: ItemFileError, now: datetime) -> None:
+        target = self._file_away(claimed, name, self.rejected)
+        local = now.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M:%S")
+        Path(str(target) + ".error.txt").write_text(
+            f"文件：{name}\n时间：{local}\n\n问题：{exc.zh}\n\n"
+            f"改正后请把文件重新放入 inbox 文件夹（原文件已原样保存在本文件旁）。\n\n"
+            f"---\nFile: {name}\nProblem: {exc.en}\n\n"
+            f"Fix it and drop the file into the inbox again (the original is kept unchanged beside this note).\n",
+            encoding="utf-8")
+        with self.store.tx() as conn:
+            self.store.audit(conn, now, "daemon", "reject_file", file=name, reason=exc.en)
+        self.counts["rejected"] += 1
+        log.warning("intake.rejected", file=name, reason=exc.en)
+
+
+def _sig(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    if not path.is_file():
+        return None
+    return (st.st_size, st.st_mtime_ns)
