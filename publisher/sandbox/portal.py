@@ -156,9 +156,9 @@ def make(service: Service, public_base_url: str) -> tuple[Starlette, Any]:
         payload, problem = validate(raw)
         if payload is None:
             return error(400, problem or "invalid request")
-        for article in s["articles"].values():
-            if article["source_id"] == payload["source_id"]:
-                return error(409, "duplicate source_id", data=receipt(article))
+        for existing in s["articles"].values():
+            if existing["source_id"] == payload["source_id"]:
+                return error(409, "duplicate source_id", data=receipt(existing))
         s["seq"] += 1
         article_id = str(s["seq"])
         article: dict[str, Any] = {"id": article_id, "url": page_url(article_id),
