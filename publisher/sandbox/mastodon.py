@@ -351,9 +351,10 @@ def make(service: Service, public_base_url: str) -> tuple[Any, Any]:
         if ctype is None:
             return _err("Validation failed: File content type is invalid", 422)
         mid = next_id()
-        media = {"id": mid, "type": "image", "url": f"{base}/system/media_attachments/{mid}/original",
-                 "preview_url": f"{base}/system/media_attachments/{mid}/small", "remote_url": None,
-                 "text_url": None, "meta": {}, "description": form.get("description") or None, "blurhash": None}
+        media: dict[str, Any] = {"id": mid, "type": "image", "url": f"{base}/system/media_attachments/{mid}/original",
+                                 "preview_url": f"{base}/system/media_attachments/{mid}/small", "remote_url": None,
+                                 "text_url": None, "meta": {}, "description": form.get("description") or None,
+                                 "blurhash": None}
         store["media"][mid] = media
         return JSONResponse(media)
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from channels.base import ManualTask, PermanentError, RateLimited, Receipt, TransientError
 from channels.weibo import Weibo, weibo_length
@@ -126,6 +127,7 @@ async def test_update_and_retract_are_manual_tasks(sandbox: SandboxServer, http:
     """Weibo cannot edit or delete through the API: both become manual tasks naming the post's URL."""
     weibo = adapter(sandbox, http, clock)
     receipt = await weibo.publish(make_revision(link=LINK))
+    assert receipt.url
     with pytest.raises(ManualTask, match="cannot edit") as edit:
         await weibo.update(make_revision(link=LINK, revision=2, title="更正后的标题"), receipt)
     assert receipt.url in str(edit.value) and "更正后的标题" in str(edit.value)
@@ -203,7 +205,7 @@ async def test_timeout_is_transient(sandbox: SandboxServer, short_http: httpx.As
 async def test_connect_error_is_transient(http: httpx.AsyncClient, clock: FrozenClock) -> None:
     """A refused connection is a TransientError."""
     weibo = Weibo(name="microblog", http=http, clock=clock, options=Weibo.Options(
-        api_base="http://127.0.0.1:9/2/", access_token=CREDENTIALS["weibo_token"]))
+        api_base="http://127.0.0.1:9/2/", access_token=SecretStr(CREDENTIALS["weibo_token"])))
     with pytest.raises(TransientError, match="ConnectError"):
         await weibo.publish(make_revision(link=LINK))
 
@@ -215,7 +217,7 @@ async def test_text_too_long_is_permanent(clock: FrozenClock) -> None:
                                          "error": "Text too long, please input text less than 140 characters"})
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
-        weibo = Weibo(name="microblog", http=http, clock=clock, options=Weibo.Options(access_token="t"))
+        weibo = Weibo(name="microblog", http=http, clock=clock, options=Weibo.Options(access_token=SecretStr("t")))
         with pytest.raises(PermanentError, match="too long") as info:
             await weibo.publish(make_revision(link=LINK))
     assert info.value.status == 400 and "20012" in (info.value.remote or "")
@@ -223,7 +225,7 @@ async def test_text_too_long_is_permanent(clock: FrozenClock) -> None:
 
 def test_options_keep_the_token_secret() -> None:
     """The access token is a secret: it does not show in the options' repr."""
-    opts = Weibo.Options(access_token="very-secret")
+    opts = Weibo.Options(access_token=SecretStr("very-secret"))
     assert "very-secret" not in repr(opts) and opts.api_base == "https://api.weibo.com/2/"
     assert Weibo.default_rate_limit == "30/h" and Weibo.type_name == "weibo"
 
