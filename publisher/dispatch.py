@@ -17,7 +17,7 @@ import asyncio
 import random
 import socket
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -61,6 +61,7 @@ class Dispatcher:
         self.read_retries = read_retries
         self._wake = {name: asyncio.Event() for name in channels}
         self._revisions: dict[int, Revision] = {}
+        self._free_at: dict[str, datetime | None] = {}  # when a rate-limited channel may send again
 
     # --- public ----------------------------------------------------------------------------------
 
@@ -112,19 +113,24 @@ class Dispatcher:
                 pass
 
     def _idle_timeout(self, name: str) -> float:
-        nxt = self.store.next_due(name)
+        now = self.clock.now()
+        free_at = self._free_at.get(name)
+        limited = free_at is not None and free_at > now
+        nxt = self.store.next_due(name, send=not limited)
+        if limited:
+            nxt = min(nxt, free_at) if nxt is not None else free_at
         if nxt is None:
             return 30.0
-        return min(30.0, max(0.01, (nxt - self.clock.now()).total_seconds()))
+        return min(30.0, max(0.01, (nxt - now).total_seconds()))
 
     async def _drain(self, name: str, stop: asyncio.Event | None = None) -> None:
         cfg = self.config.channels[name]
         lease = cfg.timeout * 3 + timedelta(seconds=30)
         while stop is None or not stop.is_set():
-            limit = self._allowance(name, cfg)
-            if limit <= 0:
-                return
-            rows = self.store.claim(name, self.owner, self.clock.now(), limit, lease)
+            allowed = self._allowance(name, cfg)
+            # read-backs are not posts: they go on while the rate limit holds the sends back
+            rows = self.store.claim(name, self.owner, self.clock.now(), allowed or cfg.concurrency, lease,
+                                    send=allowed > 0)
             if not rows:
                 return
             await asyncio.gather(*(self._handle(row) for row in rows))
@@ -138,6 +144,7 @@ class Dispatcher:
         now = self.clock.now()
         recent = self.store.sent_since(name, now - rate.per)
         left = rate.count - len(recent)
+        self._free_at[name] = recent[0] + rate.per if left <= 0 else None
         if left <= 0:
             log.info("dispatch.rate_limited", channel=name, limit=str(rate),
                      free_at=(recent[0] + rate.per).isoformat())
@@ -218,8 +225,9 @@ class Dispatcher:
 
     async def _verify(self, row: RowMapping) -> None:
         channel = self.channels[row["channel"]]
-        receipt = Receipt(remote_id=row["remote_id"] or "", url=row["url"])
-        now = self.clock.now()
+        placed = self._placement(row)
+        receipt = (placed if placed is not None and placed.remote_id == row["remote_id"]
+                   else Receipt(remote_id=row["remote_id"] or "", url=row["url"]))
         error = None
         try:
             live = await self._read(channel.verify, receipt)

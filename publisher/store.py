@@ -194,13 +194,15 @@ class Store:
 
     # --- deliveries: the worker ----------------------------------------------------------------
 
-    def claim(self, channel: str, owner: str, now: datetime, limit: int, lease: timedelta) -> list[RowMapping]:
-        """Take up to `limit` due rows of one channel: pending/retrying to send, sent to verify."""
+    def claim(self, channel: str, owner: str, now: datetime, limit: int, lease: timedelta,
+              *, send: bool = True) -> list[RowMapping]:
+        """Take up to `limit` due rows of one channel: pending/retrying to send (unless `send` is
+        false, e.g. when the rate limit is spent), and sent rows to verify."""
         other = deliveries.alias("other")
         in_flight = sa.exists().where(other.c.item_id == deliveries.c.item_id).where(
             other.c.channel == channel).where(other.c.state == "sending")
         due = (sa.select(deliveries.c.id).where(deliveries.c.channel == channel)
-               .where(deliveries.c.state.in_(("pending", "retrying", "sent")))
+               .where(deliveries.c.state.in_(("pending", "retrying", "sent") if send else ("sent",)))
                .where(deliveries.c.next_attempt_at <= now)
                .where(sa.or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < now))
                .where(~in_flight)
@@ -268,11 +270,12 @@ class Store:
                 sa.select(deliveries.c.sent_at).where(deliveries.c.channel == channel)
                 .where(deliveries.c.sent_at >= since).order_by(deliveries.c.sent_at))]
 
-    def next_due(self, channel: str) -> datetime | None:
+    def next_due(self, channel: str, *, send: bool = True) -> datetime | None:
+        states = ("pending", "retrying", "sent") if send else ("sent",)
         with self.read() as conn:
             return conn.execute(sa.select(sa.func.min(deliveries.c.next_attempt_at))
                                 .where(deliveries.c.channel == channel)
-                                .where(deliveries.c.state.in_(("pending", "retrying", "sent")))).scalar()
+                                .where(deliveries.c.state.in_(states))).scalar()
 
     def delivery(self, delivery_id: int) -> RowMapping | None:
         with self.read() as conn:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -54,7 +55,7 @@ def create_app(ctx: WebContext) -> Starlette:
         Route("/feeds/{name}.xml", feed, methods=["GET", "HEAD"]),
     ]
     try:
-        from publisher import dashboard
+        dashboard = importlib.import_module("publisher.dashboard")
     except ModuleNotFoundError as exc:  # the dashboard is optional until its module exists
         if exc.name != "publisher.dashboard":
             raise

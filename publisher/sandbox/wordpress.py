@@ -210,11 +210,11 @@ class Site:
             out.update(data if isinstance(data, dict) else {})
         elif raw and ("form-urlencoded" in ctype or "multipart" in ctype):
             form = await request.form()
-            for key, value in form.multi_items():
+            for key, field in form.multi_items():
                 if key.endswith("[]"):
-                    out.setdefault(key[:-2], []).append(value)
+                    out.setdefault(key[:-2], []).append(field)
                 else:
-                    out[key] = value
+                    out[key] = field
         return out
 
     # --- representations -------------------------------------------------------------------
