@@ -188,6 +188,7 @@ class AtomFeed(Channel):
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
         self._fetched: dict[str, _Fetched] = {}
+        self._index: tuple[bytes, set[Any]] | None = None  # the last fetched feed's ids and links
 
     def entry_id(self, item_id: str) -> str:
         """Stable across revisions; the item id is percent-encoded so that the tag stays unambiguous."""
@@ -238,10 +239,12 @@ class AtomFeed(Channel):
         if source is None:
             state = await asyncio.to_thread(read_feed, self.options.path)
             return receipt.remote_id in state.entries
-        parsed = feedparser.parse(await self._fetch(source))
+        body = await self._fetch(source)
+        if self._index is None or self._index[0] is not body:  # a 304 hands back the same bytes: parse once
+            parsed = feedparser.parse(body, sanitize_html=False, resolve_relative_uris=False)  # ids and links only
+            self._index = (body, {e.get("id") for e in parsed.entries} | {e.get("link") for e in parsed.entries})
         by_link = receipt.url if receipt.url and receipt.url != self.options.public_url else None
-        return any(e.get("id") == receipt.remote_id or (by_link and e.get("link") == by_link)
-                   for e in parsed.entries)
+        return receipt.remote_id in self._index[1] or (by_link is not None and by_link in self._index[1])
 
     # --- the file ----------------------------------------------------------------------------
 
@@ -262,7 +265,10 @@ class AtomFeed(Channel):
                 link=self._link(rev), author=rev.author,
                 category=(rev.category, rev.category_name or None) if rev.category else None,
             )
-            state.entries[entry_id] = entry
+            # first in order: among entries with the same `updated`, the one just written is the newest
+            others = {k: v for k, v in state.entries.items() if k != entry_id}
+            state.entries.clear()
+            state.entries.update({entry_id: entry, **others})
             state.tombstones.pop(entry_id, None)
             result.append(entry)
             return True

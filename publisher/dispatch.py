@@ -80,7 +80,10 @@ class Dispatcher:
     async def run_once(self) -> None:
         """Send and verify everything due now, then return (the tests' and `run --once`'s mode)."""
         await self.recover()
-        await asyncio.gather(*(self._drain(name) for name in self.channels))
+        while True:
+            handled = await asyncio.gather(*(self._drain(name) for name in self.channels))
+            if not any(handled):  # a send may have released rows of another channel (link_from)
+                return
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.recover()
@@ -123,17 +126,29 @@ class Dispatcher:
             return 30.0
         return min(30.0, max(0.01, (nxt - now).total_seconds()))
 
-    async def _drain(self, name: str, stop: asyncio.Event | None = None) -> None:
+    async def _drain(self, name: str, stop: asyncio.Event | None = None) -> int:
+        """Work the channel's due rows, `concurrency` at a time, until none is left; returns how many."""
         cfg = self.config.channels[name]
         lease = cfg.timeout * 3 + timedelta(seconds=30)
-        while stop is None or not stop.is_set():
-            allowed = self._allowance(name, cfg)
-            # read-backs are not posts: they go on while the rate limit holds the sends back
-            rows = self.store.claim(name, self.owner, self.clock.now(), allowed or cfg.concurrency, lease,
-                                    send=allowed > 0)
-            if not rows:
-                return
-            await asyncio.gather(*(self._handle(row) for row in rows))
+        handled = 0
+        sending: set[asyncio.Task[None]] = set()
+        reading: set[asyncio.Task[None]] = set()
+        while True:
+            room = cfg.concurrency - len(sending) - len(reading)
+            if room > 0 and (stop is None or not stop.is_set()):
+                # in-flight sends count against the rate limit before they show up as sent
+                allowed = self._allowance(name, cfg) - len(sending)
+                rows = self.store.claim(name, self.owner, self.clock.now(), min(room, max(allowed, 1)), lease,
+                                        send=allowed > 0)  # read-backs go on while the limit holds sends back
+                for row in rows:
+                    task = asyncio.create_task(self._handle(row))
+                    (reading if row["state"] == "sent" else sending).add(task)
+                handled += len(rows)
+            if not sending and not reading:
+                return handled
+            done, _ = await asyncio.wait(sending | reading, return_when=asyncio.FIRST_COMPLETED)
+            sending -= done
+            reading -= done
 
     def _allowance(self, name: str, cfg: ChannelConfig) -> int:
         """How many rows may be claimed now, within the channel's rate limit."""

@@ -48,6 +48,7 @@ def write_config(root: Path, sandbox: SandboxServer, *, web_port: int | None = N
     ch["provincial_feed"]["verify_feed"] = f"{sb}/hub/collected.xml"
     ch["microblog"]["api_base"] = f"{sb}/weibo/2/"
     ch["microblog"]["access_token"] = CREDENTIALS["weibo_token"]
+    ch["microblog"]["web_base"] = f"{sb}/weibo"
     for key, value in overrides.items():
         node = data
         *path, last = key.split(".")

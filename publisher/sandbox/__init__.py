@@ -7,6 +7,7 @@ or a user look at what each stand-in received and turn its fault knobs:
     GET  /_sandbox/<service>/received    what the service holds (posts, statuses, articles ...)
     GET  /_sandbox/<service>/requests    the request log, secrets redacted
     PUT  /_sandbox/<service>/faults      JSON of Faults fields, e.g. {"burst_429": 3, "retry_after": "2"}
+    PUT  /_sandbox/<service>/settings    the stand-in's own settings, e.g. weibo {"posts_per_hour": 1000}
     POST /_sandbox/reset                 forget everything, clear every knob
 """
 
@@ -96,6 +97,21 @@ def build_app(public_base_url: str, services: list[str] | None = None) -> tuple[
             return JSONResponse({"error": str(exc)}, status_code=400)
         return JSONResponse(service.snapshot())
 
+    async def settings(request: Request) -> Response:
+        try:
+            service = lookup(request)
+        except KeyError:
+            return JSONResponse({"error": "no such service"}, status_code=404)
+        current = service.store.get("settings")
+        if not isinstance(current, dict):
+            return JSONResponse({"error": f"{service.name} has no settings"}, status_code=404)
+        changes = await request.json()
+        unknown = set(changes) - set(current)
+        if unknown:
+            return JSONResponse({"error": f"unknown settings: {sorted(unknown)}"}, status_code=400)
+        current.update(changes)
+        return JSONResponse(current)
+
     async def reset(request: Request) -> Response:
         for service in state.values():
             service.reset()
@@ -107,6 +123,7 @@ def build_app(public_base_url: str, services: list[str] | None = None) -> tuple[
         Route("/_sandbox/{service}/received", received),
         Route("/_sandbox/{service}/requests", requests),
         Route("/_sandbox/{service}/faults", faults, methods=["PUT", "POST"]),
+        Route("/_sandbox/{service}/settings", settings, methods=["PUT", "POST"]),
     ]
     return Starlette(routes=routes), state
 

@@ -36,6 +36,7 @@ from starlette.routing import Route
 from publisher.sandbox.core import FaultKind, Service
 
 TOMBSTONE_NS = "http://purl.org/atompub/tombstones/1.0"
+FETCH_SPACING = 0.2  # seconds between two fetches of one feed
 FETCH_TIMEOUT = httpx.Timeout(10.0)
 
 
@@ -80,7 +81,7 @@ class Collector:
         return self.service.store.setdefault("deleted", {})  # type: ignore[no-any-return]
 
     def received(self) -> dict[str, Any]:
-        return {"feeds": self.feeds, "entries": self.entries, "deleted": self.deleted}
+        return {"feeds": self.feeds, "entries": self.entries, "deleted": self.deleted}  # not the client
 
     def _cancel_pending(self) -> None:
         for task in self.tasks:
@@ -88,9 +89,35 @@ class Collector:
         self.tasks.clear()
 
     def fetch_later(self, url: str) -> None:
-        task = asyncio.create_task(self.fetch(url))
+        """Pings that arrive while a fetch of the same feed runs are folded into one more fetch after it,
+        as hubs do: the fetch that follows sees every change the pings announced."""
+        pending = self.service.store.setdefault("pending", {})
+        if url in pending:
+            pending[url] = True  # fetch once more when the running one ends
+            return
+        pending[url] = False
+
+        async def run() -> None:
+            try:
+                while True:
+                    await self.fetch(url)
+                    if not pending.get(url):
+                        break
+                    pending[url] = False
+                    await asyncio.sleep(FETCH_SPACING)  # pings in a burst are answered by one later fetch
+            finally:
+                pending.pop(url, None)
+
+        task = asyncio.create_task(run())
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+
+    def client(self) -> httpx.AsyncClient:
+        """One client (and connection pool) for the collector's lifetime, made in the serving loop."""
+        client = self.service.store.get("_client")
+        if client is None:
+            client = self.service.store["_client"] = httpx.AsyncClient(timeout=FETCH_TIMEOUT)
+        return client  # type: ignore[no-any-return]
 
     async def fetch(self, url: str) -> dict[str, Any]:
         """One conditional GET of the feed; returns the feed's record after it."""
@@ -103,8 +130,7 @@ class Collector:
             headers["If-Modified-Since"] = feed["last_modified"]
         feed["fetches"] += 1
         try:
-            async with httpx.AsyncClient(timeout=FETCH_TIMEOUT) as client:
-                resp = await client.get(url, headers=headers)
+            resp = await self.client().get(url, headers=headers)
         except httpx.HTTPError as exc:
             feed["last_status"], feed["last_error"] = None, f"{type(exc).__name__}: {exc}"
             return feed
@@ -123,7 +149,8 @@ class Collector:
 
     def take(self, url: str, body: bytes) -> str | None:
         """Record the entries and tombstones of one fetched document; returns a parse problem, if any."""
-        parsed = feedparser.parse(body)
+        # the collector keeps ids, titles, times and links: no need to sanitize every entry's HTML
+        parsed = feedparser.parse(body, sanitize_html=False, resolve_relative_uris=False)
         problem = f"{type(parsed.bozo_exception).__name__}: {parsed.bozo_exception}" if parsed.bozo else None
         for entry in parsed.entries:
             entry_id = entry.get("id")
