@@ -281,3 +281,7 @@ except ModuleNotFoundError as _exc:  # the lag report ships with publisher/lag_c
         raise
 else:
     main.add_command(lag_command)
+
+
+if __name__ == "__main__":
+    main()

@@ -6,6 +6,7 @@ import asyncio
 import os
 import json
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,22 +15,27 @@ import pytest
 from publisher.clock import FrozenClock
 from publisher.corpus import make_corpus
 from publisher.daemon import Daemon
-from publisher.sandbox import SandboxServer
-from tests.harness import free_port, load, received, web_server, write_config
+from tests.harness import ExternalSandbox, free_port, load, received, settings, web_server, write_config
 
 pytestmark = pytest.mark.slow
 SCALE = float(os.environ.get("CORPUS_SCALE", "1"))
 
 
-async def test_corpus_year_is_delivered_exactly_once_per_routed_channel(tmp_path: Path, sandbox: SandboxServer) -> None:
+@pytest.fixture
+def sandbox() -> Iterator[ExternalSandbox]:
+    with ExternalSandbox() as sb:
+        yield sb
+
+
+async def test_corpus_year_is_delivered_exactly_once_per_routed_channel(tmp_path: Path, sandbox: ExternalSandbox) -> None:
     """Every clean item reaches each routed channel once; planted items are blocked; broken files are rejected."""
     port = free_port()
     cfg = load(write_config(tmp_path, sandbox, web_port=port))
     inbox = tmp_path / "queue" / "inbox"
     manifest = make_corpus(inbox, broken=True, scale=SCALE)
     (inbox / "manifest.json").unlink()  # not an item file; keep the inbox as editors would leave it
-    weibo = sandbox.services["weibo"].store["settings"]
-    weibo.update(posts_per_hour=10_000, calls_per_day=100_000)  # our client-side 30/h is what is tested here
+    # our client-side 30/h is what is tested here; the stand-in counts real time, our clock is frozen
+    settings(sandbox, "weibo", posts_per_hour=10_000, calls_per_day=100_000)
     clock = FrozenClock(datetime.now(UTC))
     daemon = Daemon(cfg, clock=clock)
     sensitive = {s["id"] for s in manifest["sensitive"]}
