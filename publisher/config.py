@@ -102,6 +102,7 @@ class ChannelConfig(_Model):
     link_from: str | None = None
     timeout: Duration = parse_duration("10s")
     verify_after: Duration = parse_duration("0s")  # first read-back this long after the send
+    freshness: Duration | None = None  # nothing new this long fails inspection; default: see publisher.lag
     options: ChannelOptions = Field(default_factory=ChannelOptions)  # set by parse_config
 
     @field_validator("type")
@@ -128,6 +129,16 @@ class AlertsConfig(_Model):
     email: EmailAlerts | None = None
 
 
+class LagConfig(_Model):
+    """The lag report's rules (publisher/lag.py); the defaults follow the inspection rules and the 2019 Regulation."""
+
+    window: Duration = parse_duration("7d")  # p50/p95/max lag over deliveries due this recently
+    freshness_warn_before: Duration = parse_duration("3d")  # warn this long before a freshness threshold
+    deadline_working_days: int = Field(default=20, ge=1)  # public within this many working days of the date
+    deadline_warn_working_days: int = Field(default=5, ge=0)  # "at risk" when this few are left
+    alert_every: Duration = parse_duration("1m")  # how often the daemon checks for new alerts
+
+
 class ScreenConfig(_Model):
     terms: list[str] = Field(default_factory=list)
 
@@ -143,6 +154,7 @@ class Config(_Model):
     channels: dict[str, ChannelConfig]
     screen: ScreenConfig = Field(default_factory=ScreenConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    lag: LagConfig = Field(default_factory=LagConfig)
     base_dir: Path = Path(".")  # the directory of config.yaml; relative paths count from it
 
     @model_validator(mode="after")

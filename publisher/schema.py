@@ -19,6 +19,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.types import TypeDecorator
 
@@ -156,4 +157,37 @@ audit = Table(
     Column("channel", String(64)),
     Column("detail", JSON, nullable=False),
     Index("ix_audit_item", "item_id", "id"),
+)
+
+# --- the lag report (migration 0002) ---------------------------------------------------------------
+
+# Rows due and not live, by channel and due time: the late list, the counts and the deadline
+# candidates read only these few (a partial index: live and superseded rows are the million others).
+# Queries repeat the predicate verbatim (OPEN_ROWS in publisher/lag.py) so that planners match it.
+OPEN_ROWS_SQL = "state NOT IN ('live', 'superseded')"
+Index("ix_deliveries_open", deliveries.c.channel, deliveries.c.due_at, deliveries.c.state, deliveries.c.revision_id,
+      sqlite_where=text(OPEN_ROWS_SQL), postgresql_where=text(OPEN_ROWS_SQL))
+# p50/p95/max over a window read (channel, due_at) and the two columns after it, never the table.
+Index("ix_deliveries_lag", deliveries.c.channel, deliveries.c.due_at, deliveries.c.state, deliveries.c.live_at)
+# Revisions still waiting for sign-off: a handful among the many approved (the legal deadline's candidates).
+IN_REVIEW_SQL = "state IN ('review', 'blocked')"
+Index("ix_revisions_in_review", revisions.c.id, sqlite_where=text(IN_REVIEW_SQL), postgresql_where=text(IN_REVIEW_SQL))
+# The newest live row per channel, and the freshness walk newest-first, read this index only.
+Index("ix_deliveries_channel_live", deliveries.c.channel, deliveries.c.live_at)
+# Freshness of a rarely published category: its revisions first, then their rows on the channel.
+Index("ix_revisions_category", revisions.c.category, revisions.c.id)
+
+# One row per alert condition (a late delivery, a freshness or deadline warning): it is announced
+# once when it opens, and only again after it has cleared and opened anew.
+alert_events = Table(
+    "alert_events", metadata,
+    Column("key", String(400), primary_key=True),  # e.g. late:<delivery id>, freshness:<channel>:<category>
+    Column("kind", String(32), nullable=False),  # late | freshness | deadline
+    Column("channel", String(64)),
+    Column("item_id", String(200)),
+    _ts("opened_at", False),
+    _ts("notified_at"),  # null until a webhook or e-mail took it (retried at the next check)
+    _ts("cleared_at"),  # set when the condition recovers
+    Column("detail", JSON, nullable=False),
+    Index("ix_alert_events_open", "cleared_at", "notified_at"),
 )

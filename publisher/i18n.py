@@ -1,0 +1,136 @@
+"""The fixed words of the lag report and the dashboard, in zh-CN (the default) and en.
+
+Names of channels, categories and roles are not here: they come from config.yaml.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+LOCALES = ("zh-CN", "en")
+
+_STRINGS: dict[str, tuple[str, str]] = {  # key: (zh-CN, en)
+    "title": ("发布延迟", "Publishing lag"),
+    "generated": ("生成于", "Generated"),
+    "channel": ("渠道", "Channel"),
+    "type": ("类型", "Type"),
+    "sla": ("时限", "SLA"),
+    "status": ("状态", "Status"),
+    "on_time": ("按时", "on time"),
+    "late": ("超时", "late"),
+    "late_count": ("超时条数", "Late"),
+    "pending": ("待发", "Pending"),
+    "retrying": ("重试中", "Retrying"),
+    "failed": ("失败", "Failed"),
+    "manual": ("待人工", "Manual"),
+    "p50": ("中位延迟", "p50 lag"),
+    "p95": ("95%延迟", "p95 lag"),
+    "max": ("最大延迟", "Max lag"),
+    "last_live": ("最近上线", "Last live"),
+    "window": ("统计区间", "Window"),
+    "late_items": ("超时条目", "Late items"),
+    "no_late": ("没有超时条目。", "Nothing is late."),
+    "item": ("条目", "Item"),
+    "state": ("发送状态", "State"),
+    "due": ("应发时间", "Due"),
+    "lag": ("延迟", "Lag"),
+    "over_sla": ("超出时限", "Over SLA"),
+    "attempts": ("尝试次数", "Attempts"),
+    "last_error": ("最近错误", "Last error"),
+    "retry": ("重试", "Retry"),
+    "retried": ("已重新排队 {n} 条。", "{n} deliveries re-queued."),
+    "freshness": ("更新及时性", "Freshness"),
+    "no_freshness": ("各渠道、栏目均在期限内有更新。", "Every channel and category is fresh."),
+    "category": ("栏目", "Category"),
+    "whole_channel": ("（整个渠道）", "(whole channel)"),
+    "threshold": ("期限", "Threshold"),
+    "age": ("距今", "Age"),
+    "fresh_ok": ("正常", "ok"),
+    "fresh_warning": ("即将超期", "warning"),
+    "fresh_breached": ("已超期", "breached"),
+    "fresh_never": ("从未更新", "never"),
+    "deadlines": ("法定公开期限", "Legal deadline"),
+    "no_deadlines": ("没有临近或超过法定期限的条目。", "No item is near or past its legal deadline."),
+    "doc_date": ("成文日期", "Document date"),
+    "deadline": ("公开期限", "Deadline"),
+    "workdays_left": ("剩余工作日", "Working days left"),
+    "at_risk": ("临近期限", "at risk"),
+    "overdue": ("已超期", "overdue"),
+    "calendar_guess": ("（节假日安排未知，按周一至周五计）", "(holidays unknown: Monday–Friday assumed)"),
+    "history": ("延迟走势", "Lag over time"),
+    "history_note": ("每段时间内应发条目的95%延迟（对数刻度），虚线为时限。",
+                     "p95 lag of the deliveries due in each interval (log scale); dashed: the SLA."),
+    "never": ("从未", "never"),
+    "login": ("登录", "Log in"),
+    "token": ("访问令牌", "Access token"),
+    "bad_token": ("令牌不正确。", "That token is not right."),
+    "no_token": ("服务监听在非本机地址，但 config.yaml 未设置 web.token，拒绝访问。",
+                 "The server listens off loopback but config.yaml sets no web.token; access refused."),
+    "language": ("English", "中文"),
+    "state_waiting": ("等待链接", "waiting"),
+    "state_pending": ("待发", "pending"),
+    "state_sending": ("发送中", "sending"),
+    "state_sent": ("已发待核", "sent"),
+    "state_live": ("已上线", "live"),
+    "state_retrying": ("重试中", "retrying"),
+    "state_failed": ("失败", "failed"),
+    "state_manual": ("待人工处理", "manual"),
+    "retract": ("撤回", "retraction"),
+    "alert_subject": ("[发布延迟] {n} 条新告警", "[publishing lag] {n} new alert(s)"),
+    "alert_late": ("{channel}：{item} 第{revision}版已超时 {lag}（时限 {sla}），状态：{state}。最近错误：{error}",
+                   "{channel}: {item} r{revision} is late by {lag} (SLA {sla}), state {state}. Last error: {error}"),
+    "alert_fresh": ("{channel}{category}：已 {age} 没有新内容上线（期限 {threshold}），{status}。",
+                    "{channel}{category}: nothing new live for {age} (threshold {threshold}): {status}."),
+    "alert_fresh_never": ("{channel}{category}：尚无任何内容上线（期限 {threshold}）。",
+                          "{channel}{category}: nothing has gone live yet (threshold {threshold})."),
+    "alert_deadline": ("{item}《{title}》须在 {last_day} 前公开，剩余 {left} 个工作日：{status}。",
+                       "{item} \"{title}\" must be public by {last_day}; {left} working day(s) left: {status}."),
+    "alert_more": ("……另有 {n} 条，见仪表盘。", "… and {n} more: see the dashboard."),
+}
+
+
+def normalize(locale: str | None, default: str = "zh-CN") -> str:
+    """`en`, `en-US` → en; `zh`, `zh-Hans` … → zh-CN; anything else → the default."""
+    if not locale:
+        return default
+    low = locale.lower()
+    if low.startswith("en"):
+        return "en"
+    if low.startswith("zh"):
+        return "zh-CN"
+    return default
+
+
+def t(key: str, locale: str, **fields: object) -> str:
+    zh, en = _STRINGS[key]
+    text = en if locale == "en" else zh
+    return text.format(**fields) if fields else text
+
+
+def duration(td: timedelta | None, locale: str) -> str:
+    """`3天4小时` / `3d 4h`: rounded to the two largest units, for a person reading a table."""
+    if td is None:
+        return "—"
+    secs = int(abs(td.total_seconds()))
+    sign = "-" if td.total_seconds() < 0 else ""
+    units = (("天", "d", 86400), ("小时", "h", 3600), ("分", "m", 60), ("秒", "s", 1))
+    first = next((i for i, u in enumerate(units) if secs >= u[2]), len(units) - 1)
+    parts = []
+    for zh, en, size in units[first:first + 2]:
+        value, secs = divmod(secs, size)
+        if value or not parts:
+            parts.append(f"{value}{en if locale == 'en' else zh}")
+    return sign + (" " if locale == "en" else "").join(parts)
+
+
+class Translator:
+    """Bound to one locale, for templates: `_("late")`, `_.d(lag)`."""
+
+    def __init__(self, locale: str) -> None:
+        self.locale = locale
+
+    def __call__(self, key: str, **fields: object) -> str:
+        return t(key, self.locale, **fields)
+
+    def d(self, td: timedelta | None) -> str:
+        return duration(td, self.locale)

@@ -1,0 +1,282 @@
+"""The lag model, each rule at its exact boundary with a frozen clock, over a real SQLite store."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from itertools import count
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from publisher import lag
+from publisher.clock import FrozenClock
+from publisher.config import Config, parse_config
+from publisher.lag_cli import lag_command
+from publisher.schema import deliveries, items, revisions
+from publisher.store import Store
+
+T0 = datetime(2015, 3, 18, 1, 0, tzinfo=UTC)  # 09:00 in Beijing, a Wednesday
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "publisher" / "config.default.yaml"
+
+
+def make_config(tmp_path: Path, **overrides: Any) -> Config:
+    """The shipped config with the store in tmp_path and the sandbox off; top-level keys overridable."""
+    data = yaml.safe_load(DEFAULT_CONFIG.read_text(encoding="utf-8"))
+    data["store"] = {"url": f"sqlite:///{tmp_path / 'publisher.db'}"}
+    data["sandbox"] = {"enabled": False}
+    for key, value in overrides.items():
+        data[key] = value
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    return parse_config(data, base_dir=tmp_path, env={})
+
+
+@dataclass
+class World:
+    """A real store and a frozen clock, with helpers that insert items and deliveries directly."""
+
+    config: Config
+    store: Store
+    clock: FrozenClock
+    ids: count = field(default_factory=lambda: count(1))
+
+    def item(self, *, category: str = "news", state: str = "approved", doc_date: date | None = None,
+             created_at: datetime = T0, title: str = "安全生产月活动部署", item_id: str | None = None,
+             retract: bool = False) -> tuple[str, int]:
+        n = next(self.ids)
+        item_id = item_id or f"2015-{category}-{n:04d}"
+        with self.store.tx() as conn:
+            if conn.execute(items.select().where(items.c.id == item_id)).first() is None:
+                conn.execute(items.insert().values(id=item_id, category=category, title=title, current_revision=1,
+                                                   retracted=False, created_at=created_at, updated_at=created_at))
+            rid = conn.execute(revisions.insert().values(
+                item_id=item_id, number=1, state=state, title=title, category=category, body="正文",
+                doc_date=doc_date, channels=[], attachments=[], retract=retract, findings=[],
+                created_at=created_at, approved_at=created_at if state == "approved" else None,
+            )).inserted_primary_key[0]
+        return item_id, int(rid)
+
+    def delivery(self, channel: str, *, due_at: datetime = T0, state: str = "pending", live_at: datetime | None = None,
+                 error: str | None = None, category: str = "news", item: tuple[str, int] | None = None,
+                 attempts: int = 0, retract: bool = False) -> int:
+        item_id, rid = item or self.item(category=category)
+        with self.store.tx() as conn:
+            return int(conn.execute(deliveries.insert().values(
+                revision_id=rid, item_id=item_id, channel=channel, state=state, retract=retract, due_at=due_at,
+                next_attempt_at=due_at, attempts=attempts, verify_attempts=0, sent_at=live_at, live_at=live_at,
+                last_error=error, created_at=due_at, updated_at=live_at or due_at,
+            )).inserted_primary_key[0])
+
+    def report(self, **kw: Any) -> lag.LagReport:
+        return lag.build_report(self.store, self.config, self.clock.now(), **kw)
+
+    def channel(self, name: str, **kw: Any) -> lag.ChannelLag:
+        return next(ch for ch in self.report(**kw).channels if ch.name == name)
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> World:
+    config = make_config(tmp_path)
+    store = Store.open(config.store_url)
+    yield World(config=config, store=store, clock=FrozenClock(T0))
+    store.close()
+
+
+def test_late_exactly_after_the_sla(world: World) -> None:
+    """A delivery is late only once now − due exceeds the SLA (15 min on bureau_site), not at it."""
+    world.delivery("bureau_site", state="retrying", error="503 Service Unavailable")
+    world.clock.set(T0 + timedelta(minutes=15))
+    assert world.channel("bureau_site").late_total == 0
+    assert world.channel("bureau_site").status == "on_time"
+    world.clock.advance(timedelta(microseconds=1))
+    ch = world.channel("bureau_site")
+    assert ch.status == "late" and ch.late_total == 1
+    assert ch.late[0].last_error == "503 Service Unavailable"
+    assert ch.late[0].over_sla == timedelta(microseconds=1)
+
+
+def test_live_superseded_and_future_rows_are_never_late(world: World) -> None:
+    """Live rows (even slow ones), superseded rows and rows not yet due are not late."""
+    world.delivery("bureau_site", state="live", live_at=T0 + timedelta(hours=3))
+    world.delivery("bureau_site", state="superseded")
+    world.delivery("bureau_site", state="pending", due_at=T0 + timedelta(days=2))  # embargoed
+    world.clock.set(T0 + timedelta(days=1))
+    assert world.channel("bureau_site").late_total == 0
+
+
+def test_late_items_oldest_first_with_state_and_count_beyond_limit(world: World) -> None:
+    """Late rows are listed oldest first; the total counts the ones past the listing limit."""
+    for minutes, state in ((30, "failed"), (10, "sent"), (50, "manual"), (40, "waiting")):
+        world.delivery("bureau_site", due_at=T0 - timedelta(minutes=minutes), state=state, error=f"e{minutes}")
+    world.clock.set(T0 + timedelta(minutes=10))
+    ch = world.channel("bureau_site", late_limit=3)
+    assert ch.late_total == 4
+    assert [d.state for d in ch.late] == ["manual", "waiting", "failed"]
+    assert ch.late[0].lag == timedelta(minutes=60)
+
+
+def test_each_channel_has_its_own_sla(world: World) -> None:
+    """Two hours behind is late on bureau_site (15 min) but on time on city_portal (1 day)."""
+    item = world.item()
+    world.delivery("bureau_site", item=item, state="failed")
+    world.delivery("city_portal", item=item, state="retrying")
+    world.clock.set(T0 + timedelta(hours=2))
+    report = world.report()
+    status = {ch.name: ch.status for ch in report.channels}
+    assert status == {"bureau_site": "late", "city_portal": "on_time", "provincial_feed": "on_time",
+                      "microblog": "on_time"}
+
+
+def test_percentiles_over_the_window(world: World) -> None:
+    """p50/p95/max are nearest-rank over rows due in the window; a row not live counts now − due."""
+    world.clock.set(T0 + timedelta(hours=1))
+    for secs in range(1, 20):  # 19 live rows with lags 1..19 s
+        world.delivery("bureau_site", due_at=T0, state="live", live_at=T0 + timedelta(seconds=secs))
+    world.delivery("bureau_site", due_at=T0, state="failed")  # lag 3600 s so far
+    world.delivery("bureau_site", due_at=T0 - timedelta(days=7, seconds=1), state="live",
+                   live_at=T0)  # due before the window: left out
+    ch = world.channel("bureau_site")
+    assert ch.window_total == 20
+    assert ch.p50 == timedelta(seconds=10)
+    assert ch.p95 == timedelta(seconds=19)
+    assert ch.max == timedelta(hours=1)
+    assert ch.window_over_sla == 1
+
+
+def test_window_boundary_and_since(world: World) -> None:
+    """A row due exactly at the window's start is in it; --since narrows both stats and the late list."""
+    now = T0 + timedelta(days=7)
+    world.delivery("bureau_site", due_at=T0, state="live", live_at=T0 + timedelta(seconds=5))
+    world.delivery("bureau_site", due_at=T0 + timedelta(days=6), state="failed")
+    world.clock.set(now)
+    assert world.channel("bureau_site").window_total == 2
+    ch = world.channel("bureau_site", since=now - timedelta(hours=12))
+    assert ch.window_total == 0 and ch.late_total == 0
+
+
+def test_freshness_boundaries(tmp_path: Path) -> None:
+    """With a 14-day threshold and a 3-day warning: ok before 11 days, warning at 11, breached at 14."""
+    config = make_config(tmp_path, lag={"freshness_warn_before": "3d"})
+    world = World(config=config, store=Store.open(config.store_url), clock=FrozenClock(T0))
+    world.delivery("microblog", state="live", live_at=T0, category="news")
+
+    def status(**kw: Any) -> dict[str | None, str]:
+        return {f.category: f.status for f in world.report().freshness if f.channel == "microblog"}
+
+    world.clock.set(T0 + timedelta(days=11) - timedelta(microseconds=1))
+    assert status()[None] == "ok" and status()["news"] == "ok"
+    world.clock.set(T0 + timedelta(days=11))
+    assert status()[None] == "warning"
+    world.clock.set(T0 + timedelta(days=14))
+    assert status()[None] == "breached" and status()["news"] == "breached"
+    assert status()["accidents"] == "never"  # routed to microblog, never published there
+
+
+def test_freshness_per_category_and_threshold(world: World) -> None:
+    """A 180-day category is fresh at 20 days while a 14-day one is breached on the same channel."""
+    world.delivery("bureau_site", state="live", live_at=T0, category="notices")
+    world.delivery("bureau_site", state="live", live_at=T0 - timedelta(days=5), category="news")
+    world.clock.set(T0 + timedelta(days=20))
+    fresh = {f.category: f for f in world.report().freshness if f.channel == "bureau_site"}
+    assert fresh["notices"].status == "ok" and fresh["notices"].threshold == timedelta(days=180)
+    assert fresh["news"].status == "breached" and fresh["news"].age == timedelta(days=25)
+    assert fresh[None].last_live_at == T0 and fresh[None].threshold == timedelta(days=14)
+
+
+def test_retractions_do_not_count_as_fresh(world: World) -> None:
+    """Taking an item down is not new content: freshness ignores retraction rows."""
+    world.delivery("bureau_site", state="live", live_at=T0 - timedelta(days=30), category="news")
+    world.delivery("bureau_site", state="live", live_at=T0, category="news", retract=True)
+    entry = next(f for f in world.report().freshness if f.channel == "bureau_site" and f.category is None)
+    assert entry.last_live_at == T0 - timedelta(days=30)
+
+
+def test_legal_deadline_over_the_spring_festival(world: World) -> None:
+    """Dated Feb 10 2015, an item must be public by the end of Mar 13 (Beijing), the 20th working day."""
+    item = world.item(category="notices", doc_date=date(2015, 2, 10))
+    world.delivery("bureau_site", item=item, state="failed", due_at=datetime(2015, 2, 11, tzinfo=UTC))
+    world.clock.set(datetime(2015, 3, 5, 16, 0, tzinfo=UTC))  # Mar 6 in Beijing: Mar 9–13 left, 5 days
+    risk = world.report().deadlines
+    assert [(d.status, d.working_days_left, d.last_day) for d in risk] == [("at_risk", 5, date(2015, 3, 13))]
+    world.clock.set(datetime(2015, 3, 5, 15, 59, 59, tzinfo=UTC))  # still Mar 5 in Beijing: 6 left
+    assert world.report().deadlines == []
+    world.clock.set(datetime(2015, 3, 13, 15, 59, 59, tzinfo=UTC))
+    assert world.report().deadlines[0].status == "at_risk"
+    world.clock.set(datetime(2015, 3, 13, 16, 0, tzinfo=UTC))  # midnight in Beijing
+    assert world.report().deadlines[0].status == "overdue"
+
+
+def test_deadline_counts_review_and_stops_once_live_anywhere(world: World) -> None:
+    """A revision stuck in review is at risk; one live on any channel is public and not listed."""
+    world.item(state="review", created_at=datetime(2015, 2, 10, 2, tzinfo=UTC), item_id="stuck")
+    public = world.item(doc_date=date(2015, 2, 10), item_id="public")
+    world.delivery("bureau_site", item=public, state="live", live_at=T0)
+    world.delivery("city_portal", item=public, state="failed")
+    world.clock.set(datetime(2015, 3, 10, 2, tzinfo=UTC))
+    assert [d.item_id for d in world.report().deadlines] == ["stuck"]
+
+
+def test_history_buckets(world: World) -> None:
+    """Lag over time: each hourly bucket of the last 24 h holds the p95 and max of the rows due in it."""
+    now = T0 + timedelta(hours=24)
+    world.clock.set(now)
+    world.delivery("bureau_site", due_at=now - timedelta(minutes=90), state="live",
+                   live_at=now - timedelta(minutes=89))
+    world.delivery("bureau_site", due_at=now - timedelta(minutes=30), state="failed")
+    buckets = lag.history(world.store, world.config, now, "24h")["bureau_site"]
+    assert len(buckets) == 24
+    assert (buckets[22].count, buckets[22].max) == (1, 60.0)
+    assert (buckets[23].count, buckets[23].p95) == (1, 1800.0)
+    assert sum(b.count for b in buckets) == 2
+
+
+def test_requeue_without_a_dispatcher(world: World) -> None:
+    """The retry fallback puts failed rows back to pending, due now, and writes an audit row."""
+    item = world.item(item_id="again")
+    did = world.delivery("city_portal", item=item, state="failed", attempts=5, error="401")
+    assert lag.requeue(world.store, world.clock.now(), "again", "city_portal", by="tester") == 1
+    row = world.store.delivery(did)
+    assert (row["state"], row["attempts"], row["last_error"]) == ("pending", 0, None)
+    assert world.store.audit_log("again")[0]["action"] == "retry"
+
+
+def test_json_schema_is_stable(world: World) -> None:
+    """The JSON form has exactly the documented fields (docs/LAG_JSON.md)."""
+    item = world.item(doc_date=date(2015, 2, 10))
+    world.delivery("bureau_site", item=item, state="failed", error="boom", due_at=T0 - timedelta(hours=1))
+    data = lag.to_json(world.report())
+    assert set(data) == {"schema", "generated_at", "window", "channels", "freshness", "deadlines"}
+    assert data["schema"] == "publisher.lag/1"
+    ch = data["channels"][0]
+    assert set(ch) == {"name", "display_name", "type", "status", "sla_s", "counts", "late_total", "late", "window",
+                       "last_live_at"}
+    assert set(ch["late"][0]) == {"delivery_id", "item_id", "revision", "title", "state", "retract", "due_at",
+                                  "sent_at", "lag_s", "over_sla_s", "attempts", "last_error", "next_attempt_at"}
+    assert set(ch["window"]) == {"deliveries", "over_sla", "p50_s", "p95_s", "max_s"}
+    assert set(data["freshness"][0]) == {"channel", "category", "category_name", "threshold_s", "last_live_at",
+                                         "age_s", "status"}
+    assert set(data["deadlines"][0]) == {"item_id", "revision", "title", "category", "state", "start", "last_day",
+                                         "deadline", "working_days_left", "status", "calendar_known"}
+    assert ch["late"][0]["due_at"] == "2015-03-18T00:00:00Z" and ch["late"][0]["lag_s"] == 3600.0
+
+
+def test_cli_json_and_table(world: World, tmp_path: Path) -> None:
+    """`publisher lag --json --channel` prints the schema for one channel; the table shows display names."""
+    world.delivery("bureau_site", state="failed", error="401 incorrect_password", due_at=T0 - timedelta(hours=1))
+    runner = CliRunner()
+    cfg = str(tmp_path / "config.yaml")
+    result = runner.invoke(lag_command, ["--config", cfg, "--json", "--channel", "bureau_site",
+                                         "--at", T0.isoformat()])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert [c["name"] for c in data["channels"]] == ["bureau_site"]
+    assert data["channels"][0]["late"][0]["last_error"] == "401 incorrect_password"
+    table = runner.invoke(lag_command, ["--config", cfg, "--at", T0.isoformat()], env={"COLUMNS": "160"})
+    assert table.exit_code == 0, table.output
+    assert "市安监局门户网站" in table.output and "401 incorrect_password" in table.output
+    bad = runner.invoke(lag_command, ["--config", cfg, "--channel", "nope"])
+    assert bad.exit_code == 2 and "bureau_site" in bad.output
