@@ -94,6 +94,9 @@ def _time(text: str | None) -> datetime:
 _LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Path, asyncio.Lock]] = weakref.WeakKeyDictionary()
 
 
+_PENDING: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Path, list[Any]]] = weakref.WeakKeyDictionary()
+
+
 def _lock_for(path: Path) -> asyncio.Lock:
     locks = _LOCKS.setdefault(asyncio.get_running_loop(), {})
     return locks.setdefault(path, asyncio.Lock())
@@ -280,17 +283,37 @@ class AtomFeed(Channel):
         return self._receipt(result[0])
 
     async def _change(self, mutate: Callable[[FeedState], bool]) -> bool:
-        """Read, change and rewrite the file under the path's lock; False when nothing changed."""
+        """Apply one change to the file; False when it changed nothing.
 
-        def rewrite() -> bool:
-            state = read_feed(self.options.path)
-            if not mutate(state):
-                return False
-            write_atomically(self.options.path, self._render(state))
-            return True
+        Group commit: changes that arrive while the file is being rewritten are applied together
+        in the next rewrite (one read, one write), and each caller returns once its change is on disk.
+        """
+        path = self.options.path.resolve()
+        queue = _PENDING.setdefault(asyncio.get_running_loop(), {}).setdefault(path, [])
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        queue.append((mutate, done))
+        async with _lock_for(path):
+            if not done.done():
+                batch = queue[:]
+                queue.clear()
 
-        async with _lock_for(self.options.path.resolve()):
-            return await asyncio.to_thread(rewrite)
+                def rewrite() -> list[bool]:
+                    state = read_feed(self.options.path)
+                    changed = [m(state) for m, _ in batch]
+                    if any(changed):
+                        write_atomically(self.options.path, self._render(state))
+                    return changed
+
+                try:
+                    outcome = await asyncio.to_thread(rewrite)
+                except Exception as exc:  # the whole batch failed to reach the disk: every caller hears it
+                    for _, fut in batch:
+                        if not fut.done():
+                            fut.set_exception(exc)
+                else:
+                    for (_, fut), changed in zip(batch, outcome, strict=True):
+                        fut.set_result(changed)
+        return await done
 
     def _render(self, state: FeedState) -> bytes:
         opts = self.options

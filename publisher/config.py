@@ -34,7 +34,7 @@ class StoreConfig(_Model):
 class QueueConfig(_Model):
     path: Path = Path("queue")
     rescan: Duration = parse_duration("30s")
-    settle: Duration = parse_duration("20ms")  # a file must keep its size this long before it is read
+    settle: Duration = parse_duration("10ms")  # a file must keep its size this long before it is read
     watch: bool = True  # inotify via watchfiles; off on network mounts (the rescan still runs)
 
 

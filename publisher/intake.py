@@ -91,7 +91,13 @@ class Intake:
             return handled
 
     def _process(self, claimed: Path, name: str) -> None:
+        before = _sig(claimed)
         data = claimed.read_bytes()
+        if _sig(claimed) != before or (before is not None and before[0] != len(data)):
+            # a writer still holds the file (its writes follow the rename): hand it back, take it later
+            os.replace(claimed, unique_target(self.inbox, name))
+            log.info("intake.still_written", file=name)
+            return
         digest = hashlib.sha256(data).hexdigest()
         now = self.clock.now()
         known = self.store.known_file(digest)

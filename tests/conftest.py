@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 
@@ -56,3 +57,25 @@ def make_revision(**overrides: object) -> Revision:
 @pytest.fixture
 def revision() -> Revision:
     return make_revision()
+
+
+PG_URL = os.environ.get("PUBLISHER_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture
+def pg_url() -> str:
+    """A clean PostgreSQL database (the `test` database, its public schema emptied)."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(PG_URL)
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("DROP SCHEMA public CASCADE")
+            conn.exec_driver_sql("CREATE SCHEMA public")
+    except sa.exc.OperationalError as exc:
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip(f"PostgreSQL is not reachable at {PG_URL}: {exc.orig}")
+    finally:
+        engine.dispose()
+    return PG_URL

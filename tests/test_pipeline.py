@@ -46,10 +46,12 @@ class Env:
         return counts
 
 
-@pytest.fixture
-async def env(tmp_path: Path, sandbox: SandboxServer) -> AsyncIterator[Env]:
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+async def env(request: pytest.FixtureRequest, tmp_path: Path, sandbox: SandboxServer) -> AsyncIterator[Env]:
+    """A working directory on the sandbox; every test runs on SQLite and again on PostgreSQL."""
     port = free_port()
-    cfg = load(write_config(tmp_path, sandbox, web_port=port))
+    store_url = request.getfixturevalue("pg_url") if request.param == "postgresql" else None
+    cfg = load(write_config(tmp_path, sandbox, web_port=port, store_url=store_url))
     clock = FrozenClock(datetime.now(UTC))
     daemon = Daemon(cfg, clock=clock)
     with web_server(daemon.web, port):

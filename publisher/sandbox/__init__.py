@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import logging
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -182,8 +183,10 @@ class SandboxServer:
 
     def stop(self) -> None:
         if self._server is not None:
+            # black-holed requests must not hold the exit; their cancellation is expected, not an error
+            logging.getLogger("uvicorn.error").setLevel(logging.CRITICAL)
             self._server.should_exit = True
-            self._server.force_exit = True  # black-holed requests must not hold the exit
+            self._server.force_exit = True
         if self._thread is not None:
             self._thread.join(10)
 
