@@ -241,7 +241,7 @@ def plot_svg(hist: dict[str, list[lag.Bucket]], report: lag.LagReport, _: i18n.T
     channels = {ch.name: ch for ch in report.channels}
     values = [b.p95 for buckets in hist.values() for b in buckets if b.p95] + [ch.sla.total_seconds()
                                                                               for ch in report.channels]
-    lo = 10.0
+    lo = max(0.5, min([10.0, *(v for v in values if v > 0)]) / 1.5)
     hi = max([3600.0, *values]) * 1.5
     n = max((len(b) for b in hist.values()), default=1)
 
