@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,9 @@ def _fail(exc: Exception) -> None:
 @click.version_option(package_name="publisher")
 def main() -> None:
     """Publish every approved item to every channel exactly once, and show which channel is late."""
+    from publisher.daemon import configure_logging
+
+    configure_logging(json=False, level=logging.WARNING)  # `run` turns the daemon's own logging on
 
 
 @main.command()
@@ -80,6 +84,9 @@ def run(config_path: Path, once: bool, log_format: str) -> None:
 
     configure_logging(json=log_format == "json")
     config = _config(config_path)
+    if not config.web.is_loopback and config.web.token is None:
+        raise click.ClickException(f"web.listen {config.web.listen} is reachable from other machines: set web.token "
+                                   "(e.g. token: \"${PUBLISHER_WEB_TOKEN}\") so the dashboard asks for it")
 
     async def go() -> None:
         daemon = Daemon(config)

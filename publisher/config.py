@@ -43,6 +43,11 @@ class WebConfig(_Model):
     token: SecretStr | None = None
     public_url: str | None = None  # how readers reach this server (feeds); default http://<listen>
 
+    @field_validator("token")
+    @classmethod
+    def _token(cls, v: SecretStr | None) -> SecretStr | None:
+        return v if v is not None and v.get_secret_value().strip() else None  # "${TOKEN:-}" unset: no token
+
     @field_validator("listen")
     @classmethod
     def _listen(cls, v: str) -> str:

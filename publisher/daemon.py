@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ import httpx
 import structlog
 import uvicorn
 
-from channels.base import Channel, adapter_class
+from channels.base import Channel, PublisherError, adapter_class
 from publisher import __version__
 from publisher.clock import Clock, SystemClock
 from publisher.config import Config
@@ -72,6 +73,8 @@ class Daemon:
                               dispatcher=self.dispatcher,
                               health={"version": __version__, "started_at": self.clock.now().isoformat()})
         self._sandbox: Any = None
+        self._web: uvicorn.Server | None = None  # the server run_once starts, if any
+        self._web_task: asyncio.Task[None] | None = None
 
     def start_sandbox(self) -> None:
         if self.config.sandbox.enabled and self._sandbox is None:
@@ -81,9 +84,31 @@ class Daemon:
             self._sandbox = SandboxServer(host, int(port)).start()
             log.info("sandbox.started", url=self._sandbox.base_url)
 
+    def _web_server(self) -> tuple[uvicorn.Server, socket.socket] | None:
+        """The web server on its configured port, or None when the port is taken (say, by a running daemon)."""
+        sock = socket.socket(socket.AF_INET6 if ":" in self.config.web.host else socket.AF_INET)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self.config.web.host, self.config.web.port))
+        except OSError as exc:
+            sock.close()
+            log.warning("web.port_taken", listen=self.config.web.listen, error=str(exc))
+            return None
+        server = uvicorn.Server(uvicorn.Config(create_app(self.web), log_level="warning", access_log=False,
+                                               lifespan="off"))
+        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # ours handle SIGTERM
+        return server, sock
+
     async def run_once(self) -> dict[str, int]:
-        """Take every file in the inbox, send and verify everything due, then return."""
+        """Take every file in the inbox, send and verify everything due, then return.
+
+        The web server runs meanwhile when its port is free, so that feed readers (the provincial
+        collector after a WebSub ping) can fetch what this run wrote."""
         self.start_sandbox()
+        web = self._web_server() if self._web_task is None else None
+        if web is not None:
+            self._web_task = asyncio.create_task(web[0].serve(sockets=[web[1]]), name="web")
+            self._web = web[0]
         while True:
             handled = await self.intake.scan()
             await self.dispatcher.run_once()
@@ -99,14 +124,14 @@ class Daemon:
             except (NotImplementedError, RuntimeError):  # not the main thread (tests)
                 pass
         self.start_sandbox()
-        server = uvicorn.Server(uvicorn.Config(create_app(self.web), host=self.config.web.host,
-                                               port=self.config.web.port, log_level="warning",
-                                               access_log=False, lifespan="off"))
-        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # ours handle SIGTERM
+        web = self._web_server()
+        if web is None:
+            raise PublisherError(f"web.listen {self.config.web.listen} is taken: is another daemon running?")
+        server, sock = web
         log.info("daemon.started", version=__version__, web=self.config.web.base_url,
                  inbox=str(self.intake.inbox), channels=list(self.channels))
         tasks = [
-            asyncio.create_task(server.serve(), name="web"),
+            asyncio.create_task(server.serve(sockets=[sock]), name="web"),
             asyncio.create_task(self._watch(stop), name="watch"),
             asyncio.create_task(self._rescan(stop), name="rescan"),
             asyncio.create_task(self.dispatcher.run(stop), name="dispatch"),
@@ -152,6 +177,10 @@ class Daemon:
             scheduler.shutdown(wait=False)
 
     async def aclose(self) -> None:
+        if self._web is not None and self._web_task is not None:
+            self._web.should_exit = True
+            await asyncio.gather(self._web_task, return_exceptions=True)
+            self._web = self._web_task = None
         for ch in self.channels.values():
             await ch.aclose()
             await ch.http.aclose()

@@ -71,7 +71,7 @@ class Intake:
             handled = 0
             for leftover in sorted(self.claimed.iterdir()):
                 if leftover.is_file():
-                    self._process(leftover, leftover.name)
+                    self._safely(leftover, leftover.name)
                     handled += 1
             first = {p: _sig(p) for p in sorted(self.inbox.iterdir()) if is_candidate(p)}
             first = {p: s for p, s in first.items() if s is not None}
@@ -86,9 +86,16 @@ class Intake:
                     os.rename(path, claimed)  # atomic: another node cannot take it as well
                 except FileNotFoundError:
                     continue  # another node claimed it first
-                self._process(claimed, path.name)
+                self._safely(claimed, path.name)
                 handled += 1
             return handled
+
+    def _safely(self, claimed: Path, name: str) -> None:
+        """One file's trouble never stops the others; the file stays claimed and is tried again later."""
+        try:
+            self._process(claimed, name)
+        except Exception:
+            log.exception("intake.file_failed", file=name)
 
     def _process(self, claimed: Path, name: str) -> None:
         before = _sig(claimed)
@@ -112,6 +119,13 @@ class Intake:
                                    channels=set(self.config.channels), folder=self.inbox)
         except ItemFileError as exc:
             self._reject(claimed, name, exc, now)
+            return
+        except Exception as exc:  # a reading problem we did not foresee: still the editor gets an answer
+            log.exception("intake.unreadable", file=name)
+            self._reject(claimed, name, ItemFileError(
+                f"系统无法读取这个文件（{type(exc).__name__}）。请检查格式，或把本说明转给系统管理员。",
+                f"The file could not be read ({type(exc).__name__}: {exc}). Check its format, or pass this note "
+                "to the administrator."), now)
             return
         archived = self._file_away(claimed, name, self.archive)
         attachments = self._archive_attachments(item, archived)

@@ -157,7 +157,7 @@ def parse_item_file(name: str, data: bytes, *, categories: dict[str, str], chann
         raise ItemFileError("元数据没有结束行。请在 title:、category: 等字段之后加一行“---”。",
                             "The front matter never ends. Add a line '---' after the title:, category: ... lines.") from None
     try:
-        front = yaml.safe_load("\n".join(lines[1:end])) or {}
+        front = yaml.load("\n".join(lines[1:end]), Loader=_FrontMatterLoader) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f"第 {mark.line + 2} 行" if mark else ""
@@ -225,6 +225,17 @@ def parse_item_file(name: str, data: bytes, *, categories: dict[str, str], chann
 
 
 BEIJING = timezone(timedelta(hours=8))
+
+
+class _FrontMatterLoader(yaml.SafeLoader):
+    """YAML without its own date parsing: `2015-13-45` must reach the field check as text, and be
+    explained there, instead of failing inside the YAML reader."""
+
+
+_FrontMatterLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
 
 
 def _cats(categories: dict[str, str]) -> str:

@@ -14,7 +14,7 @@ from publisher.clock import FrozenClock
 from publisher.daemon import Daemon
 from publisher.review import ReviewError
 from publisher.sandbox import SandboxServer
-from tests.harness import drop, faults, free_port, load, received, web_server, write_config
+from tests.harness import drop, faults, free_port, load, received, write_config
 
 
 @dataclass
@@ -53,9 +53,8 @@ async def env(request: pytest.FixtureRequest, tmp_path: Path, sandbox: SandboxSe
     store_url = request.getfixturevalue("pg_url") if request.param == "postgresql" else None
     cfg = load(write_config(tmp_path, sandbox, web_port=port, store_url=store_url))
     clock = FrozenClock(datetime.now(UTC))
-    daemon = Daemon(cfg, clock=clock)
-    with web_server(daemon.web, port):
-        yield Env(tmp_path, daemon, clock, sandbox)
+    daemon = Daemon(cfg, clock=clock)  # run_once serves the feed on `port` for the collector
+    yield Env(tmp_path, daemon, clock, sandbox)
     await daemon.aclose()
 
 

@@ -204,14 +204,25 @@ async def test_verify_reads_the_feed_with_conditional_get(portal: Factory, sandb
 
 
 @pytest.mark.parametrize(("receipt", "live"), [
-    (Receipt(remote_id="x", url="https://elsewhere.example/art/1.html", extra={"title": "别的标题"}), False),
+    (Receipt(remote_id="x", url=None, extra={"title": "别的标题"}), False),
     (Receipt(remote_id="x", url="https://elsewhere.example/art/1.html", extra={"title": make_revision().title}), True),
     (Receipt(remote_id="x", url=None), False),
 ])
 async def test_verify_matches_by_link_or_title(portal: Factory, receipt: Receipt, live: bool) -> None:
-    """An entry counts when its link or, failing that, its title matches the receipt."""
+    """An entry counts when its link or, failing that, its title matches the receipt (no page to fall back on)."""
     await portal().publish(make_revision())
     assert await portal().verify(receipt) is live
+
+
+async def test_verify_falls_back_to_the_page_when_the_feed_has_moved_on(portal: Factory) -> None:
+    """An article older than the column feed's window is live when its own page answers 200."""
+    adapter = portal()
+    receipt = await adapter.publish(make_revision(item_id="old-one"))
+    for n in range(55):  # the column feed holds the newest 50
+        await adapter.publish(make_revision(item_id=f"newer-{n}", title=f"较新的稿件{n}"))
+    assert await adapter.verify(receipt) is True
+    await adapter.retract(receipt)
+    assert await adapter.verify(receipt) is False
 
 
 async def test_verify_without_feed_reads_the_page(portal: Factory) -> None:
@@ -224,11 +235,11 @@ async def test_verify_without_feed_reads_the_page(portal: Factory) -> None:
 
 
 async def test_verify_goes_on_with_a_broken_feed(portal: Factory) -> None:
-    """A feed feedparser calls bozo is logged with its exception and still searched."""
+    """A feed feedparser calls bozo is logged with its exception; the article's own page then proves it live."""
     receipt = await portal().publish(make_revision())
     adapter = portal(verify_feed=receipt.url)  # an HTML page, not a feed
     with capture_logs() as logs:
-        assert await adapter.verify(receipt) is False
+        assert await adapter.verify(receipt) is True
     bozo = [e for e in logs if e["event"] == "http_push.feed_bozo"]
     assert bozo and bozo[0]["error"]
 
