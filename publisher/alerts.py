@@ -69,14 +69,14 @@ def conditions(report: lag.LagReport, locale: str) -> dict[str, Event]:
         out[key] = Event(key=key, kind="freshness", status=f.status, channel=f.channel, item_id=None, text=text,
                          detail={"category": f.category, "last_live_at": lag._ts(f.last_live_at),
                                  "age_s": lag._s(f.age), "threshold_s": lag._s(f.threshold)})
-    for d in report.deadlines:
-        key = f"deadline:{d.status}:{d.item_id}:{d.revision}"
-        text = i18n.t("alert_deadline", locale, item=d.item_id, title=d.title, last_day=d.last_day.isoformat(),
-                      left=d.working_days_left, status=i18n.t(d.status, locale))
-        out[key] = Event(key=key, kind="deadline", status=d.status, channel=None, item_id=d.item_id, text=text,
-                         detail={"revision": d.revision, "title": d.title, "start": d.start.isoformat(),
-                                 "last_day": d.last_day.isoformat(), "deadline": lag._ts(d.deadline),
-                                 "working_days_left": d.working_days_left})
+    for r in report.deadlines:
+        key = f"deadline:{r.status}:{r.item_id}:{r.revision}"
+        text = i18n.t("alert_deadline", locale, item=r.item_id, title=r.title, last_day=r.last_day.isoformat(),
+                      left=r.working_days_left, status=i18n.t(r.status, locale))
+        out[key] = Event(key=key, kind="deadline", status=r.status, channel=None, item_id=r.item_id, text=text,
+                         detail={"revision": r.revision, "title": r.title, "start": r.start.isoformat(),
+                                 "last_day": r.last_day.isoformat(), "deadline": lag._ts(r.deadline),
+                                 "working_days_left": r.working_days_left})
     return out
 
 

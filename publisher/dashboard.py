@@ -185,7 +185,7 @@ class LagMetrics:
 
     def observe_new(self) -> None:
         since = self.watermark - self.OVERLAP
-        rows = []
+        rows: list[Any] = []
         with self.ctx.store.read() as conn:
             for name in self.ctx.config.channels:  # one range of ix_deliveries_channel_live each
                 # live_at is set only when a row turns live; no `state` term, so no planner picks the state index

@@ -115,7 +115,7 @@ def duration(td: timedelta | None, locale: str) -> str:
     sign = "-" if td.total_seconds() < 0 else ""
     units = (("天", "d", 86400), ("小时", "h", 3600), ("分", "m", 60), ("秒", "s", 1))
     first = next((i for i, u in enumerate(units) if secs >= u[2]), len(units) - 1)
-    parts = []
+    parts: list[str] = []
     for zh, en, size in units[first:first + 2]:
         value, secs = divmod(secs, size)
         if value or not parts:

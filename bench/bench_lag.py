@@ -1,0 +1,212 @@
+"""Benchmark: `publisher lag` over a store with one million deliveries (target: answer in ≤ 300 ms).
+
+    python bench/bench_lag.py                   # builds var/bench/lag.db once (about a minute), then times
+    python bench/bench_lag.py --rebuild --runs 9
+    python bench/bench_lag.py --url postgresql+psycopg://localhost/bench   # the same on PostgreSQL
+
+The store holds one bureau-network year: ~290 000 revisions routed by the shipped config's categories
+to the four channels (1 000 000 delivery rows), due evenly over the 365 days before the build. Lags are
+drawn per channel (bureau_site seconds, city_portal minutes to hours, microblog up to a few hours behind
+its rate limit); 0.5 % of rows are not live (failed, retrying, manual, sent, pending), 1 % superseded,
+and a few hundred revisions still wait in review. It times, each as the median of --runs:
+  - report:  publisher.lag.build_report in a warm process (the query work alone),
+  - cli:     `python -m publisher.lag_cli --config …` as a fresh process (what an admin waits for),
+  - json:    the same with --json,
+  - empty:   the same process over an empty store: the fixed cost of starting Python and importing
+             (SQLAlchemy, pydantic, the adapters that config validation loads), whatever the store holds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import sqlalchemy as sa
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from publisher.config import load_config  # noqa: E402
+from publisher.lag import build_report  # noqa: E402
+from publisher.schema import deliveries, items, revisions  # noqa: E402
+from publisher.store import Store  # noqa: E402
+
+TARGET = 1_000_000
+WEIGHTS = {"news": 40, "updates": 25, "notices": 10, "agency": 5, "committee": 8, "laws": 4, "guides": 7,
+           "accidents": 1}
+LAG = {  # channel → (low, high) seconds from due to live, drawn log-uniformly
+    "bureau_site": (3, 300), "city_portal": (30, 6 * 3600), "provincial_feed": (60, 1800), "microblog": (60, 3 * 3600),
+}
+
+
+def _loguniform(rng: random.Random, lo: float, hi: float) -> float:
+    return lo * (hi / lo) ** rng.random()
+
+
+def build(url: str, config_path: Path, now: datetime, seed: int = 7) -> None:
+    config = load_config(config_path)
+    store = Store.open(url)
+    rng = random.Random(seed)
+    cats = list(WEIGHTS)
+    weights = list(WEIGHTS.values())
+    span = timedelta(days=365).total_seconds()
+    per_rev = sum(len(config.categories[c].channels) * w for c, w in WEIGHTS.items()) / sum(weights)
+    n_revs = int(TARGET / per_rev * 1.02) + 1  # a little over: the loop stops at exactly TARGET rows
+    made = 0
+    chunk_items: list[dict] = []
+    chunk_revs: list[dict] = []
+    chunk_dels: list[dict] = []
+
+    def flush() -> None:
+        with store.tx() as conn:
+            if chunk_items:
+                conn.execute(items.insert(), chunk_items)
+            conn.execute(revisions.insert(), chunk_revs)
+            conn.execute(deliveries.insert(), chunk_dels)
+        chunk_items.clear()
+        chunk_revs.clear()
+        chunk_dels.clear()
+
+    started = time.perf_counter()
+    for i in range(n_revs):
+        if made >= TARGET:
+            break
+        category = rng.choices(cats, weights)[0]
+        due = now - timedelta(seconds=span * (1 - i / n_revs))
+        item_id = f"bench-{i:07d}"
+        in_review = i >= n_revs - 300 and rng.random() < 0.5
+        chunk_items.append({"id": item_id, "category": category, "title": f"{category} {i}", "current_revision": 1,
+                            "retracted": False, "created_at": due, "updated_at": due})
+        chunk_revs.append({"id": i + 1, "item_id": item_id, "number": 1, "state": "review" if in_review else "approved",
+                           "title": f"{category} {i}", "category": category, "body": "…", "channels": [],
+                           "attachments": [], "retract": False, "findings": [], "created_at": due,
+                           "doc_date": (due - timedelta(days=rng.randint(0, 10))).date(),
+                           "approved_at": None if in_review else due})
+        if in_review:
+            continue
+        for channel in config.categories[category].channels:
+            if made >= TARGET:
+                break
+            made += 1
+            lo, hi = LAG[channel]
+            live = due + timedelta(seconds=_loguniform(rng, lo, hi))
+            roll = rng.random()
+            state = "live"
+            if live > now:
+                state = rng.choice(("pending", "sent", "retrying"))
+            elif roll < 0.003:
+                state = "failed"
+            elif roll < 0.004:
+                state = "retrying"
+            elif roll < 0.005:
+                state = "manual"
+            elif roll < 0.015:
+                state = "superseded"
+            is_live = state == "live"
+            chunk_dels.append({
+                "revision_id": i + 1, "item_id": item_id, "channel": channel, "state": state, "retract": False,
+                "due_at": due, "next_attempt_at": due, "attempts": 1 if is_live else rng.randint(1, 10),
+                "verify_attempts": 1, "sent_at": live if is_live else None, "live_at": live if is_live else None,
+                "last_error": None if is_live or state == "superseded" else "503 Service Unavailable",
+                "created_at": due, "updated_at": live if is_live else due,
+            })
+        if len(chunk_dels) >= 50_000:
+            flush()
+            print(f"  {made:>9,} deliveries  {time.perf_counter() - started:5.1f} s", flush=True)
+    flush()
+    with store.engine.begin() as conn:
+        if store.engine.dialect.name == "sqlite":
+            conn.exec_driver_sql("ANALYZE")
+        else:
+            conn.exec_driver_sql("ANALYZE deliveries")
+            conn.exec_driver_sql("ANALYZE revisions")
+    store.close()
+    print(f"built {made:,} deliveries in {time.perf_counter() - started:.1f} s")
+
+
+def write_config(workdir: Path, url: str) -> Path:
+    data = yaml.safe_load((ROOT / "publisher" / "config.default.yaml").read_text(encoding="utf-8"))
+    data["store"] = {"url": url}
+    data["sandbox"] = {"enabled": False}
+    path = workdir / "config.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def median_ms(fn, runs: int) -> tuple[float, list[float]]:
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t) * 1000)
+    return statistics.median(times), times
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--dir", type=Path, default=ROOT / "var" / "bench")
+    ap.add_argument("--url", help="store URL (default: SQLite in --dir)")
+    ap.add_argument("--rebuild", action="store_true")
+    ap.add_argument("--runs", type=int, default=7)
+    args = ap.parse_args()
+    args.dir.mkdir(parents=True, exist_ok=True)
+    db = args.dir / "lag.db"
+    url = args.url or f"sqlite:///{db}"
+    config_path = write_config(args.dir, url)
+    store = Store.open(url)
+    with store.read() as conn:
+        have = conn.execute(sa.select(sa.func.count()).select_from(deliveries)).scalar_one()
+    store.close()
+    if args.rebuild or have < TARGET:
+        if args.url is None and db.exists():
+            for p in args.dir.glob("lag.db*"):
+                p.unlink()
+        elif have:
+            sys.exit("the store at --url is not empty; empty it first")
+        build(url, config_path, datetime.now(UTC))
+
+    config = load_config(config_path)
+    store = Store.open(url, migrate=False)
+    now = datetime.now(UTC)
+    build_report(store, config, now)  # warm the page cache, as a running system has it
+    report_ms, report_all = median_ms(lambda: build_report(store, config, now), args.runs)
+    report = build_report(store, config, now)
+    store.close()
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "publisher.lag_cli", "--config", str(config_path)]
+
+    def run(extra: list[str]) -> None:
+        subprocess.run(cmd + extra, check=True, env=env, stdout=subprocess.DEVNULL, cwd=args.dir)
+
+    run([])
+    cli_ms, cli_all = median_ms(lambda: run([]), args.runs)
+    json_ms, json_all = median_ms(lambda: run(["--json"]), args.runs)
+    empty_dir = args.dir / "empty"
+    empty_dir.mkdir(exist_ok=True)
+    empty_cfg = write_config(empty_dir, f"sqlite:///{empty_dir / 'empty.db'}")
+    empty_cmd = [sys.executable, "-m", "publisher.lag_cli", "--config", str(empty_cfg)]
+    subprocess.run(empty_cmd, check=True, env=env, stdout=subprocess.DEVNULL)  # creates the empty store
+    empty_ms, empty_all = median_ms(
+        lambda: subprocess.run(empty_cmd, check=True, env=env, stdout=subprocess.DEVNULL), args.runs)
+    late = sum(ch.late_total for ch in report.channels)
+    print(f"store: {url}  deliveries ≥ {TARGET:,}; late now: {late}; at-risk deadlines: {len(report.deadlines)}")
+    print(f"report (in process)   median {report_ms:6.1f} ms  runs {[round(t) for t in report_all]}")
+    print(f"publisher lag         median {cli_ms:6.1f} ms  runs {[round(t) for t in cli_all]}")
+    print(f"publisher lag --json  median {json_ms:6.1f} ms  runs {[round(t) for t in json_all]}")
+    print(f"publisher lag (empty) median {empty_ms:6.1f} ms  runs {[round(t) for t in empty_all]}")
+    print(f"store-dependent part: ≈ {cli_ms - empty_ms:.0f} ms (table), {json_ms - empty_ms:.0f} ms (--json)")
+    print("target ≤ 300 ms: report", "met" if report_ms <= 300 else "NOT met",
+          "| whole process", "met" if max(cli_ms, json_ms) <= 300 else "NOT met")
+
+
+if __name__ == "__main__":
+    main()
