@@ -238,7 +238,7 @@ def _window(conn: Connection, channel: str, since: datetime, now: datetime) -> l
          .where(deliveries.c.due_at >= since).where(deliveries.c.due_at <= now)
          .where(deliveries.c.state != "superseded"))
     # to the millisecond: SQLite's julianday arithmetic carries ~30 µs of floating-point noise
-    return sorted(round(v, 3) for v in conn.execute(q).scalars())
+    return sorted(round(float(v), 3) for v in conn.execute(q).scalars())  # PostgreSQL answers Decimal
 
 
 def _newest_live(conn: Connection, channel: str, wanted: dict[str, timedelta],
@@ -384,6 +384,7 @@ def history(store: Store, config: Config, now: datetime, span: str = "24h",
                  .where(deliveries.c.state != "superseded"))
             width = step.total_seconds()
             for offset, lag in conn.execute(q):
+                offset, lag = float(offset), float(lag)
                 slots[max(0, min(n - 1, int(round(offset, 3) // width)))].append(round(lag, 3))
             out[name] = [Bucket(start=origin + i * step, count=len(s),
                                 p95=percentile(sorted(s), 95) if s else None, max=max(s) if s else None)

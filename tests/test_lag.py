@@ -78,9 +78,13 @@ class World:
         return next(ch for ch in self.report(**kw).channels if ch.name == name)
 
 
-@pytest.fixture
-def world(tmp_path: Path) -> World:
-    config = make_config(tmp_path)
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def world(request: pytest.FixtureRequest, tmp_path: Path) -> World:
+    """The same rules on SQLite and on PostgreSQL (skipped when no PostgreSQL answers, except in CI)."""
+    if request.param == "postgresql":
+        config = make_config(tmp_path, store={"url": request.getfixturevalue("pg_url")})
+    else:
+        config = make_config(tmp_path)
     store = Store.open(config.store_url)
     yield World(config=config, store=store, clock=FrozenClock(T0))
     store.close()
