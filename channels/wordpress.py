@@ -243,7 +243,11 @@ class WordPress(Channel):
         code, message = _wp_error(resp)
         text = f"{self.name}: could not {what}: WordPress answered {resp.status_code}"
         text += f" {code}: {message}" if code else " without a WordPress error (is base_url the site root?)"
-        if resp.status_code == 401:
+        if resp.status_code == 401 or _anonymous(resp, code):
+            # WordPress 6.1 never says incorrect_password over REST: a wrong password or user makes the
+            # request anonymous, so a write answers 401 rest_cannot_*, a look-up of drafts 400
+            if code not in ("incorrect_password", "invalid_username", "invalid_email"):
+                text += "; WordPress took the request as anonymous"
             text += ("; check the channel's username and application password"
                      " (WordPress: Users → Profile → Application Passwords)")
         elif resp.status_code == 403:
@@ -269,6 +273,17 @@ class WordPress(Channel):
         if marker := _MARKER.search(raw):
             extra["revision"] = int(marker.group(1))
         return Receipt(remote_id=str(post["id"]), url=post.get("link"), extra=extra)
+
+
+def _anonymous(resp: httpx.Response, code: str | None) -> bool:
+    """An answer that only an anonymous request gets: edit context refused, or non-public statuses forbidden."""
+    if code == "rest_forbidden_context":
+        return True
+    try:
+        detail = resp.json()["data"]["details"]["status"]["code"]
+        return code == "rest_invalid_param" and detail == "rest_forbidden_status"
+    except (ValueError, KeyError, TypeError):
+        return False
 
 
 def _wp_error(resp: httpx.Response) -> tuple[str | None, str]:

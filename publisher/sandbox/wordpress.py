@@ -2,12 +2,15 @@
 
 Built from WordPress's own sources (class-wp-rest-posts-controller.php, -terms-, -attachments-,
 rest-api.php, formatting.php): errors are `{"code", "message", "data": {"status"}}`; Basic auth
-with an application password (anything non-alphanumeric in it is ignored, as WordPress strips it);
-a bad password is refused on every request (401 `incorrect_password`), even a read. Parameters are
-validated before permissions, as WP_REST_Server does. Slugs go through `sanitize_title` and
-`wp_unique_post_slug` (posts and attachments share one namespace); trashing renames the slug to
-`<slug>__trashed`. Unknown category ids are dropped without a word. The site runs in UTC with plain
-permalinks, so `link` is `<site>/?p=ID`, which serves the post to readers only while it is published.
+with an application password (anything non-alphanumeric in it is ignored, as WordPress strips it).
+A wrong password or an unknown user makes the request anonymous, as a real WordPress 6.1 does (its
+`incorrect_password` error is collected after the REST server has checked for it): reads of public
+posts still answer 200, edit context and writes 401 `rest_forbidden_context`/`rest_cannot_*`, other
+statuses 400 `rest_forbidden_status`. Parameters are validated before permissions, as WP_REST_Server
+does. Slugs go through `sanitize_title` and `wp_unique_post_slug` (posts and attachments share one
+namespace); trashing renames the slug to `<slug>__trashed`. Unknown category ids are dropped without a
+word. The site runs in UTC with plain permalinks, so `link` is `<site>/?p=ID`, which serves the post to
+readers only while it is published.
 Content is stored as given: the sandbox user is an administrator, who has `unfiltered_html`.
 A second user, `CONTRIBUTOR`, may write drafts but not publish, upload or create categories (403).
 """
@@ -184,11 +187,10 @@ class Site:
         except (binascii.Error, UnicodeDecodeError):
             return None  # PHP never sees such a header as credentials: the request is anonymous
         if login not in self.users:
-            raise WPError("invalid_username", "<strong>Error:</strong> Unknown username. Check again or try your"
-                          " email address.", 401)
+            return None  # WordPress 6.1 drops its invalid_username error: the request goes on anonymous
         uid, expected, role = self.users[login]
         if re.sub(r"[^a-zA-Z0-9]", "", password) != re.sub(r"[^a-zA-Z0-9]", "", expected):
-            raise WPError("incorrect_password", "The provided password is an invalid application password.", 401)
+            return None  # likewise incorrect_password (checked against a real WordPress 6.1.9)
         return uid, login, role
 
     @staticmethod
@@ -354,10 +356,11 @@ class Site:
         context = prm.get("context", "view")
         if context not in ("view", "embed", "edit"):
             raise invalid("context", "context is not one of view, embed, and edit.", "rest_not_in_enum")
-        if context == "edit" and user is None:
-            raise WPError("rest_forbidden_context", "Sorry, you are not allowed to edit posts in this post type.", 401)
         if post_id is None and method == "GET":
-            rows, total, pages = self.list_posts(prm, user)
+            rows, total, pages = self.list_posts(prm, user)  # parameters (status) are checked before the context
+            if context == "edit" and user is None:
+                raise WPError("rest_forbidden_context", "Sorry, you are not allowed to edit posts in this post type.",
+                              401)
             headers = {"X-WP-Total": str(total), "X-WP-TotalPages": str(pages)}
             return JSONResponse([self.post_json(p, context) for p in rows], headers=headers)
         if post_id is None and method == "POST":
@@ -379,6 +382,8 @@ class Site:
         if method in ("POST", "PUT", "PATCH"):
             self.validate_post_params(prm)
         post = self.get_post(post_id)
+        if context == "edit" and user is None and method == "GET":
+            raise WPError("rest_forbidden_context", "Sorry, you are not allowed to edit this post.", 401)
         if method == "GET":
             if post["status"] != "publish" and user is None:
                 raise WPError("rest_forbidden", "Sorry, you are not allowed to do that.", 401)
@@ -468,7 +473,7 @@ class Site:
             raise WPError("rest_no_route", "No route was found matching the URL and request method.", 404)
         prm = await self.params(request, body=False)
         if user is None or user[2] != "administrator":
-            raise WPError("rest_cannot_create", "Sorry, you are not allowed to upload media on this site.",
+            raise WPError("rest_cannot_create", "Sorry, you are not allowed to create posts as this user.",
                           401 if user is None else 403)
         ctype = request.headers.get("content-type", "")
         if "multipart/form-data" in ctype:

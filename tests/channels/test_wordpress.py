@@ -229,12 +229,17 @@ async def test_error_classes(sandbox, wp, knobs, error, status, retry_after) -> 
 
 
 async def test_wrong_application_password_tells_the_admin(sandbox, http, clock) -> None:
-    """A refused password is permanent and its message names WordPress's code and the application password."""
+    """A wrong password makes WordPress treat the calls as anonymous: each refusal is permanent and names
+    the application password, whether WordPress answers 401 (a write) or 400 rest_forbidden_status (find)."""
     wp = adapter(sandbox, http, clock, app_password="wrong")
     with pytest.raises(PermanentError) as caught:
         await wp.publish(make_revision())
-    assert caught.value.status == 401 and "incorrect_password" in str(caught.value)
+    assert caught.value.status == 401 and "rest_cannot_create" in str(caught.value)
     assert "application password" in str(caught.value) and "wrong" not in str(caught.value)  # no secret in it
+    with pytest.raises(PermanentError) as caught:
+        await wp.find(make_revision())
+    assert caught.value.status == 400 and "anonymous" in str(caught.value)
+    assert "application password" in str(caught.value)
 
 
 async def test_a_user_who_may_not_publish_gets_a_permanent_403(sandbox, http, clock) -> None:
