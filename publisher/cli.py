@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sys
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from publisher.clock import SystemClock
 from publisher.config import Config, ConfigError, load_config
 from publisher.store import Store
 
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 240)  # piped output keeps whole lines
 CONFIG_OPTION = click.option("--config", "config_path", type=click.Path(path_type=Path), default=Path("config.yaml"),
                              show_default=True, envvar="PUBLISHER_CONFIG", help="config.yaml to use")
 

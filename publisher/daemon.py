@@ -17,6 +17,7 @@ import uvicorn
 from channels.base import Channel, PublisherError, adapter_class
 from publisher import __version__
 from publisher.clock import Clock, SystemClock
+from publisher.alerts import Alerter
 from publisher.config import Config
 from publisher.dispatch import Dispatcher
 from publisher.intake import Intake
@@ -75,6 +76,8 @@ class Daemon:
         self._sandbox: Any = None
         self._web: uvicorn.Server | None = None  # the server run_once starts, if any
         self._web_task: asyncio.Task[None] | None = None
+        self._alert_http = httpx.AsyncClient(timeout=httpx.Timeout(10.0),
+                                             headers={"User-Agent": f"publisher/{__version__}"})
 
     def start_sandbox(self) -> None:
         if self.config.sandbox.enabled and self._sandbox is None:
@@ -135,6 +138,8 @@ class Daemon:
             asyncio.create_task(self._watch(stop), name="watch"),
             asyncio.create_task(self._rescan(stop), name="rescan"),
             asyncio.create_task(self.dispatcher.run(stop), name="dispatch"),
+            asyncio.create_task(Alerter(store=self.store, config=self.config, clock=self.clock,
+                                        http=self._alert_http).run(stop), name="alerts"),
         ]
         await self.intake.scan()
         self.dispatcher.wake()
@@ -177,6 +182,7 @@ class Daemon:
             scheduler.shutdown(wait=False)
 
     async def aclose(self) -> None:
+        await self._alert_http.aclose()
         if self._web is not None and self._web_task is not None:
             self._web.should_exit = True
             await asyncio.gather(self._web_task, return_exceptions=True)

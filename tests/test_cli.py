@@ -1,0 +1,136 @@
+"""The command line as a user meets it: run as a subprocess on a fresh `publisher init` directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from publisher.config import ConfigError, load_config
+from tests.harness import free_port
+
+SHIPPED = Path(__file__).resolve().parent.parent / "config.yaml"
+
+
+def cli(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([sys.executable, "-m", "publisher.cli", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=180)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"publisher {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    """`publisher init`, with the web and sandbox ports moved to free ones so tests never collide."""
+    root = tmp_path / "bureau"
+    cli("init", str(root), cwd=tmp_path)
+    config = root / "config.yaml"
+    text = config.read_text(encoding="utf-8")
+    web, sb = free_port(), free_port()
+    text = text.replace("127.0.0.1:8700", f"127.0.0.1:{web}").replace("127.0.0.1:8701", f"127.0.0.1:{sb}")
+    config.write_text(text, encoding="utf-8")
+    return root
+
+
+def test_init_writes_the_shipped_config_and_folders(workdir: Path) -> None:
+    """init makes config.yaml (the shipped one), queue/inbox, archive, rejected and var/."""
+    for sub in ("queue/inbox", "queue/archive", "queue/rejected", "var"):
+        assert (workdir / sub).is_dir()
+    assert "check-config" not in cli("check-config", cwd=workdir).stderr
+    packaged = (Path(__file__).resolve().parent.parent / "publisher" / "config.default.yaml").read_text("utf-8")
+    assert packaged == SHIPPED.read_text("utf-8"), "publisher/config.default.yaml must equal config.yaml"
+
+
+def test_first_run_flows_items_and_the_review_commands_work(workdir: Path) -> None:
+    """A fresh directory: items flow to the sandbox on `run --once`; review, approve, show and items answer."""
+    inbox = workdir / "queue" / "inbox"
+    (inbox / "a.md").write_text("---\nid: cli-1\ntitle: 安全生产动态\ncategory: updates\n---\n正文。\n", "utf-8")
+    (inbox / "b.md").write_text("---\nid: cli-2\ntitle: 关于开展检查的通知\ncategory: notices\n---\n正文。\n", "utf-8")
+    (inbox / "c.md").write_text("---\ntitel: 拼错了\ncategory: news\n---\n正文。\n", "utf-8")
+    out = cli("run", "--once", cwd=workdir)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == {"accepted": 2, "rejected": 1, "duplicate": 0}
+    note = (workdir / "queue" / "rejected" / "c.md.error.txt").read_text("utf-8")
+    assert "titel" in note and "title" in note
+    assert "cli-2" in cli("review", cwd=workdir).stdout
+    wrong = cli("approve", "cli-2", "--role", "deputy_director", "--by", "张三", cwd=workdir, check=False)
+    assert wrong.returncode != 0 and "waits for section_chief" in wrong.stderr
+    cli("approve", "cli-2", "--role", "section_chief", "--by", "李科长", cwd=workdir)
+    cli("approve", "cli-2", "--role", "deputy_director", "--by", "张副局长", cwd=workdir)
+    cli("run", "--once", cwd=workdir)
+    shown = cli("show", "cli-2", cwd=workdir).stdout
+    assert "李科长" in shown and "市安监局门户网站" in shown
+    assert "cli-1" in cli("items", cwd=workdir).stdout
+    assert "approve" in cli("audit", "cli-2", cwd=workdir).stdout
+
+
+def test_check_config_names_every_problem_with_its_place(tmp_path: Path) -> None:
+    """Bad durations, unknown keys, dangling references and unset secrets are all listed, secrets by name only."""
+    data = yaml.safe_load(SHIPPED.read_text("utf-8"))
+    data["channels"]["microblog"]["sla"] = "2 hours"
+    data["channels"]["microblog"]["access_token"] = "${WEIBO_TOKEN_FOR_TEST}"
+    data["channels"]["city_portal"]["urll"] = "typo"
+    data["categories"]["news"]["review"] = ["chief_editor"]
+    data["channels"]["microblog"]["link_from"] = "nowhere"
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), "utf-8")
+    os.environ.pop("WEIBO_TOKEN_FOR_TEST", None)
+    with pytest.raises(ConfigError) as exc:
+        load_config(path)
+    text = str(exc.value)
+    assert "channels.microblog.sla: '2 hours' is not a duration like 30s, 15m, 2h or 14d" in text
+    assert "environment variable WEIBO_TOKEN_FOR_TEST is not set" in text
+    out = cli("check-config", "--config", str(path), cwd=tmp_path, check=False)
+    assert out.returncode != 0 and "channels.microblog.sla" in out.stderr
+
+
+def test_check_config_reports_adapter_keys_and_references(tmp_path: Path) -> None:
+    """Problems that only show after the first pass (adapter keys, references) are named too."""
+    data = yaml.safe_load(SHIPPED.read_text("utf-8"))
+    data["channels"]["city_portal"]["urll"] = "typo"
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), "utf-8")
+    with pytest.raises(ConfigError, match=r"channels\.city_portal\.urll: unknown key"):
+        load_config(path)
+    data = yaml.safe_load(SHIPPED.read_text("utf-8"))
+    data["categories"]["news"]["review"] = ["chief_editor"]
+    data["channels"]["microblog"]["link_from"] = "nowhere"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), "utf-8")
+    with pytest.raises(ConfigError) as exc:
+        load_config(path)
+    assert "categories.news.review: role 'chief_editor' is not defined" in str(exc.value)
+    assert "channels.microblog.link_from: channel 'nowhere' is not defined" in str(exc.value)
+
+
+def test_sigterm_stops_the_daemon_cleanly_and_healthz_answers(workdir: Path) -> None:
+    """The daemon answers /healthz while running and exits 0 on SIGTERM, logging its stop."""
+    config = load_config(workdir / "config.yaml")
+    proc = subprocess.Popen([sys.executable, "-m", "publisher.cli", "run"], cwd=workdir,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                health = httpx.get(f"{config.web.base_url}/healthz", timeout=1)
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        assert health.json()["status"] == "ok"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0
+    events = [json.loads(line)["event"] for line in err.splitlines() if line.startswith("{")]
+    assert events[0] == "sandbox.started" and "daemon.stopping" in events and events[-1] == "daemon.stopped"
