@@ -43,8 +43,9 @@ def _daemon(config: Path) -> subprocess.Popen[bytes]:
 
 def _count(engine: sa.Engine, states: tuple[str, ...]) -> int:
     with engine.connect() as conn:
-        q = "SELECT count(*) FROM deliveries WHERE state IN (%s)" % ",".join(f"'{s}'" for s in states)
-        return int(conn.exec_driver_sql(q).scalar() or 0)
+        q = sa.text("SELECT count(*) FROM deliveries WHERE state IN :states").bindparams(
+            sa.bindparam("states", expanding=True))
+        return int(conn.execute(q, {"states": list(states)}).scalar() or 0)
 
 
 def _wait_ready(port: int) -> None:

@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import httpx
 from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:
+    import httpx
+
     from publisher.clock import Clock
     from publisher.items import Revision
 
@@ -106,7 +107,7 @@ class Channel(ABC):
     async def verify(self, receipt: Receipt) -> bool:
         """Can readers see it now?"""
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027  # optional hook: most adapters open nothing of their own
         """Release anything the adapter opened itself (the shared HTTP client is not its own)."""
 
 

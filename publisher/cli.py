@@ -43,7 +43,7 @@ def _fail(exc: Exception) -> None:
 @click.version_option(package_name="publisher")
 def main() -> None:
     """Publish every approved item to every channel exactly once, and show which channel is late."""
-    from publisher.daemon import configure_logging
+    from publisher.logs import configure_logging
 
     configure_logging(json=False, level=logging.WARNING)  # `run` turns the daemon's own logging on
 
@@ -81,7 +81,8 @@ def check_config(config_path: Path) -> None:
 @click.option("--log-format", type=click.Choice(["json", "console"]), default="json", show_default=True)
 def run(config_path: Path, once: bool, log_format: str) -> None:
     """Run the daemon in the foreground (for systemd), or once (--once)."""
-    from publisher.daemon import Daemon, configure_logging
+    from publisher.daemon import Daemon
+    from publisher.logs import configure_logging
 
     configure_logging(json=log_format == "json")
     config = _config(config_path)
@@ -212,8 +213,9 @@ def items(state: str | None, limit: int, config_path: Path) -> None:
     rows = _store(config).items(state, limit)
     table = Table("item", "rev", "category", "title", "review", "updated (UTC)")
     for r in rows:
+        review = "retracted" if r["retracted"] else r["revision_state"]
         table.add_row(r["id"], str(r["current_revision"]), config.category_name(r["category"]), r["title"][:40],
-                      "retracted" if r["retracted"] else r["revision_state"], r["updated_at"].strftime("%Y-%m-%d %H:%M"))
+                      review, r["updated_at"].strftime("%Y-%m-%d %H:%M"))
     console.print(table)
     console.print(f"{len(rows)} item(s)")
 

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import logging
+import contextlib
 import signal
 import socket
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +15,8 @@ import uvicorn
 
 from channels.base import Channel, PublisherError, adapter_class
 from publisher import __version__
-from publisher.clock import Clock, SystemClock
 from publisher.alerts import Alerter
+from publisher.clock import Clock, SystemClock
 from publisher.config import Config
 from publisher.dispatch import Dispatcher
 from publisher.intake import Intake
@@ -26,19 +25,6 @@ from publisher.store import Store
 from publisher.web import WebContext, create_app
 
 log = structlog.get_logger()
-
-
-def configure_logging(json: bool = True, level: int = logging.INFO) -> None:
-    """structlog: stable event names with fields; JSON lines for the journal, or a console view."""
-    renderer: Any = structlog.processors.JSONRenderer(ensure_ascii=False) if json else structlog.dev.ConsoleRenderer()
-    structlog.configure(
-        processors=[structlog.contextvars.merge_contextvars, structlog.processors.add_log_level,
-                    structlog.processors.TimeStamper(fmt="iso", utc=True),
-                    structlog.processors.format_exc_info, renderer],
-        wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-        cache_logger_on_first_use=False,
-    )
 
 
 def build_channels(config: Config, clock: Clock) -> dict[str, Channel]:
@@ -99,7 +85,7 @@ class Daemon:
             return None
         server = uvicorn.Server(uvicorn.Config(create_app(self.web), log_level="warning", access_log=False,
                                                lifespan="off"))
-        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # ours handle SIGTERM
+        server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]  # the daemon handles SIGTERM
         return server, sock
 
     async def run_once(self) -> dict[str, int]:

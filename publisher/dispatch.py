@@ -120,7 +120,7 @@ class Dispatcher:
         free_at = self._free_at.get(name)
         limited = free_at is not None and free_at > now
         nxt = self.store.next_due(name, send=not limited)
-        if limited:
+        if limited and free_at is not None:
             nxt = min(nxt, free_at) if nxt is not None else free_at
         if nxt is None:
             return 30.0

@@ -138,21 +138,22 @@ class Intake:
     def _store(self, item: ParsedItem, name: str, digest: str, attachments: list[dict[str, Any]],
                now: datetime) -> str:
         f = item.front
-        fields = {
+        findings = [] if f.retract else findings_for(self.config, f.title, f"{f.summary or ''}\n{item.body}")
+        fields: dict[str, Any] = {
             "item_id": item.item_id, "title": f.title, "category": f.category, "body": item.body,
             "summary": f.summary, "doc_date": f.date, "source": f.source, "author": f.author,
             "publish_at": f.publish_at, "channels": f.channels, "attachments": attachments,
             "retract": f.retract, "file_name": name, "file_sha256": digest, "state": "review",
-            "findings": [] if f.retract else findings_for(self.config, f.title, f"{f.summary or ''}\n{item.body}"),
+            "findings": findings,
         }
         with self.store.tx() as conn:
             rid, number = self.store.add_revision(conn, fields, now)
             self.store.audit(conn, now, f.author or "editor", "ingest", item_id=item.item_id, revision=number,
-                             file=name, sha256=digest, findings=len(fields["findings"]))
+                             file=name, sha256=digest, findings=len(findings))
             return self.review.settle(conn, rid)
 
     def _archive_attachments(self, item: ParsedItem, archived: Path) -> list[dict[str, Any]]:
-        out = []
+        out: list[dict[str, Any]] = []
         if not item.attachment_paths:
             return out
         folder = archived.parent / (archived.name + ".files")

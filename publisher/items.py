@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import codecs
+import datetime as dt
 import difflib
 import mimetypes
 import re
-import datetime as dt
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 

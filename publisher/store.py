@@ -120,9 +120,10 @@ class Store:
             conn.execute(revisions.update().where(revisions.c.item_id == item_id)
                          .where(revisions.c.state.in_(("review", "blocked"))).values(state="superseded"))
         values = {k: v for k, v in fields.items() if k != "item_id"}
-        rid = conn.execute(revisions.insert().values(item_id=item_id, number=number, created_at=now, **values)
-                           ).inserted_primary_key[0]
-        return int(rid), number
+        key = conn.execute(revisions.insert().values(item_id=item_id, number=number, created_at=now, **values)
+                           ).inserted_primary_key
+        assert key is not None
+        return int(key[0]), number
 
     # --- review --------------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ import uvicorn
 import yaml
 
 from publisher.config import Config, load_config
-from publisher.sandbox import CREDENTIALS, SandboxServer
+from publisher.sandbox import CREDENTIALS
 from publisher.web import WebContext, create_app
 
 SHIPPED = Path(__file__).resolve().parent.parent / "config.yaml"

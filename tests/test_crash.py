@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tests.harness import ExternalSandbox, drop, faults, free_port, received, settings, write_config
+from tests.harness import ExternalSandbox, drop, faults, received, settings, write_config
 
 pytestmark = pytest.mark.slow
 ITEMS = 120
