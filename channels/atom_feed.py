@@ -26,16 +26,15 @@ from urllib.parse import quote
 
 import feedparser
 import httpx
-import nh3
 import structlog
 from feedgen.feed import FeedGenerator
 from lxml import etree
-from markdown_it import MarkdownIt
 from pydantic import Field, field_validator, model_validator
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from channels.base import Channel, ChannelOptions, PermanentError, Receipt, error_for_status, transport_error
+from channels.render import render_html
 from publisher.items import Revision
 
 log = structlog.get_logger()
@@ -45,7 +44,6 @@ TOMBSTONE_NS = "http://purl.org/atompub/tombstones/1.0"
 MEDIA_TYPE = "application/atom+xml; charset=utf-8"
 _A = f"{{{ATOM_NS}}}"
 _TAG_URI = re.compile(r"^tag:[^,\s]+,\d{4}(-\d{2}(-\d{2})?)?:\S*$")  # RFC 4151 taggingEntity ":" specific
-_MARKDOWN = MarkdownIt("commonmark").enable(["table", "strikethrough"])
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True)
 
 
@@ -75,11 +73,6 @@ class _Fetched:
     etag: str | None
     last_modified: str | None
     body: bytes
-
-
-def render_html(markdown: str) -> str:
-    """Markdown to HTML a feed reader can show safely: no script, no on* handlers, no javascript: links."""
-    return nh3.clean(_MARKDOWN.render(markdown)).strip()
 
 
 def _aware(when: datetime) -> datetime:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import html as htmllib
 import io
 import json
 import re
@@ -32,10 +31,8 @@ from urllib.parse import quote, urlsplit
 import feedparser
 import httpx
 import jinja2
-import nh3
 import structlog
 from jinja2.sandbox import SandboxedEnvironment
-from markdown_it import MarkdownIt
 from pydantic import BaseModel, ConfigDict, SecretStr, field_validator, model_validator
 
 from channels.base import (
@@ -48,6 +45,7 @@ from channels.base import (
     error_for_status,
     transport_error,
 )
+from channels.render import render_html, render_text
 from publisher.items import Revision
 
 log = structlog.get_logger()
@@ -71,7 +69,6 @@ _HINTS = {
     422: "the portal refused the content: fix the item or the channel's body template",
 }
 _URL_FIELDS = {"url": "https://portal.example/api", "remote_id": "1", "item_id": "x", "revision": "1"}
-_markdown = MarkdownIt("commonmark").enable("table")
 
 
 def _environment() -> SandboxedEnvironment:
@@ -108,17 +105,6 @@ class Auth(_Strict):
         if sum(x is not None for x in (self.bearer, self.basic, self.hmac)) != 1:
             raise ValueError("auth takes exactly one of bearer, basic or hmac")
         return self
-
-
-def render_html(markdown: str) -> str:
-    """Markdown to HTML a portal may show: never a script, an on* handler or a javascript: URL."""
-    return nh3.clean(_markdown.render(markdown))
-
-
-def render_text(markdown: str) -> str:
-    stripped = htmllib.unescape(nh3.clean(_markdown.render(markdown), tags=set()))
-    lines = (line.strip() for line in stripped.splitlines())
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
 
 
 def dig(data: Any, path: str) -> Any:

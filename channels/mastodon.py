@@ -29,6 +29,7 @@ from channels.base import (
     parse_retry_after,
     transport_error,
 )
+from channels.render import longest
 from publisher.items import Revision
 
 log = structlog.get_logger()
@@ -49,13 +50,6 @@ def plain_text(content: str) -> str:
     """A status's HTML `content` as the text a reader sees."""
     text = re.sub(r"</p>\s*<p>", "\n\n", content)
     return html.unescape(_TAG_RE.sub("", text.replace("<br />", "\n").replace("<br>", "\n"))).strip()
-
-
-def _longest(fits: Any, text: str) -> int:
-    n = len(text)
-    while n > 0 and not fits(n):
-        n -= 1
-    return n
 
 
 class Mastodon(Channel):
@@ -109,9 +103,9 @@ class Mastodon(Channel):
         if ok(full):
             return full
         if ok(f"{title}\n\n…{tail}"):
-            n = _longest(lambda n: ok(f"{title}\n\n{summary[:n].rstrip()}…{tail}"), summary)
+            n = longest(lambda n: ok(f"{title}\n\n{summary[:n].rstrip()}…{tail}"), summary)
             return f"{title}\n\n{summary[:n].rstrip()}…{tail}" if n else title + tail
-        n = _longest(lambda n: ok(f"{title[:n]}…{tail}"), title)
+        n = longest(lambda n: ok(f"{title[:n]}…{tail}"), title)
         return f"{title[:n]}…{tail}"
 
     async def _payload(self, rev: Revision) -> dict[str, Any]:

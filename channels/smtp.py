@@ -21,16 +21,15 @@ from typing import Any, ClassVar
 import aiosmtplib
 import nh3
 import structlog
-from markdown_it import MarkdownIt
 from pydantic import Field, SecretStr, model_validator
 
 from channels.base import Channel, ChannelOptions, PermanentError, Receipt, TransientError
+from channels.render import render_html
 from publisher.items import Revision
 
 log = structlog.get_logger()
 
 DEFAULT_TIMEOUT = 30.0
-_MD = MarkdownIt("commonmark", {"html": False, "linkify": False})
 _UNSAFE_ID = re.compile(r"[^A-Za-z0-9._-]")
 
 
@@ -195,6 +194,6 @@ def _retraction_id(original: str) -> str:
 
 
 def _html(title: str, text_md: str) -> str:
-    body = nh3.clean(_MD.render(text_md))
+    body = render_html(text_md)
     return (f'<!DOCTYPE html>\n<html lang="zh-CN"><head><meta charset="utf-8"><title>{nh3.clean_text(title)}'
             f"</title></head>\n<body><h1>{nh3.clean_text(title)}</h1>\n{body}</body></html>\n")

@@ -31,6 +31,7 @@ from channels.base import (
     parse_retry_after,
     transport_error,
 )
+from channels.render import longest
 from publisher.items import Revision
 
 log = structlog.get_logger()
@@ -61,14 +62,6 @@ def weibo_length(text: str) -> int:
 def _clean(text: str) -> str:
     # share.json refuses `#topic#`; a full-width ＃ reads the same and is plain text.
     return " ".join(text.replace("#", "＃").split())
-
-
-def _longest(fits: Any, text: str) -> int:
-    """The largest n for which `fits(n)` holds (fits is monotone; 0 when none)."""
-    n = len(text)
-    while n > 0 and not fits(n):
-        n -= 1
-    return n
 
 
 class Weibo(Channel):
@@ -110,9 +103,9 @@ class Weibo(Channel):
         if ok(head + summary + tail):
             return head + summary + tail
         if ok(head + "…" + tail):
-            n = _longest(lambda n: ok(head + summary[:n] + "…" + tail), summary)
+            n = longest(lambda n: ok(head + summary[:n] + "…" + tail), summary)
             return head + (summary[:n] + "…" if n else "") + tail
-        n = _longest(lambda n: ok(f"{label}【{title[:n]}…】{tail}"), title)
+        n = longest(lambda n: ok(f"{label}【{title[:n]}…】{tail}"), title)
         return f"{label}【{title[:n]}…】{tail}"
 
     # --- the five calls ----------------------------------------------------------------------

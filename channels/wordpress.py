@@ -17,9 +17,7 @@ from pathlib import PurePath
 from typing import Any, Literal
 
 import httpx
-import nh3
 import structlog
-from markdown_it import MarkdownIt
 from pydantic import SecretStr, field_validator
 
 from channels.base import (
@@ -31,6 +29,7 @@ from channels.base import (
     error_for_status,
     transport_error,
 )
+from channels.render import render_html
 from publisher.items import Attachment, Revision
 
 log = structlog.get_logger()
@@ -38,13 +37,6 @@ log = structlog.get_logger()
 FIND_STATUSES = "publish,draft,future,pending,private"  # everything but trash: a trashed post is retracted
 _SAFE_SLUG = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 _MARKER = re.compile(r"<!-- publisher item=\S+ revision=(\d+) -->")
-_MARKDOWN = MarkdownIt("commonmark").enable("table")
-_URL_SCHEMES = {"http", "https", "mailto", "tel"}
-
-
-def render_html(markdown: str) -> str:
-    """Markdown to HTML that is safe to publish: no scripts, no event handlers, no javascript: links."""
-    return nh3.clean(_MARKDOWN.render(markdown), url_schemes=_URL_SCHEMES, link_rel="noopener noreferrer")
 
 
 def slug_for(item_id: str, prefix: str = "item-") -> str:
