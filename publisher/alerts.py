@@ -92,7 +92,9 @@ class Alerter:
         every = self.config.lag.alert_every.total_seconds()
         while not stop.is_set():
             try:
-                await self.check()
+                with self.store.leader("publisher.alerts") as leader:
+                    if leader:  # with several nodes on one PostgreSQL store, one of them checks at a time
+                        await self.check()
             except Exception:  # the store or a destination went away for a moment; try at the next tick
                 log.exception("alert.check_failed")
             try:

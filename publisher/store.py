@@ -7,6 +7,7 @@ which SQLite's compiler leaves out (its single writer makes the UPDATE atomic an
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -82,6 +83,25 @@ class Store:
     def tx(self) -> Iterator[Connection]:
         with self.engine.begin() as conn:
             yield conn
+
+    @contextmanager
+    def leader(self, name: str) -> Iterator[bool]:
+        """True while this process holds the cluster-wide lock `name` (a PostgreSQL advisory lock);
+        periodic jobs that must run on one node at a time (alerts) run only while it is held.
+        SQLite serves a single node, which is always the leader."""
+        if self.engine.dialect.name != "postgresql":
+            yield True
+            return
+        key = zlib.crc32(name.encode()) & 0x7FFFFFFF
+        with self.engine.connect() as conn:
+            held = bool(conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar())
+            conn.commit()
+            try:
+                yield held
+            finally:
+                if held:
+                    conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                    conn.commit()
 
     # --- audit ---------------------------------------------------------------------------------
 

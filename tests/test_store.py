@@ -84,3 +84,16 @@ def test_concurrent_claims_never_share_a_row(url: str) -> None:
         assert conn.execute(sa.text("SELECT count(*) FROM deliveries WHERE state = 'sending'")).scalar() == 60
     first.close()
     second.close()
+
+
+def test_only_one_node_leads_a_periodic_job_at_a_time(url: str) -> None:
+    """While one store holds a job's lock, another on the same database does not (SQLite: always leads)."""
+    a, b = Store.open(url), Store.open(url)
+    with a.leader("publisher.alerts") as first:
+        with b.leader("publisher.alerts") as second:
+            assert first is True
+            assert second is (url.startswith("sqlite"))
+    with b.leader("publisher.alerts") as again:
+        assert again is True
+    a.close()
+    b.close()
