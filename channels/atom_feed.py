@@ -4,14 +4,12 @@ The feed file is the adapter's whole state: every call reads it, changes one ent
 back atomically, so a crash leaves either the old or the new feed. Entry ids are `tag:` URIs
 (RFC 4151) made from the feed id and the item id, so they never change across revisions; a
 retraction leaves an RFC 6721 tombstone that the collector understands as "delete this entry".
-`feed_response` serves the file (ETag, Last-Modified, 304) under the daemon's web server.
+The daemon's web server (publisher/web.py `feed_response`) serves the file with ETag, Last-Modified and 304.
 """
 
 from __future__ import annotations
 
 import asyncio
-import email.utils
-import hashlib
 import html
 import os
 import re
@@ -30,8 +28,6 @@ import structlog
 from feedgen.feed import FeedGenerator
 from lxml import etree
 from pydantic import Field, field_validator, model_validator
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
 
 from channels.base import Channel, ChannelOptions, PermanentError, Receipt, error_for_status, transport_error
 from channels.render import render_html
@@ -41,7 +37,6 @@ log = structlog.get_logger()
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
 TOMBSTONE_NS = "http://purl.org/atompub/tombstones/1.0"
-MEDIA_TYPE = "application/atom+xml; charset=utf-8"
 _A = f"{{{ATOM_NS}}}"
 _TAG_URI = re.compile(r"^tag:[^,\s]+,\d{4}(-\d{2}(-\d{2})?)?:\S*$")  # RFC 4151 taggingEntity ":" specific
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True)
@@ -383,34 +378,3 @@ class AtomFeed(Channel):
                                    now=self.clock.now())
         self._fetched[url] = _Fetched(resp.headers.get("ETag"), resp.headers.get("Last-Modified"), resp.content)
         return resp.content
-
-
-def feed_response(path: Path, request: Request) -> Response:
-    """Serve a feed file with a strong ETag and Last-Modified, answering 304 when the reader is current."""
-    try:
-        with path.open("rb") as fh:
-            stat = os.fstat(fh.fileno())  # of the very file we read, even if a rewrite renames a new one in
-            data = fh.read()
-    except FileNotFoundError:
-        return PlainTextResponse("This feed has no entries yet: nothing has been published to it.", status_code=404)
-    etag = '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
-    headers = {"ETag": etag, "Last-Modified": email.utils.formatdate(stat.st_mtime, usegmt=True),
-               "Cache-Control": "no-cache"}
-    if _not_modified(request, etag, int(stat.st_mtime)):
-        return Response(status_code=304, headers=headers)
-    return Response(data, media_type=MEDIA_TYPE, headers=headers)
-
-
-def _not_modified(request: Request, etag: str, mtime: int) -> bool:
-    if_none_match = request.headers.get("if-none-match")
-    if if_none_match is not None:  # RFC 9110 §13.1.3: If-None-Match wins over If-Modified-Since
-        tags = {t.strip().removeprefix("W/") for t in if_none_match.split(",")}
-        return "*" in tags or etag in tags
-    since = request.headers.get("if-modified-since")
-    if not since:
-        return False
-    try:
-        when = email.utils.parsedate_to_datetime(since)
-    except (TypeError, ValueError):
-        return False
-    return mtime <= _aware(when).timestamp()

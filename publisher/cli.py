@@ -193,10 +193,10 @@ def retract(item_id: str, by: str, reason: str, config_path: Path) -> None:
 @CONFIG_OPTION
 def retry(item_id: str, channel: str | None, by: str, config_path: Path) -> None:
     """Put an item's failed deliveries back in the queue (the running daemon picks them up)."""
-    from publisher.dispatch import requeue
+    from publisher.outbox import requeue
 
     config = _config(config_path)
-    n = requeue(_store(config), SystemClock(), item_id, channel, by=by)
+    n = requeue(_store(config), SystemClock().now(), item_id, channel, by=by)
     if not n:
         _fail(PublisherError(f"{item_id}: nothing failed or retrying" + (f" on {channel}" if channel else "")))
     console.print(f"{item_id}: {n} deliver{'y' if n == 1 else 'ies'} queued again")

@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from publisher import i18n, lag
+from publisher import i18n, lag, outbox
 from publisher.schema import deliveries
 from publisher.workdays import CHINA
 
@@ -131,10 +131,9 @@ def routes(ctx: WebContext) -> list[BaseRoute]:
         if not item_id or (channel is not None and channel not in ctx.config.channels):
             return Response("item_id and a known channel are required", status_code=400)
         by = f"dashboard@{request.client.host if request.client else '?'}"
+        n = await run_in_threadpool(outbox.requeue, ctx.store, ctx.clock.now(), item_id, channel, by=by)
         if ctx.dispatcher is not None:
-            n = await run_in_threadpool(ctx.dispatcher.retry, item_id, channel, by=by)
-        else:
-            n = await run_in_threadpool(lag.requeue, ctx.store, ctx.clock.now(), item_id, channel, by=by)
+            ctx.dispatcher.wake(channel)  # in the event loop's thread: asyncio events are not thread-safe
         log.info("dashboard.retry", item_id=item_id, channel=channel, requeued=n, by=by)
         return RedirectResponse(f"/?retried={n}", status_code=303)
 

@@ -18,7 +18,6 @@ import random
 import socket
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any, TypeVar
 
 import structlog
@@ -28,7 +27,8 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 from channels.base import Channel, ManualTask, PermanentError, Receipt, TransientError
 from publisher.clock import Clock
 from publisher.config import ChannelConfig, Config
-from publisher.items import Attachment, Revision
+from publisher.items import Revision
+from publisher.outbox import requeue, revision_from_row
 from publisher.store import Store
 from publisher.units import parse_rate
 
@@ -94,7 +94,7 @@ class Dispatcher:
 
     def retry(self, item_id: str, channel: str | None = None, *, by: str) -> int:
         """Put an item's failed deliveries (or one channel's) back in the queue, now."""
-        n = requeue(self.store, self.clock, item_id, channel, by=by)
+        n = requeue(self.store, self.clock.now(), item_id, channel, by=by)
         self.wake(channel)
         return n
 
@@ -380,25 +380,6 @@ class Dispatcher:
         return cached.model_copy(update={"link": link}) if link != cached.link else cached
 
 
-def requeue(store: Store, clock: Clock, item_id: str, channel: str | None, *, by: str) -> int:
-    """Failed or retrying deliveries of an item go back to pending, due now; audited."""
-    now = clock.now()
-    with store.tx() as conn:
-        rows = store.requeue(conn, item_id, channel, now)
-        for r in rows:
-            store.audit(conn, now, by, "retry", item_id=item_id, channel=r["channel"], previous=r["state"])
-    return len(rows)
-
-
-def revision_from_row(r: RowMapping, config: Config) -> Revision:
-    return Revision(
-        item_id=r["item_id"], revision=r["number"], title=r["title"], category=r["category"],
-        category_name=config.category_name(r["category"]), body=r["body"], summary=r["summary"],
-        date=r["doc_date"], source=r["source"], author=r["author"], publish_at=r["publish_at"],
-        attachments=tuple(Attachment.of(a["name"], Path(a["path"])) for a in r["attachments"]),
-        created_at=r["created_at"])
-
-
 def _describe(exc: Exception) -> str:
     status = getattr(exc, "status", None)
     remote = getattr(exc, "remote", None)
@@ -410,4 +391,4 @@ def _describe(exc: Exception) -> str:
     return text
 
 
-__all__ = ["Dispatcher", "backoff", "requeue", "revision_from_row"]
+__all__ = ["Dispatcher", "backoff"]

@@ -392,17 +392,6 @@ def history(store: Store, config: Config, now: datetime, span: str = "24h",
     return out
 
 
-# --- the retry action when no dispatcher runs in this process ----------------------------------------
-
-def requeue(store: Store, now: datetime, item_id: str, channel: str | None, *, by: str) -> int:
-    """Failed or retrying deliveries of an item go back to pending, due now, attempts reset; audited."""
-    with store.tx() as conn:
-        rows = store.requeue(conn, item_id, channel, now)
-        for r in rows:
-            store.audit(conn, now, by, "retry", item_id=item_id, channel=r["channel"], previous=r["state"])
-    return len(rows)
-
-
 # --- the stable JSON form (docs/LAG_JSON.md) --------------------------------------------------------
 
 SCHEMA = "publisher.lag/1"

@@ -8,11 +8,13 @@ from the item's placement on the channel. Newer rows supersede older unsent ones
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import Connection, RowMapping
 
 from publisher.config import Config
+from publisher.items import Attachment, Revision
 from publisher.store import Store
 
 
@@ -57,3 +59,21 @@ def plan_retraction(conn: Connection, store: Store, config: Config, rev: RowMapp
     store.add_deliveries(conn, rows, now)
     store.set_item_retracted(conn, rev["item_id"], now)
     return held
+
+
+def requeue(store: Store, now: datetime, item_id: str, channel: str | None, *, by: str) -> int:
+    """Failed or retrying deliveries of an item go back to pending, due now, attempts reset; audited."""
+    with store.tx() as conn:
+        rows = store.requeue(conn, item_id, channel, now)
+        for r in rows:
+            store.audit(conn, now, by, "retry", item_id=item_id, channel=r["channel"], previous=r["state"])
+    return len(rows)
+
+
+def revision_from_row(r: RowMapping, config: Config) -> Revision:
+    return Revision(
+        item_id=r["item_id"], revision=r["number"], title=r["title"], category=r["category"],
+        category_name=config.category_name(r["category"]), body=r["body"], summary=r["summary"],
+        date=r["doc_date"], source=r["source"], author=r["author"], publish_at=r["publish_at"],
+        attachments=tuple(Attachment.of(a["name"], Path(a["path"])) for a in r["attachments"]),
+        created_at=r["created_at"])

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import email.utils
+import hashlib
 import importlib
+import os
 from dataclasses import dataclass, field
+from datetime import UTC
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
@@ -41,8 +46,6 @@ def create_app(ctx: WebContext) -> Starlette:
         return JSONResponse({"status": "ok", **{k: str(v) for k, v in ctx.health.items()}})
 
     async def feed(request: Request) -> Response:
-        from channels.atom_feed import feed_response
-
         name = request.path_params["name"]
         channel = ctx.channels.get(name)
         path = getattr(getattr(channel, "options", None), "path", None)
@@ -64,3 +67,36 @@ def create_app(ctx: WebContext) -> Starlette:
     app = Starlette(routes=routes)
     app.state.ctx = ctx
     return app
+
+
+def feed_response(path: Path, request: Request) -> Response:
+    """Serve a feed file with a strong ETag and Last-Modified, answering 304 when the reader is current."""
+    try:
+        with path.open("rb") as fh:
+            stat = os.fstat(fh.fileno())  # of the very file we read, even if a rewrite renames a new one in
+            data = fh.read()
+    except FileNotFoundError:
+        return PlainTextResponse("This feed has no entries yet: nothing has been published to it.", status_code=404)
+    etag = '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
+    headers = {"ETag": etag, "Last-Modified": email.utils.formatdate(stat.st_mtime, usegmt=True),
+               "Cache-Control": "no-cache"}
+    if _not_modified(request, etag, int(stat.st_mtime)):
+        return Response(status_code=304, headers=headers)
+    return Response(data, media_type="application/atom+xml; charset=utf-8", headers=headers)
+
+
+def _not_modified(request: Request, etag: str, mtime: int) -> bool:
+    if_none_match = request.headers.get("if-none-match")
+    if if_none_match is not None:  # RFC 9110 §13.1.3: If-None-Match wins over If-Modified-Since
+        tags = {t.strip().removeprefix("W/") for t in if_none_match.split(",")}
+        return "*" in tags or etag in tags
+    since = request.headers.get("if-modified-since")
+    if not since:
+        return False
+    try:
+        when = email.utils.parsedate_to_datetime(since)
+    except (TypeError, ValueError):
+        return False
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return mtime <= when.timestamp()

@@ -24,10 +24,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from channels.atom_feed import TOMBSTONE_NS, AtomFeed, feed_response
+from channels.atom_feed import TOMBSTONE_NS, AtomFeed
 from channels.base import PermanentError, RateLimited, Receipt, TransientError
 from publisher.clock import FrozenClock
 from publisher.sandbox import SandboxServer
+from publisher.web import feed_response
 from tests.conftest import make_revision
 
 FEED_ID = "tag:bureau.example,2015:provincial"
