@@ -227,3 +227,25 @@ async def test_microblog_rate_limit_is_kept_on_our_side(env: Env) -> None:
     await env.run()
     assert [env.states(f"mb-{n}")["microblog"] for n in range(3)] == ["live"] * 3
     assert len(received(env.sandbox, "weibo")["statuses"]) == 3
+
+
+async def test_a_dead_channel_never_holds_the_others(tmp_path: Path, sandbox: SandboxServer) -> None:
+    """With the city portal accepting connections and never answering, the other channels still go live at once."""
+    port = free_port()
+    cfg = load(write_config(tmp_path, sandbox, web_port=port, **{"channels.city_portal.timeout": "500ms",
+                                                                 "channels.city_portal.concurrency": 1}))
+    clock = FrozenClock(datetime.now(UTC))
+    daemon = Daemon(cfg, clock=clock)
+    faults(sandbox, "portal", black_hole=True)
+    inbox = tmp_path / "queue" / "inbox"
+    for n in range(4):
+        drop(inbox, f"d{n}.md", {"id": f"dead-{n}", "title": f"动态{n}", "category": "updates"})
+    try:
+        await daemon.run_once()
+        for n in range(4):
+            rows = {d["channel"]: d for d in daemon.store.deliveries_of(f"dead-{n}")}
+            assert rows["bureau_site"]["state"] == "live"
+            assert rows["city_portal"]["state"] == "retrying" and "Timeout" in rows["city_portal"]["last_error"]
+    finally:
+        faults(sandbox, "portal", black_hole=False)
+        await daemon.aclose()
