@@ -196,3 +196,13 @@ async def test_faults_in_weibo_shape(sandbox: SandboxServer, http: httpx.AsyncCl
     sandbox.services["weibo"].faults.update(knob)
     resp = await share(http, sandbox, f"通报 {link()}")
     assert resp.status_code == http_status and resp.json()["error_code"] == code
+
+
+async def test_request_log_never_shows_the_token(sandbox: SandboxServer, http: httpx.AsyncClient) -> None:
+    """A token sent as a form field or a query parameter is redacted in /_sandbox/weibo/requests."""
+    token = CREDENTIALS["weibo_token"]
+    await http.post(sandbox.url("weibo") + "/2/statuses/share.json",
+                    data={"access_token": token, "status": "测试 http://127.0.0.1/x"})
+    await http.get(sandbox.url("weibo") + "/2/statuses/user_timeline.json", params={"access_token": token})
+    log = (await http.get(sandbox.base_url + "/_sandbox/weibo/requests")).text
+    assert token not in log and "redacted" in log
