@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -77,7 +78,10 @@ class Intake:
             first = {p: s for p, s in first.items() if s is not None}
             if not first:
                 return handled
-            await asyncio.sleep(self.config.queue.settle.total_seconds())
+            settle = self.config.queue.settle.total_seconds()
+            # A file quiet for `settle` already (moved in, or written a while ago) needs no second look.
+            if any(time.time() - sig[1] / 1e9 < settle for sig in first.values()):
+                await asyncio.sleep(settle)
             for path, sig in first.items():
                 if _sig(path) != sig:
                     continue  # still being written: the next event or rescan takes it
