@@ -3,7 +3,8 @@
 A post is the title, the summary and the link to the bureau_site article, fitted within 140 as
 Weibo counts (full-width 1, half-width ½, a link 20 half-width places). The API has no edit, and
 deletion is not open to ordinary apps, so an update or a retraction becomes a task for a person.
-The token travels in the `Authorization: OAuth2` header, so it never lands in a URL or a log.
+The token travels as the documented `access_token` parameter and in the `Authorization: OAuth2` header;
+nothing here logs a URL or a request body.
 """
 
 from __future__ import annotations
@@ -183,7 +184,12 @@ class Weibo(Channel):
 
     async def _call(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
         url = self.options.api_base.rstrip("/") + "/" + path
-        headers = {"Authorization": f"OAuth2 {self.options.access_token.get_secret_value()}"}
+        token = self.options.access_token.get_secret_value()
+        # The documented `access_token` parameter (form field on POST, query on GET), and the OAuth2 header
+        # the platform also reads: either alone is enough for api.weibo.com.
+        field = "data" if method == "POST" else "params"
+        kw[field] = {**(kw.get(field) or {}), "access_token": token}
+        headers = {"Authorization": f"OAuth2 {token}"}
         try:
             resp = await self.http.request(method, url, headers=headers, **kw)
         except httpx.HTTPError as exc:

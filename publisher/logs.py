@@ -12,6 +12,7 @@ import structlog
 def configure_logging(json: bool = True, level: int = logging.INFO) -> None:
     """structlog: stable event names with fields; JSON lines for the journal, or a console view."""
     renderer: Any = structlog.processors.JSONRenderer(ensure_ascii=False) if json else structlog.dev.ConsoleRenderer()
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # its INFO lines carry URLs, and URLs can carry tokens
     structlog.configure(
         processors=[structlog.contextvars.merge_contextvars, structlog.processors.add_log_level,
                     structlog.processors.TimeStamper(fmt="iso", utc=True),
