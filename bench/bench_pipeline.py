@@ -29,7 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from publisher.corpus import make_corpus  # noqa: E402
-from tests.harness import ExternalSandbox, free_port, settings, write_config  # noqa: E402
+from publisher.sandbox import SandboxProcess  # noqa: E402
+from tests.harness import free_port, settings, write_config  # noqa: E402
 
 
 def _daemon(config: Path) -> subprocess.Popen[bytes]:
@@ -59,7 +60,7 @@ def _wait_ready(port: int) -> None:
     raise RuntimeError("daemon did not start")
 
 
-def setup(work: Path, sb: ExternalSandbox) -> tuple[Path, int]:
+def setup(work: Path, sb: SandboxProcess) -> tuple[Path, int]:
     port = free_port()
     config = write_config(work, sb, web_port=port, **{"channels.microblog.rate_limit": "100000/h"})
     data = yaml.safe_load(config.read_text(encoding="utf-8"))
@@ -71,7 +72,7 @@ def setup(work: Path, sb: ExternalSandbox) -> tuple[Path, int]:
 
 
 def throughput(scale: float) -> dict[str, float]:
-    with tempfile.TemporaryDirectory() as tmp, ExternalSandbox() as sb:
+    with tempfile.TemporaryDirectory() as tmp, SandboxProcess() as sb:
         work = Path(tmp)
         config, port = setup(work, sb)
         staging = work / "staging"
@@ -110,7 +111,7 @@ def throughput(scale: float) -> dict[str, float]:
 
 
 def latency(drops: int) -> dict[str, float]:
-    with tempfile.TemporaryDirectory() as tmp, ExternalSandbox() as sb:
+    with tempfile.TemporaryDirectory() as tmp, SandboxProcess() as sb:
         work = Path(tmp)
         config, port = setup(work, sb)
         daemon = _daemon(config)

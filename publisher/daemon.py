@@ -67,10 +67,10 @@ class Daemon:
 
     def start_sandbox(self) -> None:
         if self.config.sandbox.enabled and self._sandbox is None:
-            from publisher.sandbox import SandboxServer
+            from publisher.sandbox import SandboxProcess
 
             host, _, port = self.config.sandbox.listen.rpartition(":")
-            self._sandbox = SandboxServer(host, int(port)).start()
+            self._sandbox = SandboxProcess(host, int(port)).start()
             log.info("sandbox.started", url=self._sandbox.base_url)
 
     def _web_server(self) -> tuple[uvicorn.Server, socket.socket] | None:

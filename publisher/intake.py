@@ -74,8 +74,8 @@ class Intake:
                 if leftover.is_file():
                     self._safely(leftover, leftover.name)
                     handled += 1
-            first = {p: _sig(p) for p in sorted(self.inbox.iterdir()) if is_candidate(p)}
-            first = {p: s for p, s in first.items() if s is not None}
+            seen = {p: _sig(p) for p in sorted(self.inbox.iterdir()) if is_candidate(p)}
+            first = {p: s for p, s in seen.items() if s is not None}
             if not first:
                 return handled
             settle = self.config.queue.settle.total_seconds()

@@ -100,50 +100,5 @@ def load(path: Path) -> Config:
     return load_config(path)
 
 
-class ExternalSandbox:
-    """`publisher sandbox` in its own process: the peers outlive a daemon killed with SIGKILL,
-    and they do not share the test's interpreter (and its GIL) with the daemon."""
-
-    def __init__(self, port: int | None = None) -> None:
-        self.host = "127.0.0.1"
-        self.port = port or free_port()
-        self.proc: Any = None
-
-    @property
-    def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def url(self, service: str) -> str:
-        return f"{self.base_url}/{service}"
-
-    def start(self) -> ExternalSandbox:
-        import subprocess
-        import sys
-        import time
-
-        self.proc = subprocess.Popen([sys.executable, "-m", "publisher.cli", "sandbox", "--listen",
-                                      f"{self.host}:{self.port}"], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                httpx.get(self.base_url + "/_sandbox/", timeout=1).raise_for_status()
-                return self
-            except httpx.HTTPError:
-                time.sleep(0.05)
-        raise RuntimeError("the sandbox did not start")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(10)
-
-    def __enter__(self) -> ExternalSandbox:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
 def settings(sandbox: Any, service: str, **values: Any) -> None:
     httpx.put(f"{sandbox.base_url}/_sandbox/{service}/settings", json=values, timeout=10).raise_for_status()

@@ -15,19 +15,20 @@ import pytest
 from publisher.clock import FrozenClock
 from publisher.corpus import make_corpus
 from publisher.daemon import Daemon
-from tests.harness import ExternalSandbox, free_port, load, received, settings, write_config
+from publisher.sandbox import SandboxProcess
+from tests.harness import free_port, load, received, settings, write_config
 
 pytestmark = pytest.mark.slow
 SCALE = float(os.environ.get("CORPUS_SCALE", "1"))
 
 
 @pytest.fixture
-def sandbox() -> Iterator[ExternalSandbox]:
-    with ExternalSandbox() as sb:
+def sandbox() -> Iterator[SandboxProcess]:
+    with SandboxProcess() as sb:
         yield sb
 
 
-async def test_corpus_year_is_delivered_exactly_once_per_routed_channel(tmp_path: Path, sandbox: ExternalSandbox) -> None:
+async def test_corpus_year_is_delivered_exactly_once_per_routed_channel(tmp_path: Path, sandbox: SandboxProcess) -> None:
     """Every clean item reaches each routed channel once; planted items are blocked; broken files are rejected."""
     port = free_port()
     cfg = load(write_config(tmp_path, sandbox, web_port=port))

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tests.harness import ExternalSandbox, drop, faults, received, settings, write_config
+from publisher.sandbox import SandboxProcess
+from tests.harness import drop, faults, received, settings, write_config
 
 pytestmark = pytest.mark.slow
 ITEMS = 120
@@ -22,8 +23,8 @@ MICROBLOG = 20
 
 
 @pytest.fixture
-def sandbox() -> Iterator[ExternalSandbox]:
-    with ExternalSandbox() as sb:
+def sandbox() -> Iterator[SandboxProcess]:
+    with SandboxProcess() as sb:
         yield sb
 
 
@@ -50,7 +51,7 @@ def _sending(config: Path) -> int:
         engine.dispose()
 
 
-def test_sigkill_mid_fanout_loses_nothing_and_posts_nothing_twice(tmp_path: Path, sandbox: ExternalSandbox) -> None:
+def test_sigkill_mid_fanout_loses_nothing_and_posts_nothing_twice(tmp_path: Path, sandbox: SandboxProcess) -> None:
     """Two SIGKILLs during a fan-out of 120 items; after a restart every peer holds each item exactly once."""
     config = write_config(tmp_path, sandbox, **{
         "channels.microblog.rate_limit": "10000/h", "channels.provincial_feed.max_entries": 1000})

@@ -16,10 +16,16 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+import os
+import socket
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -197,10 +203,88 @@ class SandboxServer:
         self.stop()
 
 
-def run(host: str, port: int) -> None:
-    """`publisher sandbox`: serve the stand-ins in the foreground until interrupted."""
+def run(host: str, port: int, *, parent: int | None = None, log_level: str = "info") -> None:
+    """`publisher sandbox`: serve the stand-ins in the foreground until interrupted (or, with
+    `parent`, until that process is gone: a daemon killed with SIGKILL leaves no sandbox behind)."""
     app, _ = build_app(f"http://{host}:{port}")
-    uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False))
+
+    async def serve() -> None:
+        async def orphaned() -> None:
+            while os.getppid() == parent:  # noqa: ASYNC110  # polling is the only way to see a parent die
+                await asyncio.sleep(0.5)
+            server.should_exit = True
+
+        watch = asyncio.create_task(orphaned()) if parent is not None else None
+        await server.serve()
+        if watch is not None:
+            watch.cancel()
+
+    asyncio.run(serve())
 
 
-__all__ = ["CREDENTIALS", "SERVICES", "Faults", "SandboxServer", "Service", "build_app", "run"]
+class SandboxProcess:
+    """The stand-ins in a child process, on their own interpreter (and core), as remote services are.
+
+    The daemon uses it when config.yaml says `sandbox: {enabled: true}`; the end-to-end tests use it
+    so that the peers outlive a daemon killed with SIGKILL. When something already answers on the
+    port as a sandbox (`publisher sandbox` started by hand), that one is used and kept.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.host = host
+        self.port = port or _free_port(host)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def url(self, service: str) -> str:
+        return f"{self.base_url}/{service}"
+
+    def _answers(self) -> bool:
+        try:
+            return httpx.get(self.base_url + "/_sandbox/", timeout=0.5).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def start(self, timeout: float = 30) -> SandboxProcess:
+        if self._answers():
+            return self
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "publisher.sandbox", self.host, str(self.port), "--parent", str(os.getpid())],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._answers():
+                return self
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"the sandbox did not start on {self.host}:{self.port} (is the port taken?)")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+            self.proc = None
+
+    def __enter__(self) -> SandboxProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+__all__ = ["CREDENTIALS", "SERVICES", "Faults", "SandboxProcess", "SandboxServer", "Service", "build_app", "run"]
