@@ -196,7 +196,7 @@ def retry(item_id: str, channel: str | None, by: str, config_path: Path) -> None
     from publisher.outbox import requeue
 
     config = _config(config_path)
-    n = requeue(_store(config), SystemClock().now(), item_id, channel, by=by)
+    n = requeue(_store(config), config, SystemClock().now(), item_id, channel, by=by)
     if not n:
         _fail(PublisherError(f"{item_id}: nothing failed or retrying" + (f" on {channel}" if channel else "")))
     console.print(f"{item_id}: {n} deliver{'y' if n == 1 else 'ies'} queued again")

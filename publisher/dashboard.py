@@ -131,7 +131,7 @@ def routes(ctx: WebContext) -> list[BaseRoute]:
         if not item_id or (channel is not None and channel not in ctx.config.channels):
             return Response("item_id and a known channel are required", status_code=400)
         by = f"dashboard@{request.client.host if request.client else '?'}"
-        n = await run_in_threadpool(outbox.requeue, ctx.store, ctx.clock.now(), item_id, channel, by=by)
+        n = await run_in_threadpool(outbox.requeue, ctx.store, ctx.config, ctx.clock.now(), item_id, channel, by=by)
         if ctx.dispatcher is not None:
             ctx.dispatcher.wake(channel)  # in the event loop's thread: asyncio events are not thread-safe
         log.info("dashboard.retry", item_id=item_id, channel=channel, requeued=n, by=by)

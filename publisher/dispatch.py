@@ -94,7 +94,7 @@ class Dispatcher:
 
     def retry(self, item_id: str, channel: str | None = None, *, by: str) -> int:
         """Put an item's failed deliveries (or one channel's) back in the queue, now."""
-        n = requeue(self.store, self.clock.now(), item_id, channel, by=by)
+        n = requeue(self.store, self.config, self.clock.now(), item_id, channel, by=by)
         self.wake(channel)
         return n
 

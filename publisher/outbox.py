@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection, RowMapping
 
+from channels.base import adapter_class
 from publisher.config import Config
 from publisher.items import Attachment, Revision
 from publisher.store import Store
@@ -61,10 +62,12 @@ def plan_retraction(conn: Connection, store: Store, config: Config, rev: RowMapp
     return held
 
 
-def requeue(store: Store, now: datetime, item_id: str, channel: str | None, *, by: str) -> int:
-    """Failed or retrying deliveries of an item go back to pending, due now, attempts reset; audited."""
+def requeue(store: Store, config: Config, now: datetime, item_id: str, channel: str | None, *, by: str) -> int:
+    """Put an item's stuck deliveries back in the queue, due now; audited. Stuck: failed, retrying, or
+    sent but never seen by readers on a channel where a second send is an update (not a second post)."""
+    resend = [name for name, c in config.channels.items() if adapter_class(c.type).can_update]
     with store.tx() as conn:
-        rows = store.requeue(conn, item_id, channel, now)
+        rows = store.requeue(conn, item_id, channel, now, resend_sent=resend)
         for r in rows:
             store.audit(conn, now, by, "retry", item_id=item_id, channel=r["channel"], previous=r["state"])
     return len(rows)

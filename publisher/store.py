@@ -309,16 +309,21 @@ class Store:
                  .where(deliveries.c.item_id == item_id).order_by(deliveries.c.id))
             return list(conn.execute(q).mappings())
 
-    def requeue(self, conn: Connection, item_id: str, channel: str | None, now: datetime) -> list[RowMapping]:
-        """Failed rows of the item's newest delivery per channel go back to pending."""
-        q = (sa.select(deliveries).where(deliveries.c.item_id == item_id)
-             .where(deliveries.c.state.in_(("failed", "retrying"))))
+    def requeue(self, conn: Connection, item_id: str, channel: str | None, now: datetime,
+                resend_sent: Sequence[str] = ()) -> list[RowMapping]:
+        """The item's failed or retrying rows go back to pending, due now; so do its rows that were
+        sent but never showed up, on the channels in `resend_sent` (where sending again is an update)."""
+        stuck = sa.or_(deliveries.c.state.in_(("failed", "retrying")),
+                       sa.and_(deliveries.c.state == "sent", deliveries.c.channel.in_(list(resend_sent))))
+        q = sa.select(deliveries).where(deliveries.c.item_id == item_id).where(stuck)
         if channel:
             q = q.where(deliveries.c.channel == channel)
         rows = list(conn.execute(q).mappings())
         for r in rows:
+            # attempts=1, not 0: the next attempt counts as a repeat, so a create asks `find` first
             conn.execute(deliveries.update().where(deliveries.c.id == r["id"]).values(
-                state="pending", next_attempt_at=now, attempts=0, last_error=None, updated_at=now))
+                state="pending", next_attempt_at=now, attempts=1, verify_attempts=0, last_error=None,
+                updated_at=now, lease_owner=None, lease_until=None))
         return rows
 
     # --- listing -------------------------------------------------------------------------------

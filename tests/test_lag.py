@@ -242,9 +242,9 @@ def test_requeue_without_a_dispatcher(world: World) -> None:
     """The retry fallback puts failed rows back to pending, due now, and writes an audit row."""
     item = world.item(item_id="again")
     did = world.delivery("city_portal", item=item, state="failed", attempts=5, error="401")
-    assert outbox.requeue(world.store, world.clock.now(), "again", "city_portal", by="tester") == 1
+    assert outbox.requeue(world.store, world.config, world.clock.now(), "again", "city_portal", by="tester") == 1
     row = world.store.delivery(did)
-    assert (row["state"], row["attempts"], row["last_error"]) == ("pending", 0, None)
+    assert (row["state"], row["attempts"], row["last_error"]) == ("pending", 1, None)  # a repeat: a create asks `find` first
     assert world.store.audit_log("again")[0]["action"] == "retry"
 
 

@@ -249,3 +249,30 @@ async def test_a_dead_channel_never_holds_the_others(tmp_path: Path, sandbox: Sa
     finally:
         faults(sandbox, "portal", black_hole=False)
         await daemon.aclose()
+
+
+async def test_retry_resends_an_entry_the_collector_never_showed(tmp_path: Path, sandbox: SandboxServer) -> None:
+    """A feed entry sent but never seen by the consumer stays `sent` (not live); retry writes it again."""
+    port = free_port()
+    # the consumer's feed we verify against is one that will never hold our entry
+    cfg = load(write_config(tmp_path, sandbox, web_port=port,
+                            **{"channels.provincial_feed.verify_feed": f"{sandbox.base_url}/portal/rss.xml"}))
+    clock = FrozenClock(datetime.now(UTC))
+    daemon = Daemon(cfg, clock=clock)
+    drop(tmp_path / "queue" / "inbox", "f.md", {"id": "feed-1", "title": "省局收不到", "category": "updates",
+                                                "channels": ["provincial_feed", "microblog", "bureau_site"]})
+    try:
+        await daemon.run_once()
+        clock.advance(timedelta(minutes=1))  # past verify_after
+        await daemon.run_once()
+        row = {d["channel"]: d for d in daemon.store.deliveries_of("feed-1")}["provincial_feed"]
+        assert row["state"] == "sent" and "cannot see it yet" in row["last_error"]
+        weibo = {d["channel"]: d for d in daemon.store.deliveries_of("feed-1")}["microblog"]
+        assert weibo["state"] == "live"
+        assert daemon.dispatcher.retry("feed-1", by="管理员") == 1  # the live Weibo post is not touched
+        await daemon.run_once()
+        sends = [a for a in daemon.store.audit_log("feed-1") if a["action"] == "send" and a["channel"] == "provincial_feed"]
+        assert len(sends) == 2
+        assert len(received(sandbox, "weibo")["statuses"]) == 1
+    finally:
+        await daemon.aclose()
