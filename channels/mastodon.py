@@ -219,7 +219,7 @@ class Mastodon(Channel):
             return PermanentError(
                 f"Mastodon refused the access token ({message}); create a new token for the account (Preferences → "
                 "Development, scopes read and write:statuses), set it as this channel's access_token "
-                "(MASTODON_TOKEN) and re-queue", status=status, remote=resp.text[:500])
+                "(the environment variable config.yaml names for it) and re-queue", status=status, remote=resp.text[:500])
         if status == 404:
             return _Missing(f"Mastodon {what}: {message}", status=status, remote=resp.text[:500])
         if status == 422:

@@ -178,42 +178,36 @@ class Dispatcher:
             self._transient(row, TransientError(f"unexpected {type(exc).__name__}: {exc}"))
 
     async def _send(self, row: RowMapping) -> None:
-        channel = self.channels[row["channel"]]
         placed = self._placement(row)
-        receipt: Receipt | None
-        if row["retract"]:
-            if placed is not None:
-                try:
-                    await channel.retract(placed)
-                except ManualTask as exc:
-                    self._manual(row, exc)
-                    return
-                except (TransientError, PermanentError) as exc:
-                    self._failure(row, exc)
-                    return
-            self._succeeded(row, placed, retract=True)
-            return
-        rev = self._revision(row)
-        if rev is None:
-            return
+        rev = None if row["retract"] else self._revision(row)
+        if rev is None and not row["retract"]:
+            return  # _revision has already failed the row (no upstream link)
         try:
-            if placed is not None:
-                receipt = await channel.update(rev, placed)
-            else:
-                receipt = None
-                if row["attempts"] > 1:  # an earlier attempt may have landed: never post twice
-                    receipt = await self._read(channel.find, rev)
-                    if receipt is not None:
-                        log.info("dispatch.found_earlier", channel=row["channel"], item_id=row["item_id"])
-                if receipt is None:
-                    receipt = await channel.publish(rev)
+            receipt = await self._call_channel(row, placed, rev)
         except ManualTask as exc:
             self._manual(row, exc)
             return
         except (TransientError, PermanentError) as exc:
             self._failure(row, exc)
             return
-        self._succeeded(row, receipt)
+        self._succeeded(row, receipt, retract=row["retract"])
+
+    async def _call_channel(self, row: RowMapping, placed: Receipt | None, rev: Revision | None) -> Receipt | None:
+        """The one adapter call this row needs: retract, update what is there, or create (after `find`)."""
+        channel = self.channels[row["channel"]]
+        if row["retract"]:
+            if placed is not None:
+                await channel.retract(placed)
+            return placed
+        assert rev is not None
+        if placed is not None:
+            return await channel.update(rev, placed)
+        if row["attempts"] > 1:  # an earlier attempt may have landed: never post twice
+            found = await self._read(channel.find, rev)
+            if found is not None:
+                log.info("dispatch.found_earlier", channel=row["channel"], item_id=row["item_id"])
+                return found
+        return await channel.publish(rev)
 
     async def _reconcile(self, row: RowMapping) -> None:
         channel = self.channels.get(row["channel"])
