@@ -1,6 +1,6 @@
 """The provincial feed: an Atom 1.0 feed (RFC 4287) in a file, with tombstones and a WebSub ping.
 
-The feed file is the adapter's whole state: every call reads it, changes one entry and writes it
+The feed file (channels/atom_file.py) is the adapter's whole state: every call reads it, changes one entry and writes it
 back atomically, so a crash leaves either the old or the new feed. Entry ids are `tag:` URIs
 (RFC 4151) made from the feed id and the item id, so they never change across revisions; a
 retraction leaves an RFC 6721 tombstone that the collector understands as "delete this entry".
@@ -11,13 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import html
-import os
 import re
-import tempfile
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import quote
@@ -25,57 +22,28 @@ from urllib.parse import quote
 import feedparser
 import httpx
 import structlog
-from feedgen.feed import FeedGenerator
-from lxml import etree
 from pydantic import Field, field_validator, model_validator
 
-from channels.base import Channel, ChannelOptions, PermanentError, Receipt, error_for_status, transport_error
+from channels.atom_file import (
+    Entry,
+    FeedState,
+    aware,
+    read_feed,
+    render_feed,
+    write_atomically,
+)
+from channels.base import Channel, ChannelOptions, Receipt, error_for_status, transport_error
 from channels.render import render_html
 from publisher.items import Revision
 
 log = structlog.get_logger()
 
-ATOM_NS = "http://www.w3.org/2005/Atom"
-TOMBSTONE_NS = "http://purl.org/atompub/tombstones/1.0"
-_A = f"{{{ATOM_NS}}}"
 _TAG_URI = re.compile(r"^tag:[^,\s]+,\d{4}(-\d{2}(-\d{2})?)?:\S*$")  # RFC 4151 taggingEntity ":" specific
-_PARSER = etree.XMLParser(resolve_entities=False, no_network=True)
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One entry as the file holds it; `content` is sanitized HTML."""
-
-    id: str
-    title: str
-    updated: datetime
-    published: datetime
-    content: str
-    summary: str | None = None
-    link: str | None = None
-    category: tuple[str, str | None] | None = None  # (term, label)
-    author: str | None = None
-
-
-@dataclass
-class FeedState:
-    entries: dict[str, Entry] = field(default_factory=dict)
-    tombstones: dict[str, datetime] = field(default_factory=dict)  # entry id -> when it was deleted
-
-
 @dataclass(frozen=True)
 class _Fetched:
     etag: str | None
     last_modified: str | None
     body: bytes
-
-
-def _aware(when: datetime) -> datetime:
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
-
-
-def _time(text: str | None) -> datetime:
-    return _aware(datetime.fromisoformat((text or "").strip()))
 
 
 # One lock per feed file and event loop: asyncio locks must not cross loops (tests run one per test).
@@ -88,60 +56,6 @@ _PENDING: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Path, list[A
 def _lock_for(path: Path) -> asyncio.Lock:
     locks = _LOCKS.setdefault(asyncio.get_running_loop(), {})
     return locks.setdefault(path, asyncio.Lock())
-
-
-def read_feed(path: Path) -> FeedState:
-    """Parse our own feed file back into entries and tombstones (an absent file is an empty feed)."""
-    try:
-        root = etree.parse(str(path), _PARSER).getroot()
-    except OSError:
-        if not path.exists():
-            return FeedState()
-        raise
-    except etree.XMLSyntaxError as exc:
-        raise PermanentError(f"the feed file {path} is not valid XML ({exc}); restore it from a backup "
-                             "or remove it so that it is written anew") from exc
-    state = FeedState()
-    for el in root.iter(f"{_A}entry"):
-        cat = el.find(f"{_A}category")
-        link = next((ln.get("href") for ln in el.iter(f"{_A}link") if ln.get("rel", "alternate") == "alternate"),
-                    None)
-        entry = Entry(
-            id=el.findtext(f"{_A}id", "").strip(),
-            title=el.findtext(f"{_A}title", ""),
-            updated=_time(el.findtext(f"{_A}updated")),
-            published=_time(el.findtext(f"{_A}published") or el.findtext(f"{_A}updated")),
-            content=el.findtext(f"{_A}content", ""),
-            summary=el.findtext(f"{_A}summary"),
-            link=link,
-            category=(cat.get("term", ""), cat.get("label")) if cat is not None else None,
-            author=el.findtext(f"{_A}author/{_A}name"),
-        )
-        state.entries[entry.id] = entry
-    for el in root.iter(f"{{{TOMBSTONE_NS}}}deleted-entry"):
-        state.tombstones[el.get("ref", "")] = _time(el.get("when"))
-    return state
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Temp file in the same directory, fsync, rename: readers see the old feed or the new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; a front web server may serve the file too
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # the rename itself must survive a power cut
-    finally:
-        os.close(dir_fd)
 
 
 class AtomFeed(Channel):
@@ -242,7 +156,7 @@ class AtomFeed(Channel):
     async def _put(self, rev: Revision) -> Receipt:
         entry_id = self.entry_id(rev.item_id)
         body = render_html(rev.body) or f"<p>{html.escape(rev.short_summary)}</p>"
-        updated = _aware(rev.created_at)
+        updated = aware(rev.created_at)
         result: list[Entry] = []
 
         def put(state: FeedState) -> bool:
@@ -289,7 +203,9 @@ class AtomFeed(Channel):
                     state = read_feed(self.options.path)
                     changed = [m(state) for m, _ in batch]
                     if any(changed):
-                        write_atomically(self.options.path, self._render(state))
+                        title = self.options.title or self.display_name
+                        write_atomically(self.options.path,
+                                         render_feed(state, self.options, title=title, now=self.clock.now()))
                     return changed
 
                 try:
@@ -302,46 +218,6 @@ class AtomFeed(Channel):
                     for (_, fut), changed in zip(batch, outcome, strict=True):
                         fut.set_result(changed)
         return await done
-
-    def _render(self, state: FeedState) -> bytes:
-        opts = self.options
-        keep = sorted(state.entries.values(), key=lambda e: e.updated, reverse=True)[:opts.max_entries]
-        graves = sorted(state.tombstones.items(), key=lambda t: t[1], reverse=True)[:opts.max_entries]
-        fg = FeedGenerator()
-        fg.id(opts.feed_id)
-        fg.title(opts.title or self.display_name)
-        fg.author({"name": opts.author})
-        fg.language("zh-CN")
-        fg.generator("publisher")
-        if opts.public_url:
-            fg.link(href=opts.public_url, rel="self", type="application/atom+xml")
-        if opts.websub_hub:
-            fg.link(href=opts.websub_hub, rel="hub")
-        fg.updated(max([self.clock.now()] + [e.updated for e in keep] + [w for _, w in graves]))
-        for e in reversed(keep):  # feedgen prepends: add the oldest first so that the newest leads
-            fe = fg.add_entry()
-            fe.id(e.id)
-            fe.title(e.title)
-            fe.updated(e.updated)
-            fe.published(e.published)
-            fe.content(e.content, type="html")
-            if e.summary:
-                fe.summary(e.summary)
-            if e.link:
-                fe.link(href=e.link, rel="alternate", type="text/html")
-            if e.category:
-                term, label = e.category
-                fe.category(term=term, **({"label": label} if label else {}))
-            if e.author:
-                fe.author({"name": e.author})
-        # feedgen knows no RFC 6721 tombstones: add them to its XML ourselves
-        root = etree.fromstring(fg.atom_str(), _PARSER)
-        for ref, when in graves:
-            grave = etree.SubElement(root, f"{{{TOMBSTONE_NS}}}deleted-entry")
-            grave.set("ref", ref)
-            grave.set("when", when.isoformat())
-        etree.cleanup_namespaces(root, top_nsmap={"at": TOMBSTONE_NS})
-        return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)  # type: ignore[no-any-return]
 
     # --- the network -------------------------------------------------------------------------
 

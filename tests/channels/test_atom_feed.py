@@ -24,7 +24,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from channels.atom_feed import TOMBSTONE_NS, AtomFeed
+from channels.atom_feed import AtomFeed
+from channels.atom_file import TOMBSTONE_NS
 from channels.base import PermanentError, RateLimited, Receipt, TransientError
 from publisher.clock import FrozenClock
 from publisher.sandbox import SandboxServer
