@@ -37,6 +37,7 @@ T = TypeVar("T")
 
 VERIFY_CAP = timedelta(minutes=30)
 VERIFY_BASE = timedelta(seconds=5)
+RESEND_AFTER_CHECKS = 5  # read-backs that found nothing before an unseen delivery is sent once more
 
 
 def backoff(attempt: int, base: timedelta, cap: timedelta, rng: random.Random,
@@ -250,6 +251,15 @@ class Dispatcher:
                          lag_s=round((now - row["due_at"]).total_seconds(), 3))
                 return
             n = row["verify_attempts"] + 1
+            if n == RESEND_AFTER_CHECKS and row["attempts"] < 2 and not row["retract"] and channel.can_update:
+                # Sent but never seen (say, a feed entry that left the window before the collector came):
+                # send it once more, as an update, which cannot make a second copy; then only report it.
+                self.store.update_delivery(conn, row["id"], now, state="pending", next_attempt_at=now,
+                                           verify_attempts=0, last_error=f"not seen after {n} checks; sending again")
+                self.store.audit(conn, now, "daemon", "resend_unseen", item_id=row["item_id"], channel=row["channel"],
+                                 checks=n)
+                log.warning("delivery.resend_unseen", channel=row["channel"], item_id=row["item_id"], checks=n)
+                return
             wait = min(VERIFY_CAP, VERIFY_BASE * 2 ** min(n, 12))
             self.store.update_delivery(conn, row["id"], now, verify_attempts=n, next_attempt_at=now + wait,
                                        last_error=error or f"sent, but readers cannot see it yet (check {n})")

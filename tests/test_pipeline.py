@@ -276,3 +276,24 @@ async def test_retry_resends_an_entry_the_collector_never_showed(tmp_path: Path,
         assert len(received(sandbox, "weibo")["statuses"]) == 1
     finally:
         await daemon.aclose()
+
+
+async def test_an_entry_never_seen_is_sent_once_more_by_itself(tmp_path: Path, sandbox: SandboxServer) -> None:
+    """After five read-backs that find nothing, an updatable delivery is re-sent once (audited), never again."""
+    port = free_port()
+    cfg = load(write_config(tmp_path, sandbox, web_port=port,
+                            **{"channels.provincial_feed.verify_feed": f"{sandbox.base_url}/portal/rss.xml"}))
+    clock = FrozenClock(datetime.now(UTC))
+    daemon = Daemon(cfg, clock=clock)
+    drop(tmp_path / "queue" / "inbox", "u.md", {"id": "unseen-1", "title": "没人看见", "category": "updates",
+                                                "channels": ["provincial_feed"]})
+    try:
+        for _ in range(30):  # a day of read-backs, with their growing waits
+            await daemon.run_once()
+            clock.advance(timedelta(hours=1))
+        actions = [a["action"] for a in daemon.store.audit_log("unseen-1")]
+        assert actions.count("resend_unseen") == 1 and actions.count("send") == 2
+        row = daemon.store.deliveries_of("unseen-1")[0]
+        assert row["state"] == "sent" and "cannot see it yet" in row["last_error"]
+    finally:
+        await daemon.aclose()
