@@ -137,20 +137,25 @@ def adapter_class(type_name: str) -> type[Channel]:
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
+def parse_http_date(value: str | None) -> datetime | None:
+    """An HTTP-date (RFC 9110 §5.6.7) as an aware datetime, or None when it is not one."""
+    if not value:
+        return None
+    try:
+        when = email.utils.parsedate_to_datetime(value.strip())
+    except (TypeError, ValueError):
+        return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
     """`Retry-After` is either delta-seconds or an HTTP-date (RFC 9110 §10.2.3)."""
     if not value:
         return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+    if value.strip().isdigit():
+        return float(value.strip())
+    when = parse_http_date(value)
+    return None if when is None else max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 def error_for_status(resp: httpx.Response, message: str, *, now: datetime | None = None,

@@ -7,7 +7,6 @@ import hashlib
 import importlib
 import os
 from dataclasses import dataclass, field
-from datetime import UTC
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +14,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
+
+from channels.base import parse_http_date
 
 if TYPE_CHECKING:
     from channels.base import Channel
@@ -90,13 +91,5 @@ def _not_modified(request: Request, etag: str, mtime: int) -> bool:
     if if_none_match is not None:  # RFC 9110 §13.1.3: If-None-Match wins over If-Modified-Since
         tags = {t.strip().removeprefix("W/") for t in if_none_match.split(",")}
         return "*" in tags or etag in tags
-    since = request.headers.get("if-modified-since")
-    if not since:
-        return False
-    try:
-        when = email.utils.parsedate_to_datetime(since)
-    except (TypeError, ValueError):
-        return False
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return mtime <= when.timestamp()
+    when = parse_http_date(request.headers.get("if-modified-since"))
+    return when is not None and mtime <= when.timestamp()

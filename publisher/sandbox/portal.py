@@ -136,6 +136,20 @@ def make(service: Service, public_base_url: str) -> tuple[Starlette, Any]:
         why = authorized(request, body)
         return body, (error(401, why) if why else None)
 
+
+    def read_article(request: Request, body: bytes) -> tuple[dict[str, Any], Response | None]:
+        """The JSON article of a create or an edit, or the portal's refusal of it."""
+        if "json" not in request.headers.get("content-type", ""):
+            return {}, error(415, "Content-Type must be application/json")
+        try:
+            raw = json.loads(body)
+        except ValueError:
+            return {}, error(400, "request body is not valid JSON")
+        payload, problem = validate(raw)
+        if payload is None:
+            return {}, error(400, problem or "invalid request")
+        return payload, None
+
     async def articles(request: Request) -> Response:
         body, refused = await guarded(request)
         if refused:
@@ -147,15 +161,9 @@ def make(service: Service, public_base_url: str) -> tuple[Starlette, Any]:
                 return error(400, "query parameter source_id is required")
             found = [public(a) for a in s["articles"].values() if a["source_id"] == source_id]
             return JSONResponse({"code": 0, "data": found})
-        if "json" not in request.headers.get("content-type", ""):
-            return error(415, "Content-Type must be application/json")
-        try:
-            raw = json.loads(body)
-        except ValueError:
-            return error(400, "request body is not valid JSON")
-        payload, problem = validate(raw)
-        if payload is None:
-            return error(400, problem or "invalid request")
+        payload, refused = read_article(request, body)
+        if refused is not None:
+            return refused
         for existing in s["articles"].values():
             if existing["source_id"] == payload["source_id"]:
                 return error(409, "duplicate source_id", data=receipt(existing))
@@ -180,15 +188,9 @@ def make(service: Service, public_base_url: str) -> tuple[Starlette, Any]:
             del s["articles"][article["id"]]
             s["changed"] = time.time()
             return JSONResponse({"code": 0})
-        if "json" not in request.headers.get("content-type", ""):
-            return error(415, "Content-Type must be application/json")
-        try:
-            raw = json.loads(body)
-        except ValueError:
-            return error(400, "request body is not valid JSON")
-        payload, problem = validate(raw)
-        if payload is None:
-            return error(400, problem or "invalid request")
+        payload, refused = read_article(request, body)
+        if refused is not None:
+            return refused
         if payload["source_id"] != article["source_id"]:
             return error(400, "source_id of an article cannot change")
         fill(article, payload)
