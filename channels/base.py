@@ -16,15 +16,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
+from publisher.errors import PublisherError
+
 if TYPE_CHECKING:
     import httpx
 
     from publisher.clock import Clock
     from publisher.items import Revision
-
-
-class PublisherError(Exception):
-    """Root of every error this project raises on purpose. The message says what to do next."""
 
 
 class ChannelError(PublisherError):

@@ -2,29 +2,56 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import sys
-from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.table import Table
 
-from channels.base import PublisherError
 from publisher.clock import SystemClock
-from publisher.config import Config, ConfigError, load_config
-from publisher.store import Store
+from publisher.errors import PublisherError
 
-console = Console(width=None if sys.stdout.isatty() else 240)  # piped output keeps whole lines
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from publisher.config import Config
+    from publisher.store import Store
+
+# Heavy modules (SQLAlchemy, pydantic, rich, structlog) are imported by the commands that use them,
+# so that `publisher lag` asking the running daemon starts in a fraction of a second.
+
+
+class _Console:
+    """rich's Console, made on first use."""
+
+    _made: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        if _Console._made is None:
+            from rich.console import Console
+
+            _Console._made = Console(width=None if sys.stdout.isatty() else 240)  # piped output keeps whole lines
+        return getattr(_Console._made, name)
+
+
+console = _Console()
+
+
+def _table(*headers: str) -> Table:
+    from rich.table import Table
+
+    return Table(*headers)
 CONFIG_OPTION = click.option("--config", "config_path", type=click.Path(path_type=Path), default=Path("config.yaml"),
                              show_default=True, envvar="PUBLISHER_CONFIG", help="config.yaml to use")
 
 
 def _config(path: Path) -> Config:
+    from publisher.config import ConfigError, load_config
+    from publisher.logs import configure_logging
+
+    configure_logging(json=False, level=logging.WARNING)  # `run` turns the daemon's own logging on
     try:
         return load_config(path)
     except ConfigError as exc:
@@ -32,6 +59,8 @@ def _config(path: Path) -> Config:
 
 
 def _store(config: Config) -> Store:
+    from publisher.store import Store
+
     return Store.open(config.store_url)
 
 
@@ -43,15 +72,14 @@ def _fail(exc: Exception) -> None:
 @click.version_option(package_name="publisher")
 def main() -> None:
     """Publish every approved item to every channel exactly once, and show which channel is late."""
-    from publisher.logs import configure_logging
-
-    configure_logging(json=False, level=logging.WARNING)  # `run` turns the daemon's own logging on
 
 
 @main.command()
 @click.argument("directory", type=click.Path(path_type=Path))
 def init(directory: Path) -> None:
     """Make a working directory: config.yaml, queue/inbox, archive, rejected and var/."""
+    from importlib import resources
+
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / "config.yaml"
     if target.exists():
@@ -81,11 +109,13 @@ def check_config(config_path: Path) -> None:
 @click.option("--log-format", type=click.Choice(["json", "console"]), default="json", show_default=True)
 def run(config_path: Path, once: bool, log_format: str) -> None:
     """Run the daemon in the foreground (for systemd), or once (--once)."""
+    import asyncio
+
     from publisher.daemon import Daemon
     from publisher.logs import configure_logging
 
-    configure_logging(json=log_format == "json")
     config = _config(config_path)
+    configure_logging(json=log_format == "json")
     if not config.web.is_loopback and config.web.token is None:
         raise click.ClickException(f"web.listen {config.web.listen} is reachable from other machines: set web.token "
                                    "(e.g. token: \"${PUBLISHER_WEB_TOKEN}\") so the dashboard asks for it")
@@ -125,7 +155,7 @@ def review(config_path: Path) -> None:
     if not waiting:
         console.print("Nothing waits for review.")
         return
-    table = Table("item", "rev", "category", "title", "waits for", "findings")
+    table = _table("item", "rev", "category", "title", "waits for", "findings")
     for w in waiting:
         nxt = f"{w.next_role} ({config.role_name(w.next_role)})" if w.next_role else "-"
         if w.state == "blocked":
@@ -211,7 +241,7 @@ def items(state: str | None, limit: int, config_path: Path) -> None:
     """List items, newest first."""
     config = _config(config_path)
     rows = _store(config).items(state, limit)
-    table = Table("item", "rev", "category", "title", "review", "updated (UTC)")
+    table = _table("item", "rev", "category", "title", "review", "updated (UTC)")
     for r in rows:
         review = "retracted" if r["retracted"] else r["revision_state"]
         table.add_row(r["id"], str(r["current_revision"]), config.category_name(r["category"]), r["title"][:40],
@@ -244,7 +274,7 @@ def show(item_id: str, config_path: Path) -> None:
             role = f" as {a['role']} ({config.role_name(a['role'])})" if a["role"] else ""
             console.print(f"    {a['action']}{role} by {a['by']} at {a['at']:%Y-%m-%d %H:%M:%S}"
                           + (f": {a['reason']}" if a["reason"] else ""))
-    table = Table("rev", "channel", "state", "attempts", "due", "sent", "live", "url / last error")
+    table = _table("rev", "channel", "state", "attempts", "due", "sent", "live", "url / last error")
     for d in store.deliveries_of(item_id):
         name = config.channels[d["channel"]].display(d["channel"]) if d["channel"] in config.channels else d["channel"]
         table.add_row(str(d["revision"]) + (" ✕" if d["retract"] else ""), name, d["state"], str(d["attempts"]),

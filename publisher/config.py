@@ -3,24 +3,17 @@
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
-from channels.base import REGISTRY, ChannelOptions, PublisherError, adapter_class
+from channels.base import REGISTRY, ChannelOptions, adapter_class
+from publisher.config_file import DEFAULT_LISTEN, ConfigError, read_config_file, substitute_env
 from publisher.units import Duration, RateLimit, parse_duration
 
-
-class ConfigError(PublisherError):
-    """config.yaml cannot be used; `problems` lists each with its path in the file."""
-
-    def __init__(self, path: Path | str, problems: list[str]) -> None:
-        self.path = Path(path)
-        self.problems = problems
-        super().__init__(f"{path}: {len(problems)} problem(s)\n" + "\n".join(f"  - {p}" for p in problems))
+__all__ = ["Config", "ConfigError", "load_config", "parse_config"]
 
 
 class _Model(BaseModel):
@@ -39,7 +32,7 @@ class QueueConfig(_Model):
 
 
 class WebConfig(_Model):
-    listen: str = "127.0.0.1:8700"
+    listen: str = DEFAULT_LISTEN
     token: SecretStr | None = None
     public_url: str | None = None  # how readers reach this server (feeds); default http://<listen>
 
@@ -159,6 +152,7 @@ class Config(_Model):
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     lag: LagConfig = Field(default_factory=LagConfig)
     base_dir: Path = Path(".")  # the directory of config.yaml; relative paths count from it
+    digest: str = ""  # which file at which content (config_file.config_digest); the daemon shows it to `publisher lag`
 
     @model_validator(mode="after")
     def _references(self) -> Config:
@@ -207,28 +201,6 @@ class Config(_Model):
 
 # --- loading -------------------------------------------------------------------------------------
 
-_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-
-
-def _substitute(node: Any, path: str, missing: list[str], env: dict[str, str]) -> Any:
-    """Replace `${NAME}` / `${NAME:-default}` in every string; collect unresolved names (never values)."""
-    if isinstance(node, dict):
-        return {k: _substitute(v, f"{path}.{k}" if path else str(k), missing, env) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_substitute(v, f"{path}[{i}]", missing, env) for i, v in enumerate(node)]
-    if isinstance(node, str):
-        def repl(m: re.Match[str]) -> str:
-            name, default = m.group(1), m.group(2)
-            if name in env:
-                return env[name]
-            if default is not None:
-                return default
-            missing.append(f"{path}: environment variable {name} is not set (the secret comes from ${{{name}}})")
-            return ""
-        return _ENV.sub(repl, node)
-    return node
-
-
 def _describe(err: Any, raw: Any) -> str:
     loc = ".".join(str(x) for x in err["loc"] if not str(x).startswith("function-"))
     msg = err["msg"]
@@ -256,7 +228,7 @@ def parse_config(data: Any, *, base_dir: Path, source: str = "config.yaml",
     if not isinstance(data, dict):
         raise ConfigError(source, ["the file must be a YAML mapping (key: value lines)"])
     missing: list[str] = []
-    data = _substitute(data, "", missing, dict(os.environ) if env is None else env)
+    data = substitute_env(data, "", missing, dict(os.environ) if env is None else env)
     try:
         config = Config.model_validate({**data, "base_dir": base_dir})
     except ValidationError as exc:
@@ -287,14 +259,7 @@ def parse_config(data: Any, *, base_dir: Path, source: str = "config.yaml",
 
 def load_config(path: Path | str, env: dict[str, str] | None = None, *, adapters: bool = True) -> Config:
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise ConfigError(path, [f"{path} does not exist; `publisher init DIR` writes a working one"]) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise ConfigError(path, [f"{where}not valid YAML ({getattr(exc, 'problem', exc)})"]) from None
-    return parse_config(data, base_dir=path.resolve().parent, source=str(path), env=env, adapters=adapters)
+    data, digest = read_config_file(path)
+    config = parse_config(data, base_dir=path.resolve().parent, source=str(path), env=env, adapters=adapters)
+    config.digest = digest
+    return config

@@ -25,6 +25,7 @@ from publisher.store import Store
 from publisher.web import WebContext, create_app
 
 log = structlog.get_logger()
+ANALYZE_EVERY = 6 * 3600  # seconds between refreshes of the store's planner statistics
 
 
 def build_channels(config: Config, clock: Clock) -> dict[str, Channel]:
@@ -94,6 +95,7 @@ class Daemon:
         The web server runs meanwhile when its port is free, so that feed readers (the provincial
         collector after a WebSub ping) can fetch what this run wrote."""
         self.start_sandbox()
+        await self._analyze()
         web = self._web_server() if self._web_task is None else None
         if web is not None:
             self._web_task = asyncio.create_task(web[0].serve(sockets=[web[1]]), name="web")
@@ -127,6 +129,7 @@ class Daemon:
             asyncio.create_task(Alerter(store=self.store, config=self.config, clock=self.clock,
                                         http=self._alert_http).run(stop), name="alerts"),
         ]
+        await self._analyze()
         await self.intake.scan()
         self.dispatcher.wake()
         await stop.wait()
@@ -161,11 +164,23 @@ class Daemon:
 
         scheduler.add_job(job, "interval", seconds=self.config.queue.rescan.total_seconds(),
                           max_instances=1, coalesce=True, id="rescan")
+        scheduler.add_job(self._analyze, "interval", seconds=ANALYZE_EVERY, max_instances=1, coalesce=True,
+                          id="analyze")
         scheduler.start()
         try:
             await stop.wait()
         finally:
             scheduler.shutdown(wait=False)
+
+    async def _analyze(self) -> None:
+        """The store's planner statistics (see Store.analyze), at start and then every few hours."""
+        started = self.clock.now()
+        try:
+            await asyncio.to_thread(self.store.analyze)
+        except Exception:
+            log.exception("store.analyze_failed")
+        else:
+            log.info("store.analyzed", ms=round((self.clock.now() - started).total_seconds() * 1000, 1))
 
     async def aclose(self) -> None:
         await self._alert_http.aclose()

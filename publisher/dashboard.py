@@ -28,6 +28,7 @@ from starlette.routing import BaseRoute, Route
 
 from publisher import i18n, lag, outbox
 from publisher.schema import deliveries
+from publisher.units import parse_instant
 from publisher.workdays import CHINA
 
 if TYPE_CHECKING:
@@ -37,6 +38,7 @@ log = structlog.get_logger()
 COOKIE = "publisher_session"
 _env = Environment(loader=PackageLoader("publisher", "templates"), autoescape=select_autoescape(["html"]))
 LAG_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 28800, 86400, 172800, 604800)
+CONFIG_HEADER = "X-Publisher-Config"  # the digest of the config the daemon runs on (publisher lag compares)
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
 
 
@@ -100,18 +102,17 @@ def routes(ctx: WebContext) -> list[BaseRoute]:
             return JSONResponse({"error": f"no channel {channel!r}", "channels": list(ctx.config.channels)},
                                 status_code=404)
         now = ctx.clock.now()
-        since = None
-        if "since" in request.query_params:
-            from publisher.units import parse_duration
-
-            try:
-                since = now - parse_duration(request.query_params["since"])
-            except ValueError as exc:
-                return JSONResponse({"error": str(exc)}, status_code=400)
+        try:  # the same words as `publisher lag --at/--since` when it reads the store itself
+            if "at" in request.query_params:
+                now = parse_instant(request.query_params["at"], now)
+            since = parse_instant(request.query_params["since"], now) if "since" in request.query_params else None
+        except ValueError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
         limit = request.query_params.get("limit", "100")
         report = await run_in_threadpool(lag.build_report, ctx.store, ctx.config, now, channel=channel, since=since,
                                          late_limit=int(limit) if limit.isdigit() else 100)
-        return JSONResponse(lag.to_json(report), headers={"Cache-Control": "no-store"})
+        return JSONResponse(lag.to_json(report, source="daemon"),
+                            headers={"Cache-Control": "no-store", CONFIG_HEADER: ctx.config.digest})
 
     async def metrics_route(request: Request) -> Response:
         if not allowed(request):

@@ -58,6 +58,16 @@ _STRINGS: dict[str, tuple[str, str]] = {  # key: (zh-CN, en)
     "overdue": ("已超期", "overdue"),
     "calendar_guess": ("（节假日安排未知，按周一至周五计）", "(holidays unknown: Monday–Friday assumed)"),
     "history": ("延迟走势", "Lag over time"),
+    "source_daemon": ("由运行中的守护进程（{listen}）提供。", "From the running daemon at {listen}."),
+    "source_store_down": ("直接读取存储：{listen} 上没有守护进程应答。守护进程未运行时，不会接收或发送任何条目。",
+                          "Read from the store: no daemon answered at {listen}. While it is not running, nothing is "
+                          "taken in or sent."),
+    "source_store_other_config": ("直接读取存储：{listen} 上的守护进程使用的是另一份或修改前的 config.yaml；"
+                                  "修改配置后请重启守护进程。",
+                                  "Read from the store: the daemon at {listen} runs on another, or an older, "
+                                  "config.yaml; restart it after editing the config."),
+    "source_store_refused": ("直接读取存储：{listen} 上的守护进程拒绝了请求（{why}）。",
+                             "Read from the store: the daemon at {listen} refused the request ({why})."),
     "history_note": ("每段时间内应发条目的95%延迟（对数刻度），虚线为时限。",
                      "p95 lag of the deliveries due in each interval (log scale); dashed: the SLA."),
     "never": ("从未", "never"),

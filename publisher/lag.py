@@ -30,13 +30,14 @@ from sqlalchemy.sql.expression import ColumnElement, FunctionElement
 
 from publisher import workdays
 from publisher.config import Config
-from publisher.schema import IN_REVIEW_SQL, OPEN_ROWS_SQL, UTCDateTime, deliveries, revisions
+from publisher.schema import IN_REVIEW_SQL, LIVE_ROWS_SQL, OPEN_ROWS_SQL, UTCDateTime, deliveries, revisions
 from publisher.store import Store
 
 OPEN = ("waiting", "pending", "sending", "sent", "retrying", "failed", "manual")  # due and not live
 # Spelled exactly as the partial index ix_deliveries_open says it, so that SQLite and PostgreSQL use it.
 OPEN_ROWS = sa.text(f"deliveries.{OPEN_ROWS_SQL}")
 IN_REVIEW = sa.text(f"revisions.{IN_REVIEW_SQL}")
+LIVE_ROWS = sa.text(f"deliveries.{LIVE_ROWS_SQL}")
 WALK_LIMIT = 20_000  # newest live rows read per channel before asking per category instead
 
 
@@ -298,7 +299,7 @@ def deadline_risks(conn: Connection, config: Config, now: datetime) -> list[Dead
     n, warn = config.lag.deadline_working_days, config.lag.deadline_warn_working_days
     cols = (revisions.c.id, revisions.c.item_id, revisions.c.number, revisions.c.title, revisions.c.category,
             revisions.c.state, revisions.c.doc_date, revisions.c.created_at)
-    is_live = sa.exists().where(deliveries.c.revision_id == revisions.c.id).where(deliveries.c.state == "live")
+    is_live = sa.exists().where(deliveries.c.revision_id == revisions.c.id).where(LIVE_ROWS)
     in_review = sa.select(*cols).where(IN_REVIEW)
     # driven from the few open delivery rows (partial index), not from every approved revision
     open_revs = sa.select(deliveries.c.revision_id).where(OPEN_ROWS).distinct().subquery()
@@ -405,11 +406,14 @@ def _s(td: timedelta | None) -> float | None:
     return None if td is None else round(td.total_seconds(), 3)
 
 
-def to_json(report: LagReport) -> dict[str, Any]:
-    """The report as the CLI's `--json` and `/api/lag` give it; field names never change within a schema."""
+def to_json(report: LagReport, *, source: str = "store") -> dict[str, Any]:
+    """The report as the CLI's `--json` and `/api/lag` give it; field names never change within a schema.
+    `source`: "daemon" when the running daemon answered, "store" when the store was read directly."""
     config = report.config
     return {
         "schema": SCHEMA,
+        "source": source,
+        "locale": config.locale,
         "generated_at": _ts(report.generated_at),
         "window": {"since": _ts(report.since), "until": _ts(report.generated_at)},
         "channels": [{
@@ -435,7 +439,8 @@ def to_json(report: LagReport) -> dict[str, Any]:
         } for f in report.freshness],
         "deadlines": [{
             "item_id": d.item_id, "revision": d.revision, "title": d.title, "category": d.category,
-            "state": d.state, "start": d.start.isoformat(), "last_day": d.last_day.isoformat(),
+            "category_name": config.category_name(d.category), "state": d.state,
+            "start": d.start.isoformat(), "last_day": d.last_day.isoformat(),
             "deadline": _ts(d.deadline),
             "working_days_left": d.working_days_left, "status": d.status, "calendar_known": d.calendar_known,
         } for d in report.deadlines],

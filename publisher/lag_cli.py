@@ -1,32 +1,106 @@
 """`publisher lag`: which channel is behind, as a table for people or JSON for scripts.
 
-Imports are kept light (rich only for the table) because admins and monitors call this often;
-docs/BENCHMARKS.md times it over a store of one million deliveries.
+The running daemon is asked first (`/api/lag` at `web.listen`): it holds the store open and the
+config validated, so the answer costs one query plus this process's start. Only when no daemon
+answers for this very config file (its digest, see publisher/config_file.py) is the store read here,
+which costs SQLAlchemy's and pydantic's imports on top. Both paths give the same JSON
+(docs/LAG_JSON.md, with `source` saying which) and print it the same way. This module therefore
+imports only click, PyYAML and the standard library before it knows which path it takes;
+docs/BENCHMARKS.md times both over a store of one million deliveries.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import click
 
+ASK_TIMEOUT = 10.0  # seconds: a daemon that is up answers over a million rows in ~0.1 s
 
-def _instant(value: str, now: datetime) -> datetime:
-    """`24h`, `7d` (that long ago), or an ISO date / date-time (UTC unless it says otherwise)."""
-    from publisher.units import parse_duration
+
+def _loopback(host: str) -> str:
+    """Where to reach a server that listens on `host` from this machine."""
+    return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)  # noqa: S104 (a lookup, not a bind)
+
+
+def ask_daemon(config_path: Path, params: dict[str, str]) -> tuple[dict[str, Any] | None, str, str]:
+    """(the report, or None; where it was asked; why not) from the daemon that runs on this config file."""
+    import http.client
+    from urllib.parse import urlencode
+
+    from publisher.config_file import DEFAULT_LISTEN, ConfigError, read_config_file, substitute_env
 
     try:
-        return now - parse_duration(value)
-    except ValueError:
-        pass
+        data, digest = read_config_file(config_path)
+    except ConfigError:
+        return None, "", "config"  # the store path reports the problem in full
+    web = data.get("web") if isinstance(data, dict) else None
+    web = substitute_env(web, "web", [], _environ()) if isinstance(web, dict) else {}
+    listen = str(web.get("listen") or DEFAULT_LISTEN)
+    host, _, port = listen.rpartition(":")
+    if not port.isdigit():
+        return None, listen, "config"
+    headers = {"Accept": "application/json"}
+    if web.get("token"):
+        headers["Authorization"] = f"Bearer {str(web['token']).strip()}"
+    conn = http.client.HTTPConnection(_loopback(host.strip("[]")), int(port), timeout=ASK_TIMEOUT)
     try:
-        at = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        conn.request("GET", "/api/lag?" + urlencode(params), headers=headers)
+        resp = conn.getresponse()
+        body = resp.read()
+    except (OSError, http.client.HTTPException):
+        return None, listen, "down"
+    finally:
+        conn.close()
+    if resp.status != 200:
+        return None, listen, f"http {resp.status}"
+    if resp.getheader("X-Publisher-Config") != digest:
+        return None, listen, "other_config"
+    try:
+        return json.loads(body), listen, ""
     except ValueError:
-        raise click.BadParameter(f"{value!r} is neither a duration like 24h or 7d nor a date like 2015-03-01") from None
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
+        return None, listen, "http 200"
+
+
+def _environ() -> dict[str, str]:
+    import os
+
+    return dict(os.environ)
+
+
+def read_store(config_path: Path, channel: str | None, since: str | None, at: str | None,
+               limit: int) -> dict[str, Any]:
+    """The report read from the store by this process (no daemon answered)."""
+    from publisher.config import ConfigError, load_config
+    from publisher.lag import build_report, to_json
+    from publisher.logs import configure_logging
+    from publisher.units import parse_instant
+
+    configure_logging(json=False, level=40)  # errors only: the report is the output
+    try:
+        config = load_config(config_path, adapters=False)  # the report talks to no channel
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    if channel is not None and channel not in config.channels:
+        raise click.BadParameter(f"{channel!r} is not a channel in {config_path}; "
+                                 f"these are: {', '.join(config.channels)}", param_hint="--channel")
+    now = datetime.now(UTC)
+    for hint, value in (("--at", at), ("--since", since)):
+        try:
+            instant = parse_instant(value, now) if value else None
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint=hint) from None
+        now, start = (instant or now, None) if hint == "--at" else (now, instant)
+    store = _open_store(config.store_url)
+    try:
+        report = build_report(store, config, now, channel=channel, since=start, late_limit=limit)
+    finally:
+        store.close()
+    return to_json(report, source="store")
 
 
 def _open_store(url: str):  # type: ignore[no-untyped-def]
@@ -52,45 +126,42 @@ def _open_store(url: str):  # type: ignore[no-untyped-def]
 @click.option("--at", "at", help="report as of this instant (ISO date-time), e.g. to re-read a past incident")
 @click.option("--limit", type=click.IntRange(min=0), help="late items listed per channel [default: 100 with --json, "
                                                          "else 5]; the counts always cover all")
+@click.option("--store", "direct", is_flag=True, help="read the store directly, even when the daemon is running")
 def lag_command(config_path: Path, as_json: bool, channel: str | None, since: str | None, at: str | None,
-                limit: int | None) -> None:
+                limit: int | None, direct: bool) -> None:
     """Lag per channel: SLA, late items (oldest first), p50/p95/max, freshness and legal deadlines."""
-    from publisher.config import ConfigError, load_config
-    from publisher.lag import build_report, to_json
-
-    try:
-        config = load_config(config_path, adapters=False)  # the report talks to no channel
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
-    if channel is not None and channel not in config.channels:
-        raise click.BadParameter(f"{channel!r} is not a channel in {config_path}; "
-                                 f"these are: {', '.join(config.channels)}", param_hint="--channel")
-    now = _instant(at, datetime.now(UTC)) if at else datetime.now(UTC)
-    start = _instant(since, now) if since else None
     if limit is None:
         limit = 100 if as_json else 5
-    store = _open_store(config.store_url)
-    try:
-        report = build_report(store, config, now, channel=channel, since=start, late_limit=limit)
-    finally:
-        store.close()
+    params = {k: v for k, v in (("channel", channel), ("since", since), ("at", at)) if v is not None}
+    doc, listen, why = (None, "", "asked_not") if direct else ask_daemon(config_path, {**params, "limit": str(limit)})
+    if doc is None:
+        doc = read_store(config_path, channel, since, at, limit)
     if as_json:
-        sys.stdout.write(json.dumps(to_json(report), ensure_ascii=False, indent=2) + "\n")
+        sys.stdout.write(json.dumps(doc, ensure_ascii=False, indent=2) + "\n")
     else:
-        _print_table(report)
+        print_table(doc, listen, why)
 
 
-def _print_table(report) -> None:  # type: ignore[no-untyped-def]
+def _at(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def _td(seconds: float | None) -> timedelta | None:
+    return None if seconds is None else timedelta(seconds=seconds)
+
+
+def print_table(doc: dict[str, Any], listen: str = "", why: str = "") -> None:
+    """The JSON report (either source) as rich tables, in the config's locale."""
     from rich.console import Console
     from rich.table import Table
 
     from publisher.i18n import Translator, t
 
-    config = report.config
-    _ = Translator(config.locale)
+    locale = doc.get("locale", "zh-CN")
+    _ = Translator(locale)
     console = Console(highlight=False)
-    stamp = report.generated_at.astimezone().strftime("%Y-%m-%d %H:%M")
-    since = report.since.astimezone().strftime("%Y-%m-%d %H:%M")
+    stamp = _at(doc["generated_at"]).astimezone().strftime("%Y-%m-%d %H:%M")  # type: ignore[union-attr]
+    since = _at(doc["window"]["since"]).astimezone().strftime("%Y-%m-%d %H:%M")  # type: ignore[union-attr]
     table = Table(title=f"{_('title')} · {_('generated')} {stamp} · {_('window')} {since} –", title_justify="left")
     table.add_column(_("channel"), overflow="ellipsis", max_width=24)
     for key in ("sla", "status"):
@@ -98,54 +169,63 @@ def _print_table(report) -> None:  # type: ignore[no-untyped-def]
     table.add_column("/".join(_(k) for k in ("pending", "retrying", "failed", "manual")), justify="right")
     for key in ("p50", "p95", "max", "last_live"):
         table.add_column(_(key), justify="right", no_wrap=True)
-    for ch in report.channels:
-        status = f"[bold red]{_('late')} {ch.late_total}[/]" if ch.status == "late" else f"[green]{_('on_time')}[/]"
-        pending = sum(ch.counts.get(s, 0) for s in ("waiting", "pending", "sending", "sent"))
-        counts = "/".join(str(n) for n in (pending, ch.counts.get("retrying", 0), ch.counts.get("failed", 0),
-                                           ch.counts.get("manual", 0)))
-        last = ch.last_live_at.astimezone().strftime("%m-%d %H:%M") if ch.last_live_at else _("never")
-        table.add_row(ch.display, _.d(ch.sla), status, counts, _.d(ch.p50), _.d(ch.p95), _.d(ch.max), last)
+    for ch in doc["channels"]:
+        counts, window = ch["counts"], ch["window"]
+        status = f"[bold red]{_('late')} {ch['late_total']}[/]" if ch["status"] == "late" else f"[green]{_('on_time')}[/]"
+        pending = sum(counts.get(s, 0) for s in ("waiting", "pending", "sending", "sent"))
+        shown = "/".join(str(n) for n in (pending, counts.get("retrying", 0), counts.get("failed", 0),
+                                          counts.get("manual", 0)))
+        last = _at(ch["last_live_at"])
+        table.add_row(ch["display_name"], _.d(_td(ch["sla_s"])), status, shown, _.d(_td(window["p50_s"])),
+                      _.d(_td(window["p95_s"])), _.d(_td(window["max_s"])),
+                      last.astimezone().strftime("%m-%d %H:%M") if last else _("never"))
     console.print(table)
 
-    late = [d for ch in report.channels for d in ch.late]
-    names = {ch.name: ch.display for ch in report.channels}
+    names = {ch["name"]: ch["display_name"] for ch in doc["channels"]}
+    late = sorted(({**d, "channel": ch["name"]} for ch in doc["channels"] for d in ch["late"]),
+                  key=lambda d: d["due_at"])
     if late:
         lt = Table(title=_("late_items"), title_justify="left")
         for key in ("channel", "item", "state", "lag", "attempts", "last_error"):
             lt.add_column(_(key), overflow="ellipsis", max_width=60 if key == "last_error" else 24)
-        for d in sorted(late, key=lambda d: d.due_at):
-            state = t(f"state_{d.state}", config.locale) + (f" ({_('retract')})" if d.retract else "")
-            lt.add_row(names[d.channel], f"{d.item_id} r{d.revision}", state, _.d(d.lag), str(d.attempts),
-                       (d.last_error or "").splitlines()[0][:200] if d.last_error else "")
+        for d in late:
+            state = t(f"state_{d['state']}", locale) + (f" ({_('retract')})" if d["retract"] else "")
+            error = d["last_error"].splitlines()[0][:200] if d["last_error"] else ""
+            lt.add_row(names[d["channel"]], f"{d['item_id']} r{d['revision']}", state, _.d(_td(d["lag_s"])),
+                       str(d["attempts"]), error)
         console.print(lt)
-        hidden = sum(ch.late_total - len(ch.late) for ch in report.channels)
+        hidden = sum(ch["late_total"] - len(ch["late"]) for ch in doc["channels"])
         if hidden:
             console.print(f"[dim]… +{hidden} (--limit N, --json)[/]")
     else:
         console.print(f"[green]{_('no_late')}[/]")
 
-    warnings = [f for f in report.freshness if f.status in ("warning", "breached")]
+    warnings = [f for f in doc["freshness"] if f["status"] in ("warning", "breached")]
     if warnings:
         ft = Table(title=_("freshness"), title_justify="left")
         for key in ("channel", "category", "status", "age", "threshold"):
             ft.add_column(_(key))
         for f in warnings:
-            colour = "red" if f.status == "breached" else "yellow"
-            ft.add_row(names.get(f.channel, f.channel),
-                       config.category_name(f.category) if f.category else _("whole_channel"),
-                       f"[{colour}]{_('fresh_' + f.status)}[/]", _.d(f.age), _.d(f.threshold))
+            colour = "red" if f["status"] == "breached" else "yellow"
+            ft.add_row(names.get(f["channel"], f["channel"]), f["category_name"] or _("whole_channel"),
+                       f"[{colour}]{_('fresh_' + f['status'])}[/]", _.d(_td(f["age_s"])), _.d(_td(f["threshold_s"])))
         console.print(ft)
-    if report.deadlines:
+    if doc["deadlines"]:
         dt = Table(title=_("deadlines"), title_justify="left")
         for key in ("item", "category", "doc_date", "deadline", "workdays_left", "status"):
             dt.add_column(_(key))
-        for d in report.deadlines:
-            colour = "red" if d.status == "overdue" else "yellow"
-            dt.add_row(f"{d.item_id} r{d.revision}\n[dim]{d.title[:40]}[/]", config.category_name(d.category),
-                       d.start.isoformat(), d.last_day.isoformat(),
-                       str(d.working_days_left), f"[{colour}]{_(d.status)}[/]"
-                       + ("" if d.calendar_known else f" {_('calendar_guess')}"))
+        for d in doc["deadlines"]:
+            colour = "red" if d["status"] == "overdue" else "yellow"
+            dt.add_row(f"{d['item_id']} r{d['revision']}\n[dim]{d['title'][:40]}[/]", d["category_name"],
+                       d["start"], d["last_day"], str(d["working_days_left"]), f"[{colour}]{_(d['status'])}[/]"
+                       + ("" if d["calendar_known"] else f" {_('calendar_guess')}"))
         console.print(dt)
+    if doc.get("source") == "daemon":
+        console.print(f"[dim]{_('source_daemon', listen=listen)}[/]")
+    elif why in ("down", "other_config"):
+        console.print(f"[yellow]{_('source_store_' + why, listen=listen)}[/]")
+    elif why.startswith("http"):
+        console.print(f"[yellow]{_('source_store_refused', listen=listen, why=why)}[/]")
 
 
 if __name__ == "__main__":

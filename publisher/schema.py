@@ -174,6 +174,10 @@ IN_REVIEW_SQL = "state IN ('review', 'blocked')"
 Index("ix_revisions_in_review", revisions.c.id, sqlite_where=text(IN_REVIEW_SQL), postgresql_where=text(IN_REVIEW_SQL))
 # The newest live row per channel, and the freshness walk newest-first, read this index only.
 Index("ix_deliveries_channel_live", deliveries.c.channel, deliveries.c.live_at)
+# "Is this revision live on any channel?" for each deadline candidate, without reading the rows (0003).
+LIVE_ROWS_SQL = "state = 'live'"
+Index("ix_deliveries_live_revision", deliveries.c.revision_id, sqlite_where=text(LIVE_ROWS_SQL),
+      postgresql_where=text(LIVE_ROWS_SQL))
 # Freshness of a rarely published category: its revisions first, then their rows on the channel.
 Index("ix_revisions_category", revisions.c.category, revisions.c.id)
 

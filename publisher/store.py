@@ -71,6 +71,17 @@ class Store:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
 
+    def analyze(self) -> None:
+        """Refresh the planner's statistics. The lag report's partial indexes are only chosen when
+        SQLite knows how few open rows there are: without statistics the report over a million rows
+        takes ~400 ms instead of ~40 ms. `analysis_limit` samples each index (a few ms at any size).
+        PostgreSQL's autovacuum keeps its own statistics; nothing to do there."""
+        if self.engine.dialect.name != "sqlite":
+            return
+        with self.engine.begin() as conn:
+            conn.exec_driver_sql("PRAGMA analysis_limit=1000")
+            conn.exec_driver_sql("ANALYZE")
+
     def close(self) -> None:
         self.engine.dispose()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from pydantic import BeforeValidator, PlainSerializer
@@ -24,6 +24,19 @@ def parse_duration(value: object) -> timedelta:
         if m:
             return timedelta(seconds=float(m.group(1)) * _UNIT_SECONDS[m.group(2)])
     raise ValueError(f"{value!r} is not a duration like 30s, 15m, 2h or 14d")
+
+
+def parse_instant(value: str, now: datetime) -> datetime:
+    """`24h`, `7d` (that long before `now`), or an ISO date / date-time (UTC unless it says otherwise)."""
+    try:
+        return now - parse_duration(value)
+    except ValueError:
+        pass
+    try:
+        at = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{value!r} is neither a duration like 24h or 7d nor a date like 2015-03-01") from None
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
 def format_duration(td: timedelta) -> str:

@@ -134,3 +134,53 @@ def test_sigterm_stops_the_daemon_cleanly_and_healthz_answers(workdir: Path) -> 
     assert proc.returncode == 0
     events = [json.loads(line)["event"] for line in err.splitlines() if line.startswith("{")]
     assert events[0] == "sandbox.started" and "daemon.stopping" in events and events[-1] == "daemon.stopped"
+
+
+def _wait_healthy(base_url: str, proc: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            httpx.get(f"{base_url}/healthz", timeout=1)
+            return
+        except httpx.HTTPError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise
+            time.sleep(0.05)
+
+
+def _flat(text: str) -> str:
+    return "".join(text.split())  # rich wraps long lines; the Chinese notes have no spaces of their own
+
+
+def test_lag_asks_the_running_daemon_and_says_when_it_cannot(workdir: Path) -> None:
+    """`publisher lag` answers from the daemon running on this config file; when the daemon is down, or runs
+    on another version of config.yaml, it reads the store itself and says why in the table."""
+    config = load_config(workdir / "config.yaml")
+    (workdir / "queue" / "inbox" / "a.md").write_text(
+        "---\nid: lag-1\ntitle: 安全生产动态\ncategory: updates\n---\n正文。\n", "utf-8")
+    proc = subprocess.Popen([sys.executable, "-m", "publisher.cli", "run"], cwd=workdir,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
+    try:
+        _wait_healthy(config.web.base_url, proc)
+        served = json.loads(cli("lag", "--json", cwd=workdir).stdout)
+        direct = json.loads(cli("lag", "--json", "--store", cwd=workdir).stdout)
+        assert (served["source"], direct["source"]) == ("daemon", "store")
+        for key in ("name", "display_name", "sla_s"):  # the counts move while the daemon sends the item
+            assert [c[key] for c in served["channels"]] == [c[key] for c in direct["channels"]]
+        assert "由运行中的守护进程" in _flat(cli("lag", cwd=workdir).stdout)
+        bad = cli("lag", "--since", "yesterday", cwd=workdir, check=False)  # the daemon refuses; so does the store path
+        assert bad.returncode == 2 and "'yesterday' is neither a duration" in bad.stderr
+        one = json.loads(cli("lag", "--json", "--channel", "microblog", "--at", "2015-03-01T00:00:00Z",
+                             cwd=workdir).stdout)
+        assert one["source"] == "daemon" and [c["name"] for c in one["channels"]] == ["microblog"]
+        assert one["generated_at"] == "2015-03-01T00:00:00Z"
+
+        path = workdir / "config.yaml"
+        path.write_text(path.read_text("utf-8") + "\n# edited after the daemon started\n", "utf-8")
+        edited = cli("lag", cwd=workdir).stdout
+        assert "另一份或修改前的config.yaml" in _flat(edited) and edited.startswith("发布延迟")  # the report still comes
+        assert json.loads(cli("lag", "--json", cwd=workdir).stdout)["source"] == "store"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    assert "没有守护进程应答" in _flat(cli("lag", cwd=workdir).stdout)

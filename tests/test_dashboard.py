@@ -70,8 +70,13 @@ async def test_english_labels_on_request(world: World, client: httpx.AsyncClient
 async def test_api_lag_is_the_cli_schema(world: World, client: httpx.AsyncClient) -> None:
     """/api/lag answers the same JSON as `publisher lag --json`, and filters by channel."""
     _broken_portal(world)
-    data = (await client.get("/api/lag")).json()
-    assert data == lag.to_json(world.report())
+    response = await client.get("/api/lag")
+    assert response.json() == lag.to_json(world.report(), source="daemon")
+    assert response.headers["X-Publisher-Config"] == world.config.digest != ""  # `publisher lag` trusts its own daemon only
+    past = (await client.get("/api/lag", params={"at": "2015-01-01T00:00:00Z", "since": "1d"})).json()
+    assert (past["generated_at"], past["window"]["since"]) == ("2015-01-01T00:00:00Z", "2014-12-31T00:00:00Z")
+    bad = await client.get("/api/lag", params={"since": "yesterday"})
+    assert bad.status_code == 400 and "'yesterday' is neither a duration" in bad.json()["error"]
     one = (await client.get("/api/lag", params={"channel": "city_portal"})).json()
     assert [c["name"] for c in one["channels"]] == ["city_portal"] and one["channels"][0]["status"] == "late"
     assert (await client.get("/api/lag", params={"channel": "nope"})).status_code == 404

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from publisher import lag, outbox
 from publisher.clock import FrozenClock
-from publisher.config import Config, parse_config
+from publisher.config import Config, load_config
 from publisher.lag_cli import lag_command
 from publisher.schema import deliveries, items, revisions
 from publisher.store import Store
@@ -32,7 +32,7 @@ def make_config(tmp_path: Path, **overrides: Any) -> Config:
     for key, value in overrides.items():
         data[key] = value
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
-    return parse_config(data, base_dir=tmp_path, env={})
+    return load_config(tmp_path / "config.yaml", env={})
 
 
 @dataclass
@@ -253,7 +253,8 @@ def test_json_schema_is_stable(world: World) -> None:
     item = world.item(doc_date=date(2015, 2, 10))
     world.delivery("bureau_site", item=item, state="failed", error="boom", due_at=T0 - timedelta(hours=1))
     data = lag.to_json(world.report())
-    assert set(data) == {"schema", "generated_at", "window", "channels", "freshness", "deadlines"}
+    assert set(data) == {"schema", "source", "locale", "generated_at", "window", "channels", "freshness", "deadlines"}
+    assert (data["source"], data["locale"]) == ("store", "zh-CN")
     assert data["schema"] == "publisher.lag/1"
     ch = data["channels"][0]
     assert set(ch) == {"name", "display_name", "type", "status", "sla_s", "counts", "late_total", "late", "window",
@@ -263,8 +264,8 @@ def test_json_schema_is_stable(world: World) -> None:
     assert set(ch["window"]) == {"deliveries", "over_sla", "p50_s", "p95_s", "max_s"}
     assert set(data["freshness"][0]) == {"channel", "category", "category_name", "threshold_s", "last_live_at",
                                          "age_s", "status"}
-    assert set(data["deadlines"][0]) == {"item_id", "revision", "title", "category", "state", "start", "last_day",
-                                         "deadline", "working_days_left", "status", "calendar_known"}
+    assert set(data["deadlines"][0]) == {"item_id", "revision", "title", "category", "category_name", "state", "start",
+                                         "last_day", "deadline", "working_days_left", "status", "calendar_known"}
     assert ch["late"][0]["due_at"] == "2015-03-18T00:00:00Z" and ch["late"][0]["lag_s"] == 3600.0
 
 
