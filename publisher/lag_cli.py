@@ -77,10 +77,7 @@ def read_store(config_path: Path, channel: str | None, since: str | None, at: st
     """The report read from the store by this process (no daemon answered)."""
     from publisher.config import ConfigError, load_config
     from publisher.lag import build_report, to_json
-    from publisher.logs import configure_logging
-    from publisher.units import parse_instant
-
-    configure_logging(json=False, level=40)  # errors only: the report is the output
+    from publisher.units import parse_instant  # nothing on this path logs: structlog is not even imported
     try:
         config = load_config(config_path, adapters=False)  # the report talks to no channel
     except ConfigError as exc:

@@ -97,3 +97,24 @@ def test_only_one_node_leads_a_periodic_job_at_a_time(url: str) -> None:
         assert again is True
     a.close()
     b.close()
+
+
+def test_analyze_lets_the_planner_read_only_the_open_rows(url: str) -> None:
+    """After Store.analyze (the daemon runs it at start and every 6 h), SQLite answers the late list from
+    the partial open-rows index instead of walking the channel's whole history; on PostgreSQL it is a no-op."""
+    store = Store.open(url)
+    _seed(store, 400)
+    with store.tx() as conn:
+        conn.execute(sa.text("UPDATE deliveries SET state = 'live', live_at = due_at WHERE id > 8"))
+    store.analyze()
+    if not url.startswith("sqlite"):
+        store.close()
+        return
+    late = ("SELECT id FROM deliveries WHERE deliveries.state NOT IN ('live', 'superseded') "
+            "AND channel = 'bureau_site' AND due_at < '2016-01-01' ORDER BY due_at, id LIMIT 100")
+    with store.read() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM sqlite_stat1 WHERE idx = 'ix_deliveries_open'")).scalar() == 1
+        plan = " ".join(str(row) for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + late))
+        assert len(conn.exec_driver_sql(late).all()) == 8
+    store.close()
+    assert "ix_deliveries_open" in plan, plan
