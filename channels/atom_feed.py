@@ -27,7 +27,6 @@ from pydantic import Field, field_validator, model_validator
 from channels.atom_file import (
     Entry,
     FeedState,
-    aware,
     read_feed,
     render_feed,
     write_atomically,
@@ -156,21 +155,23 @@ class AtomFeed(Channel):
     async def _put(self, rev: Revision) -> Receipt:
         entry_id = self.entry_id(rev.item_id)
         body = render_html(rev.body) or f"<p>{html.escape(rev.short_summary)}</p>"
-        updated = aware(rev.created_at)
+        written = self.clock.now()  # `updated`: when this revision entered the feed, so collectors that
+        # remember the newest `updated` they saw still take an entry that waited long in review
         result: list[Entry] = []
 
         def put(state: FeedState) -> bool:
             old = state.entries.get(entry_id)
-            if old is not None and old.updated > updated:
+            if old is not None and old.revision is not None and old.revision > rev.revision:
                 result.append(old)  # a late retry of an older revision must not undo a newer one
                 return False
             entry = Entry(
-                id=entry_id, title=rev.title, updated=updated,
-                published=old.published if old else updated, content=body, summary=rev.short_summary,
+                id=entry_id, title=rev.title, updated=written,
+                published=old.published if old else written, content=body, summary=rev.short_summary,
                 link=self._link(rev), author=rev.author,
                 category=(rev.category, rev.category_name or None) if rev.category else None,
+                revision=rev.revision,
             )
-            # first in order: among entries with the same `updated`, the one just written is the newest
+            # first in order: the file keeps the entries written last (a resend brings one back into view)
             others = {k: v for k, v in state.entries.items() if k != entry_id}
             state.entries.clear()
             state.entries.update({entry_id: entry, **others})

@@ -2,6 +2,13 @@
 
 RFC 4287 entries with `tag:` ids, RFC 6721 tombstones (`at:deleted-entry`), written atomically so
 that a reader (or a crash) only ever sees the old feed or the new one.
+
+The file keeps the `max_entries` entries written most recently, newest first (RFC 4287 gives the
+order of entries no meaning, so readers are free of it). A window by `updated` instead would drop an
+entry written now for an older document at once: a backfill, or an item that waited long in review,
+would never reach a collector, and no resend could bring it back. Each entry carries its revision
+number in a foreign element (`pub:revision`, which RFC 4287 §6.4 tells readers to skip), so that a
+late retry of an older revision never replaces a newer one.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from channels.base import PermanentError
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
 TOMBSTONE_NS = "http://purl.org/atompub/tombstones/1.0"
+REVISION_NS = "tag:publisher.invalid,2026:atom"  # ours (RFC 4151 tag; .invalid is owned by no one, RFC 2606)
 _A = f"{{{ATOM_NS}}}"
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True)
 
@@ -37,11 +45,12 @@ class Entry:
     link: str | None = None
     category: tuple[str, str | None] | None = None  # (term, label)
     author: str | None = None
+    revision: int | None = None  # None in files written before revisions were recorded
 
 
 @dataclass
 class FeedState:
-    entries: dict[str, Entry] = field(default_factory=dict)
+    entries: dict[str, Entry] = field(default_factory=dict)  # newest written first
     tombstones: dict[str, datetime] = field(default_factory=dict)  # entry id -> when it was deleted
 
 
@@ -79,11 +88,16 @@ def read_feed(path: Path) -> FeedState:
             link=link,
             category=(cat.get("term", ""), cat.get("label")) if cat is not None else None,
             author=el.findtext(f"{_A}author/{_A}name"),
+            revision=_int(el.findtext(f"{{{REVISION_NS}}}revision")),
         )
         state.entries[entry.id] = entry
     for el in root.iter(f"{{{TOMBSTONE_NS}}}deleted-entry"):
         state.tombstones[el.get("ref", "")] = parse_time(el.get("when"))
     return state
+
+
+def _int(text: str | None) -> int | None:
+    return int(text) if text and text.strip().isdigit() else None
 
 
 def write_atomically(path: Path, data: bytes) -> None:
@@ -108,8 +122,8 @@ def write_atomically(path: Path, data: bytes) -> None:
 
 
 def render_feed(state: FeedState, opts: Any, *, title: str, now: datetime) -> bytes:
-    """The feed document: the newest `max_entries` entries, tombstones, and the self and hub links."""
-    keep = sorted(state.entries.values(), key=lambda e: e.updated, reverse=True)[:opts.max_entries]
+    """The feed document: the `max_entries` entries written last, tombstones, and the self and hub links."""
+    keep = list(state.entries.values())[:opts.max_entries]
     graves = sorted(state.tombstones.items(), key=lambda t: t[1], reverse=True)[:opts.max_entries]
     fg = FeedGenerator()
     fg.id(opts.feed_id)
@@ -140,9 +154,12 @@ def render_feed(state: FeedState, opts: Any, *, title: str, now: datetime) -> by
             fe.author({"name": e.author})
     # feedgen knows no RFC 6721 tombstones: add them to its XML ourselves
     root = etree.fromstring(fg.atom_str(), _PARSER)
+    for el, e in zip(root.iter(f"{_A}entry"), keep, strict=True):
+        if e.revision is not None:
+            etree.SubElement(el, f"{{{REVISION_NS}}}revision").text = str(e.revision)
     for ref, when in graves:
         grave = etree.SubElement(root, f"{{{TOMBSTONE_NS}}}deleted-entry")
         grave.set("ref", ref)
         grave.set("when", when.isoformat())
-    etree.cleanup_namespaces(root, top_nsmap={"at": TOMBSTONE_NS})
+    etree.cleanup_namespaces(root, top_nsmap={"at": TOMBSTONE_NS, "pub": REVISION_NS})
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)  # type: ignore[no-any-return]

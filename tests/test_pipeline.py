@@ -297,3 +297,35 @@ async def test_an_entry_never_seen_is_sent_once_more_by_itself(tmp_path: Path, s
         assert row["state"] == "sent" and "cannot see it yet" in row["last_error"]
     finally:
         await daemon.aclose()
+
+
+async def test_an_old_document_approved_late_still_reaches_the_collector(tmp_path: Path,
+                                                                        sandbox: SandboxServer) -> None:
+    """The feed keeps the entries written last: an item taken in first but signed off after a burst of newer
+    ones enters the feed at the front and is collected, even when the burst alone fills the feed."""
+    port = free_port()
+    cfg = load(write_config(tmp_path, sandbox, web_port=port, **{"channels.provincial_feed.max_entries": 3}))
+    clock = FrozenClock(datetime.now(UTC))
+    daemon = Daemon(cfg, clock=clock)
+    inbox = tmp_path / "queue" / "inbox"
+    drop(inbox, "old.md", {"id": "old-notice", "title": "关于做好节前安全检查的通知", "category": "notices",
+                           "channels": ["provincial_feed"]})
+    try:
+        await daemon.run_once()  # taken in; waits for its two sign-offs
+        for n in range(4):
+            clock.advance(timedelta(minutes=1))
+            drop(inbox, f"n{n}.md", {"id": f"burst-{n}", "title": f"动态{n}", "category": "updates",
+                                     "channels": ["provincial_feed"]})
+            await daemon.run_once()
+        clock.advance(timedelta(minutes=1))
+        daemon.review.approve("old-notice", role="section_chief", by="李科长")
+        daemon.review.approve("old-notice", role="deputy_director", by="张副局长")
+        await daemon.run_once()
+        clock.advance(timedelta(minutes=5))  # past verify_after
+        await daemon.run_once()
+        row = daemon.store.deliveries_of("old-notice")[0]
+        assert row["state"] == "live", row
+        feed = (tmp_path / "var" / "feeds" / "provincial.xml").read_text("utf-8")
+        assert feed.index("old-notice") < feed.index("burst-3") and "burst-0" not in feed  # the 3 written last
+    finally:
+        await daemon.aclose()

@@ -114,9 +114,11 @@ async def test_feed_is_valid_atom(tmp_path: Path, http: httpx.AsyncClient, clock
 
 
 async def test_entry_id_stable_across_revisions(tmp_path: Path, http: httpx.AsyncClient, clock: FrozenClock) -> None:
-    """A new revision replaces the entry under the same id, with a later `updated` and the first `published`."""
+    """A new revision replaces the entry under the same id; `updated` is when it was written, `published` the first."""
     adapter = make_feed(tmp_path, http, clock)
+    clock.set(datetime(2015, 3, 18, 1, 0, tzinfo=UTC))
     first = await adapter.publish(make_revision())
+    clock.set(datetime(2015, 3, 19, 2, 0, tzinfo=UTC))
     second = await adapter.update(make_revision(revision=2, title="更正：事故调查报告",
                                                 created_at=datetime(2015, 3, 19, 2, 0, tzinfo=UTC)), first)
     assert second.remote_id == first.remote_id
@@ -132,17 +134,27 @@ async def test_older_revision_never_overwrites_newer(tmp_path: Path, http: httpx
     """A late retry of revision 1 after revision 2 leaves revision 2 in the feed."""
     adapter = make_feed(tmp_path, http, clock)
     await adapter.publish(make_revision(revision=2, title="第二版", created_at=datetime(2015, 3, 19, tzinfo=UTC)))
+    clock.advance(timedelta(hours=1))  # the retry is written later, yet its revision is older
     await adapter.publish(make_revision(revision=1, title="第一版"))
     assert parsed(adapter).entries[0].title == "第二版"
+    assert b"<pub:revision>2</pub:revision>" in adapter.options.path.read_bytes()
 
 
-async def test_max_entries_keeps_newest(tmp_path: Path, http: httpx.AsyncClient, clock: FrozenClock) -> None:
-    """With max_entries=2 the feed holds the two newest entries by `updated`, newest first."""
+async def test_max_entries_keeps_the_last_written(tmp_path: Path, http: httpx.AsyncClient,
+                                                  clock: FrozenClock) -> None:
+    """With max_entries=2 the feed holds the two entries written last, newest first, whatever their documents'
+    age: an old document approved late still reaches the collector, and a resend brings an entry back."""
     adapter = make_feed(tmp_path, http, clock, max_entries=2)
     base = datetime(2015, 3, 1, tzinfo=UTC)
-    for n in (2, 0, 3, 1):  # out of order on purpose
+    for n in (2, 0, 3, 1):  # documents made out of order on purpose
+        clock.advance(timedelta(minutes=1))
         await adapter.publish(make_revision(item_id=f"item-{n}", created_at=base + timedelta(days=n)))
-    assert [e.id for e in parsed(adapter).entries] == [f"{FEED_ID}:item-3", f"{FEED_ID}:item-2"]
+    assert [e.id for e in parsed(adapter).entries] == [f"{FEED_ID}:item-1", f"{FEED_ID}:item-3"]
+    clock.advance(timedelta(minutes=1))
+    await adapter.update(make_revision(item_id="item-0", created_at=base), Receipt(remote_id=f"{FEED_ID}:item-0"))
+    entries = parsed(adapter).entries
+    assert [e.id for e in entries] == [f"{FEED_ID}:item-0", f"{FEED_ID}:item-1"]
+    assert entries[0].updated.startswith(clock.now().strftime("%Y-%m-%dT%H:%M"))  # written now: newest `updated`
 
 
 async def test_retract_writes_tombstone(tmp_path: Path, http: httpx.AsyncClient, clock: FrozenClock) -> None:
