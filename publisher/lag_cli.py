@@ -136,7 +136,7 @@ def lag_command(config_path: Path, as_json: bool, channel: str | None, since: st
     if as_json:
         sys.stdout.write(json.dumps(doc, ensure_ascii=False, indent=2) + "\n")
     else:
-        print_table(doc, listen, why)
+        print_table(doc, listen, why, rows=limit)
 
 
 def _at(value: str | None) -> datetime | None:
@@ -147,10 +147,12 @@ def _td(seconds: float | None) -> timedelta | None:
     return None if seconds is None else timedelta(seconds=seconds)
 
 
-def print_table(doc: dict[str, Any], listen: str = "", why: str = "") -> None:
-    """The JSON report (either source) as rich tables, in the config's locale."""
+def print_table(doc: dict[str, Any], listen: str = "", why: str = "", rows: int = 5) -> None:
+    """The JSON report (either source) as rich tables, in the config's locale; `rows` legal-deadline
+    rows at most (the late items are limited where the report is made)."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     from publisher.i18n import Translator, t
 
@@ -160,12 +162,17 @@ def print_table(doc: dict[str, Any], listen: str = "", why: str = "") -> None:
     stamp = _at(doc["generated_at"]).astimezone().strftime("%Y-%m-%d %H:%M")  # type: ignore[union-attr]
     since = _at(doc["window"]["since"]).astimezone().strftime("%Y-%m-%d %H:%M")  # type: ignore[union-attr]
     table = Table(title=f"{_('title')} · {_('generated')} {stamp} · {_('window')} {since} –", title_justify="left")
-    table.add_column(_("channel"), overflow="ellipsis", max_width=24)
+    # An 80-column terminal at 3 a.m. must still show whole channel names, states and counts: those
+    # never shrink; p50 and p95 are left out below 100 columns (--json has them all).
+    stats = ("p50", "p95", "max") if console.width >= 100 else ("max",)
+    table.add_column(_("channel"), no_wrap=True, min_width=8, max_width=24, overflow="ellipsis")
     for key in ("sla", "status"):
         table.add_column(_(key), no_wrap=True)
-    table.add_column("/".join(_(k) for k in ("pending", "retrying", "failed", "manual")), justify="right")
-    for key in ("p50", "p95", "max", "last_live"):
-        table.add_column(_(key), justify="right", no_wrap=True)
+    table.add_column(Text("/".join(_(k) for k in ("pending", "retrying", "failed", "manual")), overflow="fold"),
+                     justify="right", min_width=9)
+    for key in stats:
+        table.add_column(_(key), justify="right", min_width=6)
+    table.add_column(_("last_live"), justify="right", no_wrap=True)
     for ch in doc["channels"]:
         counts, window = ch["counts"], ch["window"]
         status = f"[bold red]{_('late')} {ch['late_total']}[/]" if ch["status"] == "late" else f"[green]{_('on_time')}[/]"
@@ -173,8 +180,8 @@ def print_table(doc: dict[str, Any], listen: str = "", why: str = "") -> None:
         shown = "/".join(str(n) for n in (pending, counts.get("retrying", 0), counts.get("failed", 0),
                                           counts.get("manual", 0)))
         last = _at(ch["last_live_at"])
-        table.add_row(ch["display_name"], _.d(_td(ch["sla_s"])), status, shown, _.d(_td(window["p50_s"])),
-                      _.d(_td(window["p95_s"])), _.d(_td(window["max_s"])),
+        table.add_row(ch["display_name"], _.d(_td(ch["sla_s"])), status, shown,
+                      *(_.d(_td(window[f"{key}_s"])) for key in stats),
                       last.astimezone().strftime("%m-%d %H:%M") if last else _("never"))
     console.print(table)
 
@@ -183,8 +190,9 @@ def print_table(doc: dict[str, Any], listen: str = "", why: str = "") -> None:
                   key=lambda d: d["due_at"])
     if late:
         lt = Table(title=_("late_items"), title_justify="left")
-        for key in ("channel", "item", "state", "lag", "attempts", "last_error"):
-            lt.add_column(_(key), overflow="ellipsis", max_width=60 if key == "last_error" else 24)
+        for key in ("channel", "item", "state", "lag", "attempts", "last_error"):  # whole ids: `publisher retry ID`
+            lt.add_column(_(key), no_wrap=key in ("channel", "item"), overflow="ellipsis",
+                          max_width=60 if key == "last_error" else 32)
         for d in late:
             state = t(f"state_{d['state']}", locale) + (f" ({_('retract')})" if d["retract"] else "")
             error = d["last_error"].splitlines()[0][:200] if d["last_error"] else ""
@@ -208,15 +216,23 @@ def print_table(doc: dict[str, Any], listen: str = "", why: str = "") -> None:
                        f"[{colour}]{_('fresh_' + f['status'])}[/]", _.d(_td(f["age_s"])), _.d(_td(f["threshold_s"])))
         console.print(ft)
     if doc["deadlines"]:
+        shown = doc["deadlines"][:rows]
         dt = Table(title=_("deadlines"), title_justify="left")
-        for key in ("item", "category", "doc_date", "deadline", "workdays_left", "status"):
-            dt.add_column(_(key))
-        for d in doc["deadlines"]:
+        ids = max(len(f"{d['item_id']} r{d['revision']}") for d in shown) if shown else 8
+        dt.add_column(_("item"), no_wrap=True, overflow="ellipsis", max_width=ids)  # whole ids, titles cut to them
+        dt.add_column(Text(_("category"), overflow="fold"), overflow="fold")
+        for key in ("doc_date", "deadline"):
+            dt.add_column(_(key), no_wrap=True, min_width=10)
+        dt.add_column(Text(_("workdays_left"), overflow="fold"), justify="right", min_width=5)
+        dt.add_column(_("status"), no_wrap=True, min_width=6)
+        for d in shown:
             colour = "red" if d["status"] == "overdue" else "yellow"
-            dt.add_row(f"{d['item_id']} r{d['revision']}\n[dim]{d['title'][:40]}[/]", d["category_name"],
+            dt.add_row(f"{d['item_id']} r{d['revision']}\n[dim]{d['title']}[/]", d["category_name"],
                        d["start"], d["last_day"], str(d["working_days_left"]), f"[{colour}]{_(d['status'])}[/]"
                        + ("" if d["calendar_known"] else f" {_('calendar_guess')}"))
         console.print(dt)
+        if len(doc["deadlines"]) > rows:
+            console.print(f"[dim]… +{len(doc['deadlines']) - rows} (--limit N, --json)[/]")
     if doc.get("source") == "daemon":
         console.print(f"[dim]{_('source_daemon', listen=listen)}[/]")
     elif why in ("down", "other_config"):
