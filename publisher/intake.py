@@ -12,8 +12,11 @@ A file is read only when its size and mtime have held still for `queue.settle`; 
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
+import itertools
 import os
+import shutil
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -48,6 +51,20 @@ def unique_target(folder: Path, name: str) -> Path:
         target = folder / f"{stem}-{n}{suffix}"
         n += 1
     return target
+
+
+def link_or_copy(src: Path, dst: Path) -> None:
+    """A hard link; on a filesystem without them (some network shares), a copy renamed into place."""
+    try:
+        os.link(src, dst)
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EXDEV, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+            raise
+        tmp = dst.with_name(f".{dst.name}.tmp")
+        shutil.copy2(src, tmp)
+        os.replace(tmp, dst)
 
 
 class Intake:
@@ -117,7 +134,16 @@ class Intake:
         if known is not None:
             # Read before (a crash after the commit, or the same file dropped twice): file it, change nothing.
             self.counts["duplicate"] += 1
-            self._file_away(claimed, name, self.archive)
+            archived = self._link_into(self.archive, claimed, name)
+            again: ParsedItem | None = None
+            try:  # after a crash its attachments may still wait in the inbox: file them beside it
+                parsed = parse_item_file(name, data, categories={k: c.name for k, c in self.config.categories.items()},
+                                         channels=set(self.config.channels), folder=self.inbox)
+                self._archive_attachments(parsed, archived)
+                again = parsed
+            except Exception:  # noqa: S110  # the item is stored already; only the archive's copy was at stake
+                log.warning("intake.duplicate_attachments_left", file=name)
+            self._release(claimed, again)
             log.info("intake.duplicate", file=name, item_id=known["item_id"], revision=known["number"])
             return
         try:
@@ -133,9 +159,12 @@ class Intake:
                 f"The file could not be read ({type(exc).__name__}: {exc}). Check its format, or pass this note "
                 "to the administrator."), now)
             return
-        archived = self._file_away(claimed, name, self.archive)
+        # Links first, commit, then let go of the originals: a crash at any point leaves the file in
+        # .claimed (and its attachments in the inbox) until the commit, and a link never duplicates bytes.
+        archived = self._link_into(self.archive, claimed, name)
         attachments = self._archive_attachments(item, archived)
         state = self._store(item, name, digest, attachments, now)
+        self._release(claimed, item)
         self.counts["accepted"] += 1
         log.info("intake.accepted", file=name, item_id=item.item_id, state=state)
         if state == "approved":
@@ -168,9 +197,33 @@ class Intake:
             rel = src.relative_to(self.inbox.resolve())
             dst = folder / rel
             dst.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(src, dst)
+            if not (dst.exists() and os.path.samefile(src, dst)):  # linked already by a try that crashed
+                link_or_copy(src, dst)
             out.append({"name": rel.as_posix(), "path": str(dst), "size": dst.stat().st_size})
         return out
+
+    def _link_into(self, folder: Path, src: Path, name: str) -> Path:
+        """`src` also under `folder` (a hard link: same bytes, no copy), under a name nothing else has;
+        the very link a crashed try made is found again instead of making a second one."""
+        stem, suffix = os.path.splitext(name)
+        candidates = (folder / (name if n == 1 else f"{stem}-{n}{suffix}") for n in itertools.count(1))
+        for target in candidates:
+            if target.exists() and os.path.samefile(src, target):
+                return target
+            if target.exists() or Path(f"{target}.error.txt").exists():
+                continue
+            try:
+                link_or_copy(src, target)
+            except FileExistsError:  # another node took the name this instant
+                continue
+            return target
+        raise AssertionError("unreachable")
+
+    def _release(self, claimed: Path, item: ParsedItem | None) -> None:
+        """The item is stored and linked into the archive: the originals can go."""
+        for src in item.attachment_paths if item is not None else ():
+            src.unlink(missing_ok=True)
+        claimed.unlink(missing_ok=True)
 
     def _file_away(self, claimed: Path, name: str, folder: Path) -> Path:
         target = unique_target(folder, name)

@@ -91,3 +91,37 @@ def test_sigkill_mid_fanout_loses_nothing_and_posts_nothing_twice(tmp_path: Path
     assert feed.count("<entry") == ITEMS
     assert len(entries) <= ITEMS
     assert sum(in_flight_at_kill) > 0, "the kills never caught a send in flight; the test proved nothing"
+
+
+@pytest.mark.postgres
+def test_sigkill_between_archiving_and_the_commit_loses_no_file(tmp_path: Path, sandbox: SandboxProcess,
+                                                                pg_url: str) -> None:
+    """The daemon is killed while intake's commit waits on a lock, after the file has a place in the archive.
+    The file and its attachment are still held (.claimed, the inbox) until the commit, so the next run stores
+    the item, and the archive holds each file exactly once."""
+    config = write_config(tmp_path, sandbox, store_url=pg_url)
+    subprocess.run([sys.executable, "-m", "publisher.cli", "run", "--config", str(config), "--once"], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)  # makes the tables
+    inbox, root = tmp_path / "queue" / "inbox", tmp_path / "queue"
+    engine = sa.create_engine(pg_url)
+    with engine.connect() as conn:
+        conn.exec_driver_sql("LOCK TABLE revisions IN SHARE MODE")  # reads go on; the insert waits
+        daemon = _start(config)
+        (inbox / "表格.xlsx").write_bytes(b"PK\x03\x04 table")
+        drop(inbox, "held.md", {"id": "held-1", "title": "关于开展安全检查的通知", "category": "updates",
+                                "attachments": ["表格.xlsx"]})
+        _wait_for(lambda: (root / "archive" / "held.md").exists())
+        time.sleep(0.3)  # the intake now waits inside its commit
+        os.kill(daemon.pid, signal.SIGKILL)
+        daemon.wait(30)
+        conn.rollback()
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM revisions").scalar() == 0  # the kill came before the commit
+    subprocess.run([sys.executable, "-m", "publisher.cli", "run", "--config", str(config), "--once"], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT item_id FROM revisions").scalars().all() == ["held-1"]
+    engine.dispose()
+    assert sorted(p.name for p in (root / "archive").iterdir()) == ["held.md", "held.md.files"]
+    assert (root / "archive" / "held.md.files" / "表格.xlsx").read_bytes() == b"PK\x03\x04 table"
+    assert list(inbox.iterdir()) == [] and list((root / ".claimed").iterdir()) == []
