@@ -21,7 +21,7 @@ from publisher.config import Config
 from publisher.dispatch import Dispatcher
 from publisher.intake import Intake
 from publisher.review import Review
-from publisher.store import Store
+from publisher.store import ChangeFeed, Store
 from publisher.web import WebContext, create_app
 
 log = structlog.get_logger()
@@ -126,6 +126,7 @@ class Daemon:
             asyncio.create_task(self._watch(stop), name="watch"),
             asyncio.create_task(self._rescan(stop), name="rescan"),
             asyncio.create_task(self.dispatcher.run(stop), name="dispatch"),
+            asyncio.create_task(self._follow_store(stop), name="store-changes"),
             asyncio.create_task(Alerter(store=self.store, config=self.config, clock=self.clock,
                                         http=self._alert_http).run(stop), name="alerts"),
         ]
@@ -171,6 +172,21 @@ class Daemon:
             await stop.wait()
         finally:
             scheduler.shutdown(wait=False)
+
+    async def _follow_store(self, stop: asyncio.Event) -> None:
+        """Approvals and retries made by other processes (`publisher approve`, a second node) reach the
+        dispatcher within ~0.1 s instead of at its next poll."""
+        feed = ChangeFeed(self.store)
+        try:
+            while not stop.is_set():
+                try:
+                    if await asyncio.to_thread(feed.wait, 1.0):
+                        self.dispatcher.wake_due()
+                except Exception:  # the store went away for a moment: the workers' own polling goes on
+                    log.exception("store.follow_failed")
+                    await asyncio.sleep(1)
+        finally:
+            feed.close()
 
     async def _analyze(self) -> None:
         """The store's planner statistics (see Store.analyze), at start and then every few hours."""

@@ -71,6 +71,13 @@ class Dispatcher:
             if channel is None or name == channel:
                 event.set()
 
+    def wake_due(self) -> None:
+        """Wake the workers that have rows due now: another process changed the store."""
+        now = self.clock.now()
+        for name, event in self._wake.items():
+            if not event.is_set() and (nxt := self.store.next_due(name)) is not None and nxt <= now:
+                event.set()
+
     async def recover(self) -> int:
         """Reconcile rows left `sending` by a crash: ask the channel before anything is re-sent."""
         rows = self.store.stale_sending(self.clock.now(), owner=self.owner)

@@ -184,3 +184,39 @@ def test_lag_asks_the_running_daemon_and_says_when_it_cannot(workdir: Path) -> N
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
     assert "没有守护进程应答" in _flat(cli("lag", cwd=workdir).stdout)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_an_approval_from_another_process_is_sent_at_once(workdir: Path, backend: str,
+                                                          request: pytest.FixtureRequest) -> None:
+    """A reviewer's `publisher approve` in another process reaches the channels within a second or so, not at
+    the idle daemon's next poll (30 s): SQLite's data_version, PostgreSQL's LISTEN/NOTIFY."""
+    path = workdir / "config.yaml"
+    if backend == "postgresql":
+        data = yaml.safe_load(path.read_text("utf-8"))
+        data["store"] = {"url": request.getfixturevalue("pg_url")}
+        path.write_text(yaml.safe_dump(data, allow_unicode=True), "utf-8")
+    config = load_config(path)
+    (workdir / "queue" / "inbox" / "n.md").write_text(
+        "---\nid: fast-1\ntitle: 关于春节期间安全生产工作的通知\ncategory: notices\n---\n正文。\n", "utf-8")
+    proc = subprocess.Popen([sys.executable, "-m", "publisher.cli", "run"], cwd=workdir,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
+    try:
+        _wait_healthy(config.web.base_url, proc)
+        deadline = time.monotonic() + 30
+        while "fast-1" not in cli("review", cwd=workdir).stdout:
+            assert time.monotonic() < deadline, "the item never reached review"
+            time.sleep(0.2)
+        time.sleep(1.0)  # the workers have gone idle: their own poll is 30 s away
+        cli("approve", "fast-1", "--role", "section_chief", "--by", "李科长", cwd=workdir)
+        cli("approve", "fast-1", "--role", "deputy_director", "--by", "张副局长", cwd=workdir)
+        approved = time.monotonic()
+        sandbox = f"http://{config.sandbox.listen}"
+        while "关于春节期间安全生产工作的通知" not in httpx.get(f"{sandbox}/_sandbox/wordpress/received",
+                                                                timeout=5).text:
+            assert time.monotonic() - approved < 10, "the approval waited for the daemon's poll"
+            time.sleep(0.05)
+        assert time.monotonic() - approved < 5
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
