@@ -300,18 +300,19 @@ class Store:
                .where(~in_flight)
                .order_by(deliveries.c.next_attempt_at, deliveries.c.id).limit(limit)
                .with_for_update(skip_locked=True))
+        to_send = deliveries.c.state.in_(("pending", "retrying"))
         with self.engine.begin() as conn:
             ids = [r[0] for r in conn.execute(due)]
             if not ids:
                 return []
-            conn.execute(deliveries.update().where(deliveries.c.id.in_(ids))
-                         .values(lease_owner=owner, lease_until=now + lease, updated_at=now))
-            # a row to send becomes `sending` in the same transaction: after a crash it is reconciled, never blindly resent
-            conn.execute(deliveries.update().where(deliveries.c.id.in_(ids))
-                         .where(deliveries.c.state.in_(("pending", "retrying")))
-                         .values(state="sending", attempts=deliveries.c.attempts + 1))
-            return list(conn.execute(sa.select(deliveries).where(deliveries.c.id.in_(ids))
-                                     .order_by(deliveries.c.next_attempt_at, deliveries.c.id)).mappings())
+            # the lease, and for a row to send `sending`, in one statement of the same transaction:
+            # after a crash such a row is reconciled through `find`, never blindly resent
+            rows = conn.execute(deliveries.update().where(deliveries.c.id.in_(ids)).values(
+                lease_owner=owner, lease_until=now + lease, updated_at=now,
+                state=sa.case((to_send, "sending"), else_=deliveries.c.state),
+                attempts=sa.case((to_send, deliveries.c.attempts + 1), else_=deliveries.c.attempts),
+            ).returning(*deliveries.c)).mappings().all()
+        return sorted(rows, key=lambda r: (r["next_attempt_at"], r["id"]))
 
     def stale_sending(self, now: datetime, owner: str | None = None) -> list[RowMapping]:
         """Rows left `sending` by a process that died (lease expired), or by this node's previous life."""
