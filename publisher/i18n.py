@@ -62,6 +62,8 @@ _STRINGS: dict[str, tuple[str, str]] = {  # key: (zh-CN, en)
     "source_store_down": ("直接读取存储：{listen} 上没有守护进程应答。守护进程未运行时，不会接收或发送任何条目。",
                           "Read from the store: no daemon answered at {listen}. While it is not running, nothing is "
                           "taken in or sent."),
+    "source_store_slow": ("直接读取存储：{listen} 上的守护进程 10 秒内没有应答（可能过于繁忙）。",
+                          "Read from the store: the daemon at {listen} did not answer within 10 s (it may be overloaded)."),
     "source_store_other_config": ("直接读取存储：{listen} 上的守护进程使用的是另一份或修改前的 config.yaml；"
                                   "修改配置后请重启守护进程。",
                                   "Read from the store: the daemon at {listen} runs on another, or an older, "

@@ -52,6 +52,8 @@ def ask_daemon(config_path: Path, params: dict[str, str]) -> tuple[dict[str, Any
         conn.request("GET", "/api/lag?" + urlencode(params), headers=headers)
         resp = conn.getresponse()
         body = resp.read()
+    except TimeoutError:
+        return None, listen, "slow"
     except (OSError, http.client.HTTPException):
         return None, listen, "down"
     finally:
@@ -235,7 +237,7 @@ def print_table(doc: dict[str, Any], listen: str = "", why: str = "", rows: int 
             console.print(f"[dim]… +{len(doc['deadlines']) - rows} (--limit N, --json)[/]")
     if doc.get("source") == "daemon":
         console.print(f"[dim]{_('source_daemon', listen=listen)}[/]")
-    elif why in ("down", "other_config"):
+    elif why in ("down", "slow", "other_config"):
         console.print(f"[yellow]{_('source_store_' + why, listen=listen)}[/]")
     elif why.startswith("http"):
         console.print(f"[yellow]{_('source_store_refused', listen=listen, why=why)}[/]")
