@@ -321,7 +321,7 @@ class Dispatcher:
         now = self.clock.now()
         policy = self.config.channels[row["channel"]].retry
         message = _describe(exc)
-        age = now - row["due_at"]
+        age = now - (row["retry_from"] or row["due_at"])  # a person's retry gets the whole budget again
         if row["attempts"] >= policy.max_attempts or age >= policy.max_age:
             spent = f"gave up after {row['attempts']} attempts over {age}: {message}"
             self._permanent(row, PermanentError(spent, status=exc.status, remote=exc.remote))

@@ -127,6 +127,7 @@ deliveries = Table(
     Column("last_error", Text),
     _ts("created_at", False),
     _ts("updated_at", False),
+    _ts("retry_from"),  # the last manual retry: the retry budget's max_age counts from it, not from due_at (0004)
     UniqueConstraint("revision_id", "channel"),
     Index("ix_deliveries_work", "state", "channel", "next_attempt_at"),
     Index("ix_deliveries_channel_due", "channel", "due_at"),

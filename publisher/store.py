@@ -395,7 +395,7 @@ class Store:
             # attempts=1, not 0: the next attempt counts as a repeat, so a create asks `find` first
             conn.execute(deliveries.update().where(deliveries.c.id == r["id"]).values(
                 state="pending", next_attempt_at=now, attempts=1, verify_attempts=0, last_error=None,
-                updated_at=now, lease_owner=None, lease_until=None))
+                updated_at=now, lease_owner=None, lease_until=None, retry_from=now))
         if rows:
             announce(conn)
         return rows

@@ -329,3 +329,23 @@ async def test_an_old_document_approved_late_still_reaches_the_collector(tmp_pat
         assert feed.index("old-notice") < feed.index("burst-3") and "burst-0" not in feed  # the 3 written last
     finally:
         await daemon.aclose()
+
+
+async def test_a_manual_retry_of_an_old_failure_gets_a_fresh_retry_budget(env: Env) -> None:
+    """A delivery that failed days ago and is retried by hand is not given up at its first transient error:
+    the budget's max_age (2 days) counts from the retry, while its lag still counts from when it was due."""
+    faults(env.sandbox, "portal", unauthorized=True)
+    drop(env.inbox, "o.md", {"id": "old-fail", "title": "三天前的失败", "category": "updates"})
+    await env.run()
+    assert env.states("old-fail")["city_portal"] == "failed"
+    env.clock.advance(timedelta(days=3))
+    faults(env.sandbox, "portal", unauthorized=False, error_rate=1.0)  # fixed, but now it is overloaded
+    assert env.daemon.dispatcher.retry("old-fail", "city_portal", by="管理员") == 1
+    await env.run()
+    row = [d for d in env.daemon.store.deliveries_of("old-fail") if d["channel"] == "city_portal"][0]
+    assert row["state"] == "retrying" and "503" in row["last_error"], row
+    faults(env.sandbox, "portal", error_rate=0.0)
+    env.clock.advance(timedelta(hours=1))
+    await env.run()
+    assert env.states("old-fail")["city_portal"] == "live"
+    assert env.clock.now() - row["due_at"] > timedelta(days=3)  # the lag report still sees three days
