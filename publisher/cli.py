@@ -23,6 +23,10 @@ if TYPE_CHECKING:
 # so that `publisher lag` asking the running daemon starts in a fraction of a second.
 
 
+ITEM_STATES = ("review", "blocked", "approved", "rejected", "retracted",
+               "pending", "sending", "sent", "live", "retrying", "failed", "manual", "waiting")
+
+
 class _Console:
     """rich's Console, made on first use."""
 
@@ -226,15 +230,21 @@ def retry(item_id: str, channel: str | None, by: str, config_path: Path) -> None
     from publisher.outbox import requeue
 
     config = _config(config_path)
-    n = requeue(_store(config), config, SystemClock().now(), item_id, channel, by=by)
+    if channel is not None and channel not in config.channels:
+        raise click.BadParameter(f"{channel!r} is not a channel in {config_path}; these are: "
+                                 f"{', '.join(config.channels)}", param_hint="--channel")
+    store = _store(config)
+    if store.revision(item_id) is None:
+        _fail(PublisherError(f"no item with id {item_id!r}; `publisher items` lists them"))
+    n = requeue(store, config, SystemClock().now(), item_id, channel, by=by)
     if not n:
-        _fail(PublisherError(f"{item_id}: nothing failed or retrying" + (f" on {channel}" if channel else "")))
+        _fail(PublisherError(f"{item_id}: nothing failed, retrying or unseen" + (f" on {channel}" if channel else "")
+                             + "; `publisher show " + item_id + "` shows each channel's state"))
     console.print(f"{item_id}: {n} deliver{'y' if n == 1 else 'ies'} queued again")
 
 
 @main.command()
-@click.option("--state", default=None, help="review, blocked, approved, rejected, retracted, or a delivery "
-              "state: pending, sending, sent, live, retrying, failed, manual, waiting")
+@click.option("--state", default=None, type=click.Choice(ITEM_STATES), help="an item's review state, or a delivery state")
 @click.option("--limit", default=100, show_default=True)
 @CONFIG_OPTION
 def items(state: str | None, limit: int, config_path: Path) -> None:

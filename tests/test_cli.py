@@ -220,3 +220,13 @@ def test_an_approval_from_another_process_is_sent_at_once(workdir: Path, backend
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
+
+
+def test_retry_and_items_say_what_is_wrong(workdir: Path) -> None:
+    """A typo in an id, a channel or a state gets words that name it, and what to do."""
+    unknown = cli("retry", "no-such-item", cwd=workdir, check=False)
+    assert unknown.returncode == 1 and "no item with id 'no-such-item'" in unknown.stderr
+    channel = cli("retry", "x", "--channel", "weibo", cwd=workdir, check=False)
+    assert channel.returncode == 2 and "these are: bureau_site" in channel.stderr
+    state = cli("items", "--state", "faild", cwd=workdir, check=False)
+    assert state.returncode == 2 and "'faild' is not one of" in state.stderr
