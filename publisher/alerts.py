@@ -1,8 +1,9 @@
-"""Alerts: one message when a delivery turns late, or a freshness or legal-deadline warning starts.
+"""Alerts: one message when a delivery turns late, or a freshness or legal-deadline warning starts,
+and one when such an announced condition has recovered.
 
 Each condition has a key (late:<delivery id>, freshness:<status>:<channel>:<category>,
 deadline:<status>:<item>:<revision>) and a row in `alert_events`. A condition is announced once
-when it opens, is marked cleared when it recovers, and only a fresh opening is announced again.
+when it opens, its recovery is announced once, and only a fresh opening is announced again.
 All conditions opened by one check go out together: one webhook POST (JSON) and one e-mail, so a
 dead channel with 500 late items makes one message, not 500. A failed send leaves the events
 unannounced and the next check tries again (with both destinations configured, the one that
@@ -80,6 +81,13 @@ def conditions(report: lag.LagReport, locale: str) -> dict[str, Event]:
     return out
 
 
+def _subject(key: str) -> str:
+    """What a condition is about, without its status: `freshness:warning:ch:cat` and
+    `freshness:breached:ch:cat` are one subject getting worse, not a recovery and a new alert."""
+    kind, _, rest = key.partition(":")
+    return f"{kind}:{rest.partition(':')[2]}" if kind in ("freshness", "deadline") else key
+
+
 class Alerter:
     def __init__(self, *, store: Store, config: Config, clock: Clock, http: httpx.AsyncClient | None = None) -> None:
         self.store = store
@@ -103,28 +111,45 @@ class Alerter:
                 pass
 
     async def check(self) -> list[Event]:
-        """Open and clear conditions as of now; announce the opened ones not yet announced. Returns those sent."""
+        """Open and clear conditions as of now; announce the opened ones not yet announced, and the
+        announced ones that recovered. Returns the events sent."""
         now = self.clock.now()
         report = await asyncio.to_thread(lag.build_report, self.store, self.config, now, late_limit=None)
         current = conditions(report, self.config.locale)
-        pending = await asyncio.to_thread(self._record, current, now)
-        if not pending:
-            return []
-        if await self._announce(pending, now):
-            keys = [e.key for e in pending]
-            await asyncio.to_thread(self._mark_notified, keys, now)
-            return pending
-        return []
+        pending, recovered = await asyncio.to_thread(self._record, current, now)
+        sent: list[Event] = []
+        if pending and await self._announce(pending, now, "alert_subject", "alert.opened"):
+            await asyncio.to_thread(self._mark, [e.key for e in pending], notified_at=now)
+            sent += pending
+        if recovered and await self._announce(recovered, now, "alert_recovered_subject", "alert.recovered"):
+            await asyncio.to_thread(self._mark, [e.key for e in recovered], cleared_at=now)
+            sent += recovered
+        return sent
 
-    def _record(self, current: dict[str, Event], now: datetime) -> list[Event]:
+    def _record(self, current: dict[str, Event], now: datetime) -> tuple[list[Event], list[Event]]:
+        """(conditions to announce as opened, announced conditions that recovered). A condition that
+        recovered stays open until its recovery is announced; one never announced, or one that only
+        changed status (a freshness warning that became a breach), is cleared without a word."""
         t = alert_events.c
         with self.store.tx() as conn:
-            rows = {r.key: r for r in conn.execute(sa.select(t.key, t.cleared_at, t.notified_at))}
+            rows = {r.key: r for r in conn.execute(sa.select(t.key, t.kind, t.channel, t.item_id, t.detail,
+                                                             t.cleared_at, t.notified_at))}
             conn.execute(alert_events.delete().where(t.cleared_at < now - KEEP_CLEARED))
             gone = [k for k, r in rows.items() if r.cleared_at is None and k not in current]
-            if gone:
-                conn.execute(alert_events.update().where(t.key.in_(gone)).values(cleared_at=now))
-                log.info("alert.cleared", count=len(gone), keys=gone[:20])
+            subjects = {_subject(k) for k in current}
+            silent = [k for k in gone if rows[k].notified_at is None or _subject(k) in subjects]
+            if silent:
+                conn.execute(alert_events.update().where(t.key.in_(silent)).values(cleared_at=now))
+                log.info("alert.cleared", count=len(silent), keys=silent[:20])
+            recovered = []
+            for key in gone:
+                if key in silent:
+                    continue
+                was = rows[key]
+                detail = dict(was.detail or {})
+                text = i18n.t("alert_recovered", self.config.locale, text=detail.get("text", key))
+                recovered.append(Event(key=key, kind=was.kind, status="recovered", channel=was.channel,
+                                       item_id=was.item_id, text=text, detail=detail))
             pending = []
             for key, ev in current.items():
                 values = {"kind": ev.kind, "channel": ev.channel, "item_id": ev.item_id,
@@ -138,25 +163,25 @@ class Alerter:
                 elif row.notified_at is not None:
                     continue
                 pending.append(ev)
-        return pending
+        return pending, recovered
 
-    def _mark_notified(self, keys: list[str], now: datetime) -> None:
+    def _mark(self, keys: list[str], **values: datetime) -> None:
         with self.store.tx() as conn:
             for i in range(0, len(keys), 500):
-                conn.execute(alert_events.update().where(alert_events.c.key.in_(keys[i:i + 500]))
-                             .values(notified_at=now))
+                conn.execute(alert_events.update().where(alert_events.c.key.in_(keys[i:i + 500])).values(**values))
 
-    async def _announce(self, events: list[Event], now: datetime) -> bool:
+    async def _announce(self, events: list[Event], now: datetime, subject: str, event_name: str) -> bool:
         """Send to every configured destination; True only when all of them took it."""
         for ev in events:
-            log.warning("alert.opened", key=ev.key, kind=ev.kind, status=ev.status, channel=ev.channel,
+            log.warning(event_name, key=ev.key, kind=ev.kind, status=ev.status, channel=ev.channel,
                         item_id=ev.item_id)
         cfg = self.config.alerts
+        title = i18n.t(subject, self.config.locale, n=len(events))
         ok = True
         if cfg.webhook:
-            ok &= await self._webhook(cfg.webhook, events, now)
+            ok &= await self._webhook(cfg.webhook, events, now, title)
         if cfg.email is not None:
-            ok &= await self._email(events)
+            ok &= await self._email(events, title)
         return ok
 
     def _text(self, events: list[Event]) -> str:
@@ -165,10 +190,10 @@ class Alerter:
             lines.append(i18n.t("alert_more", self.config.locale, n=len(events) - MAX_LINES))
         return "\n".join(lines)
 
-    async def _webhook(self, url: str, events: list[Event], now: datetime) -> bool:
+    async def _webhook(self, url: str, events: list[Event], now: datetime, title: str) -> bool:
         payload = {
             "source": "publisher", "schema": "publisher.alerts/1", "at": lag._ts(now),
-            "text": i18n.t("alert_subject", self.config.locale, n=len(events)) + "\n" + self._text(events),
+            "text": title + "\n" + self._text(events),
             "events": [{"key": e.key, "kind": e.kind, "status": e.status, "channel": e.channel,
                         "channel_name": self.config.channels[e.channel].display(e.channel)
                         if e.channel in self.config.channels else None,
@@ -187,7 +212,7 @@ class Alerter:
         log.info("alert.webhook_sent", events=len(events), status=response.status_code)
         return True
 
-    async def _email(self, events: list[Event]) -> bool:
+    async def _email(self, events: list[Event], title: str) -> bool:
         import aiosmtplib
 
         cfg = self.config.alerts.email
@@ -196,7 +221,7 @@ class Alerter:
         msg = EmailMessage()
         msg["From"] = cfg.sender
         msg["To"] = ", ".join(cfg.to)
-        msg["Subject"] = i18n.t("alert_subject", self.config.locale, n=len(events))
+        msg["Subject"] = title
         msg.set_content(self._text(events) + "\n")
         try:
             await aiosmtplib.send(msg, hostname=host or cfg.smtp, port=int(port) if port.isdigit() else 25,

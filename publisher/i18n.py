@@ -97,6 +97,8 @@ _STRINGS: dict[str, tuple[str, str]] = {  # key: (zh-CN, en)
                           "{channel}{category}: nothing has gone live yet (threshold {threshold})."),
     "alert_deadline": ("{item}《{title}》须在 {last_day} 前公开，剩余 {left} 个工作日：{status}。",
                        "{item} \"{title}\" must be public by {last_day}; {left} working day(s) left: {status}."),
+    "alert_recovered_subject": ("[发布延迟] {n} 条告警已恢复", "[publishing lag] {n} alert(s) recovered"),
+    "alert_recovered": ("已恢复：{text}", "Recovered: {text}"),
     "alert_more": ("……另有 {n} 条，见仪表盘。", "… and {n} more: see the dashboard."),
 }
 

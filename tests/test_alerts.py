@@ -122,7 +122,8 @@ async def test_one_alert_when_a_delivery_turns_late_and_no_repeat(world: World, 
 
 
 async def test_alert_again_only_after_recovery(world: World, receiver: Receiver) -> None:
-    """Once the delivery went live the condition clears; if it is late again it alerts again."""
+    """Once the delivery went live the condition clears, and its recovery is announced once; if it is late
+    again it alerts again."""
     _fresh_everywhere(world)
     did = world.delivery("bureau_site", state="failed", error="boom")
     alerter = _alerter(world)
@@ -130,11 +131,30 @@ async def test_alert_again_only_after_recovery(world: World, receiver: Receiver)
     assert len(await alerter.check()) == 1
     with world.store.tx() as conn:  # retried and went live: recovered
         conn.execute(deliveries.update().where(deliveries.c.id == did).values(state="live", live_at=world.clock.now()))
+    receiver.fail_next = 1  # the recovery is announced at the next check when the webhook is down
     assert await alerter.check() == []
+    assert [(e.key, e.status) for e in await alerter.check()] == [(f"late:{did}", "recovered")]
+    recovery = receiver.posts[1]
+    assert recovery["text"].startswith("[发布延迟] 1 条告警已恢复") and "已恢复：市安监局门户网站" in recovery["text"]
+    assert recovery["events"][0]["status"] == "recovered" and recovery["events"][0]["kind"] == "late"
+    assert await alerter.check() == []  # once
     with world.store.tx() as conn:  # an operator put it back in the queue, and it stalled again
         conn.execute(deliveries.update().where(deliveries.c.id == did).values(state="retrying", live_at=None))
     assert [e.key for e in await alerter.check()] == [f"late:{did}"]
-    assert len(receiver.posts) == 2
+    assert len(receiver.posts) == 3
+
+
+async def test_a_condition_never_announced_recovers_silently(world: World, receiver: Receiver) -> None:
+    """A late delivery that went live before its alert could be sent (the webhook was down) makes no message."""
+    _fresh_everywhere(world)
+    did = world.delivery("bureau_site", state="failed", error="boom")
+    world.clock.set(T0 + timedelta(minutes=20))
+    receiver.fail_next = 1
+    alerter = _alerter(world)
+    assert await alerter.check() == []
+    with world.store.tx() as conn:
+        conn.execute(deliveries.update().where(deliveries.c.id == did).values(state="live", live_at=world.clock.now()))
+    assert await alerter.check() == [] and receiver.posts == []
 
 
 async def test_a_dead_channel_makes_one_message_not_a_storm(world: World, receiver: Receiver) -> None:
@@ -178,7 +198,7 @@ async def test_freshness_warning_then_breach_are_two_events(tmp_path: Path, rece
     assert await alerter.check() == []
     world.clock.set(T0 + timedelta(days=14))
     statuses = {e.status for e in await alerter.check() if e.channel == "microblog"}
-    assert statuses == {"breached"}
+    assert statuses == {"breached"}  # a warning that became a breach did not "recover"
 
 
 async def test_deadline_alert_by_email(tmp_path: Path) -> None:
