@@ -5,13 +5,24 @@ The text is the title, the summary and the bureau_site link, fitted to the insta
 `/api/v2/instance`). Every post carries `Idempotency-Key`, so a resend after a lost answer gets
 the first status back. A 429 names the end of the window in `X-RateLimit-Reset` (ISO 8601), not
 in `Retry-After`; the wait is computed against the injected clock.
+
+Pictures: the item's JPEG/PNG/GIF/WebP attachments (in order, as many as the instance's
+`max_media_attachments`, each smaller than its `image_size_limit`) are uploaded to `/api/v2/media`
+with an alt text, then named in the status's `media_ids`. An upload answered 202 is still being
+processed; `/api/v1/media/:id` is polled (206 → 200) for up to about ten seconds, since a status naming
+unprocessed media is refused. Every send uploads afresh: a resend after a lost answer leaves unattached
+media behind (the server clears those), while `Idempotency-Key` still gives back the first status, with
+its pictures. An edit names the pictures again; Mastodon detaches any an edit does not name.
 """
 
 from __future__ import annotations
 
+import asyncio
 import html
 import re
+from dataclasses import dataclass
 from datetime import datetime
+from pathlib import PurePath
 from typing import Any, Literal
 
 import httpx
@@ -30,7 +41,7 @@ from channels.base import (
     transport_error,
 )
 from channels.render import longest
-from publisher.items import Revision
+from publisher.items import Attachment, Revision
 
 log = structlog.get_logger()
 
@@ -39,6 +50,26 @@ DEFAULT_URL_CHARACTERS = 23
 # twitter-text's URL extraction as Mastodon uses it, reduced: a CJK character or a space ends a URL.
 URL_RE = re.compile(r"https?://[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+")
 _TAG_RE = re.compile(r"<[^>]+>")
+PICTURE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
+DEFAULT_MAX_MEDIA = 4
+DEFAULT_IMAGE_SIZE_LIMIT = 16 * 1024 * 1024
+DEFAULT_DESCRIPTION_LIMIT = 1500
+MEDIA_POLL_DELAYS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.0, 2.0)  # seconds between looks; 10 s in all
+NOT_READY = "not finished processing"  # Mastodon's 422 for media still processing: worth another try
+# A file name that says nothing to a reader (a camera's or a messenger's serial) gives way to the title.
+_SERIAL_NAME_RE = re.compile(r"(?i)(img|dsc[nf]?|dcim|pxl|mvimg|photo|image|scan|screenshot|微信图片|图片|照片)?[\W_\d]*")
+
+
+@dataclass(frozen=True)
+class InstanceLimits:
+    """What `/api/v2/instance` says about statuses and media (Mastodon's defaults when it says nothing)."""
+
+    max_characters: int = DEFAULT_MAX_CHARACTERS
+    per_url: int = DEFAULT_URL_CHARACTERS
+    max_media: int = DEFAULT_MAX_MEDIA
+    image_size_limit: int = DEFAULT_IMAGE_SIZE_LIMIT
+    picture_types: tuple[str, ...] = PICTURE_TYPES
+    description_limit: int = DEFAULT_DESCRIPTION_LIMIT
 
 
 def mastodon_length(text: str, per_url: int = DEFAULT_URL_CHARACTERS) -> int:
@@ -63,28 +94,42 @@ class Mastodon(Channel):
         access_token: SecretStr
         visibility: Literal["public", "unlisted", "private", "direct"] = "public"
         language: str = "zh"
+        with_pictures: bool = True  # the JPEG/PNG/GIF/WebP attachments go along as the status's media
 
     options: Options
 
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
-        self._limits: tuple[int, int] | None = None
+        self._limits: InstanceLimits | None = None
         self._account_id: str | None = None
 
     # --- rendering ---------------------------------------------------------------------------
 
     async def limits(self) -> tuple[int, int]:
         """(max_characters, characters_reserved_per_url) of the instance, read once."""
+        limits = await self.instance_limits()
+        return limits.max_characters, limits.per_url
+
+    async def instance_limits(self) -> InstanceLimits:
+        """The instance's status and media limits, read once."""
         if self._limits is None:
             try:
                 body = await self._call("GET", "/api/v2/instance", auth=False)
-                conf = body["configuration"]["statuses"]
-                self._limits = (int(conf["max_characters"]),
-                                int(conf.get("characters_reserved_per_url", DEFAULT_URL_CHARACTERS)))
-            except (PermanentError, KeyError, TypeError, ValueError) as exc:
+                conf = body["configuration"]
+                statuses, media = conf["statuses"], conf.get("media_attachments") or {}
+                supported = media.get("supported_mime_types")
+                self._limits = InstanceLimits(
+                    max_characters=int(statuses["max_characters"]),
+                    per_url=int(statuses.get("characters_reserved_per_url", DEFAULT_URL_CHARACTERS)),
+                    max_media=int(statuses.get("max_media_attachments", DEFAULT_MAX_MEDIA)),
+                    image_size_limit=int(media.get("image_size_limit", DEFAULT_IMAGE_SIZE_LIMIT)),
+                    picture_types=PICTURE_TYPES if not isinstance(supported, list) else tuple(
+                        t for t in PICTURE_TYPES if t in supported),
+                    description_limit=int(media.get("description_limit", DEFAULT_DESCRIPTION_LIMIT)))
+            except (PermanentError, KeyError, TypeError, ValueError, AttributeError) as exc:
                 # An older server without v2/instance: Mastodon's own defaults, not cached.
                 log.warning("mastodon.instance_limits_unknown", channel=self.name, error=str(exc)[:200])
-                return DEFAULT_MAX_CHARACTERS, DEFAULT_URL_CHARACTERS
+                return InstanceLimits()
         return self._limits
 
     def render(self, rev: Revision, max_chars: int = DEFAULT_MAX_CHARACTERS,
@@ -113,18 +158,98 @@ class Mastodon(Channel):
         return {"status": self.render(rev, max_chars, per_url), "visibility": self.options.visibility,
                 "language": self.options.language}
 
+    def pictures(self, rev: Revision, limits: InstanceLimits) -> list[Attachment]:
+        """The attachments that go along as pictures, in order; every one left out is logged with the reason."""
+        chosen: list[Attachment] = []
+        for att in rev.attachments:
+            if att.content_type not in limits.picture_types:
+                reason = "not_a_picture"
+            elif att.size >= limits.image_size_limit:
+                reason = "too_large"
+            elif len(chosen) >= limits.max_media:
+                reason = "too_many"
+            else:
+                chosen.append(att)
+                continue
+            log.info("mastodon.attachment_skipped", channel=self.name, item=rev.item_id, attachment=att.name,
+                     content_type=att.content_type, size=att.size, reason=reason, image_size_limit=limits.image_size_limit,
+                     max_media=limits.max_media)
+        return chosen
+
+    @staticmethod
+    def alt_text(att: Attachment, rev: Revision, limit: int = DEFAULT_DESCRIPTION_LIMIT) -> str:
+        """The picture's description for readers who cannot see it: its file name, or the title when the name is a serial."""
+        stem = " ".join(PurePath(att.name).stem.split())
+        text = stem if stem and not _SERIAL_NAME_RE.fullmatch(stem) else " ".join(rev.title.split())
+        return text[:limit]
+
+    async def _media_ids(self, rev: Revision) -> list[str] | None:
+        """Upload the revision's pictures and wait until each is processed; None when pictures are off."""
+        if not self.options.with_pictures:
+            return None
+        limits = await self.instance_limits()
+        ids = []
+        for att in self.pictures(rev, limits):
+            ids.append(await self._upload(rev, att, limits))
+        return ids
+
+    async def _upload(self, rev: Revision, att: Attachment, limits: InstanceLimits) -> str:
+        try:
+            data = await asyncio.to_thread(att.path.read_bytes)
+        except OSError as exc:
+            raise PermanentError(f"attachment {att.name} of {rev.item_id} cannot be read ({exc}); re-submit the item "
+                                 "with the file beside it") from exc
+        files = {"file": (att.name, data, att.content_type)}
+        form = {"description": self.alt_text(att, rev, limits.description_limit)}
+        refused = f"the picture {att.name} of {rev.item_id}"
+        try:
+            resp = await self._send("POST", "/api/v2/media", ok=(200, 202), refused=refused, files=files, data=form)
+        except PermanentError as exc:
+            if exc.status not in (413, 422):
+                raise
+            raise PermanentError(
+                f"{exc}; replace the file with a JPEG, PNG, GIF or WebP smaller than {limits.image_size_limit} bytes, "
+                "or set with_pictures: false on this channel, then re-queue", status=exc.status, remote=exc.remote) from None
+        media = self._json(resp, "/api/v2/media")
+        media_id = str(media.get("id") or "") if isinstance(media, dict) else ""
+        if not media_id:
+            raise TransientError(f"Mastodon answered the upload of {att.name} without a media id",
+                                 status=resp.status_code, remote=resp.text[:500])
+        waited = 0.0
+        status = resp.status_code
+        for delay in MEDIA_POLL_DELAYS:
+            if status == 200:
+                break
+            await asyncio.sleep(delay)
+            waited += delay
+            status = (await self._send("GET", f"/api/v1/media/{media_id}", ok=(200, 206), refused=refused)).status_code
+        if status != 200:
+            raise TransientError(f"Mastodon was still processing the picture {att.name} of {rev.item_id} after "
+                                 f"{waited:.0f} s; the status was not sent", retry_after=30.0)
+        log.info("mastodon.media_uploaded", channel=self.name, item=rev.item_id, attachment=att.name, media_id=media_id,
+                 size=len(data), waited_s=waited)
+        return media_id
+
     # --- the five calls ----------------------------------------------------------------------
 
     async def publish(self, rev: Revision) -> Receipt:
-        body = await self._call("POST", "/api/v1/statuses", json=await self._payload(rev),
-                                headers={"Idempotency-Key": rev.idempotency_key})
+        payload = await self._payload(rev)
+        media_ids = await self._media_ids(rev)
+        if media_ids:
+            payload["media_ids"] = media_ids
+        # Fresh media ids on a resend do not matter: the key gives back the first status, pictures and all.
+        body = await self._call("POST", "/api/v1/statuses", json=payload, headers={"Idempotency-Key": rev.idempotency_key})
         receipt = self._receipt(body)
-        log.info("mastodon.status_created", channel=self.name, item=rev.item_id, status_id=receipt.remote_id)
+        log.info("mastodon.status_created", channel=self.name, item=rev.item_id, status_id=receipt.remote_id,
+                 media=len(media_ids or ()))
         return receipt
 
     async def update(self, rev: Revision, receipt: Receipt) -> Receipt:
         payload = await self._payload(rev)
         payload.pop("visibility")  # an edit cannot change visibility
+        media_ids = await self._media_ids(rev)
+        if media_ids is not None:
+            payload["media_ids"] = media_ids  # an edit that names no media detaches them all
         try:
             body = await self._call("PUT", f"/api/v1/statuses/{receipt.remote_id}", json=payload)
         except _Missing as exc:
@@ -183,8 +308,11 @@ class Mastodon(Channel):
             raise TransientError(f"Mastodon answered without a status id: {str(status)[:200]}")
         return Receipt(remote_id=str(status["id"]), url=status.get("url"), extra={"uri": status.get("uri")})
 
-    async def _call(self, method: str, path: str, *, auth: bool = True, headers: dict[str, str] | None = None,
-                    **kw: Any) -> Any:
+    async def _call(self, method: str, path: str, **kw: Any) -> Any:
+        return self._json(await self._send(method, path, **kw), path)
+
+    async def _send(self, method: str, path: str, *, auth: bool = True, headers: dict[str, str] | None = None,
+                    ok: tuple[int, ...] = (200,), refused: str = "the status", **kw: Any) -> httpx.Response:
         url = self.options.base_url.rstrip("/") + path
         sent = dict(headers or {})
         if auth:
@@ -193,15 +321,19 @@ class Mastodon(Channel):
             resp = await self.http.request(method, url, headers=sent, **kw)
         except httpx.HTTPError as exc:
             raise transport_error(exc, f"Mastodon {method} {path}") from exc
-        if resp.status_code == 200:
-            try:
-                return resp.json()
-            except ValueError:
-                raise TransientError(f"Mastodon {path} answered 200 with an unreadable body",
-                                     status=200, remote=resp.text[:500]) from None
-        raise self._error(resp, f"{method} {path}")
+        if resp.status_code in ok:
+            return resp
+        raise self._error(resp, f"{method} {path}", refused)
 
-    def _error(self, resp: httpx.Response, what: str) -> Exception:
+    @staticmethod
+    def _json(resp: httpx.Response, path: str) -> Any:
+        try:
+            return resp.json()
+        except ValueError:
+            raise TransientError(f"Mastodon {path} answered {resp.status_code} with an unreadable body",
+                                 status=resp.status_code, remote=resp.text[:500]) from None
+
+    def _error(self, resp: httpx.Response, what: str, refused: str = "the status") -> Exception:
         status = resp.status_code
         try:
             message = str(resp.json().get("error"))
@@ -218,12 +350,20 @@ class Mastodon(Channel):
         if status == 401:
             return PermanentError(
                 f"Mastodon refused the access token ({message}); create a new token for the account (Preferences → "
-                "Development, scopes read and write:statuses), set it as this channel's access_token "
+                "Development, scopes read, write:statuses and write:media), set it as this channel's access_token "
                 "(the environment variable config.yaml names for it) and re-queue", status=status, remote=resp.text[:500])
+        if status == 403:
+            return PermanentError(
+                f"Mastodon {what} was refused ({message}); the access token lacks a scope: create one with read, "
+                "write:statuses and write:media (or set with_pictures: false on this channel) and re-queue",
+                status=status, remote=resp.text[:500])
         if status == 404:
             return _Missing(f"Mastodon {what}: {message}", status=status, remote=resp.text[:500])
+        if status == 422 and NOT_READY in message:
+            return TransientError(f"Mastodon refused {refused}: {message}", status=status, remote=resp.text[:500],
+                                  retry_after=30.0)
         if status == 422:
-            return PermanentError(f"Mastodon refused the status: {message}", status=status, remote=resp.text[:500])
+            return PermanentError(f"Mastodon refused {refused}: {message}", status=status, remote=resp.text[:500])
         return error_for_status(resp, f"Mastodon {what} failed with HTTP {status}: {message}", now=now)
 
 
@@ -244,4 +384,4 @@ def _until(reset: str | None, now: datetime) -> float | None:
     return max(0.0, (when - now).total_seconds())
 
 
-__all__ = ["Mastodon", "mastodon_length", "plain_text"]
+__all__ = ["InstanceLimits", "Mastodon", "mastodon_length", "plain_text"]

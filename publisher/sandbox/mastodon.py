@@ -9,6 +9,19 @@ by id. Every response carries `X-RateLimit-Limit`, `X-RateLimit-Remaining` and
 429 `{"error": "Too many requests"}` with those headers and no `Retry-After`. Errors are
 `{"error": "…"}`. Each status has a public page under `{base}/@bureau/<id>`.
 
+Media follow `methods/media` and Mastodon's source: `POST /api/v2/media` (multipart, `file` required,
+optional `description` up to 1500 characters) answers 200 with the MediaAttachment when it was processed
+at once, or 202 with `"url": null` while it is processed in the background (animated GIFs, which become
+`gifv`, always; every upload when the `media_async` setting is on). `GET /api/v1/media/:id` answers 206
+while processing, 200 when done, 404 for an id that is unknown, another account's, or already attached.
+The file's type is read from its bytes, as Paperclip does; a type outside `supported_mime_types` or a
+file not smaller than `image_size_limit` is refused with 422. Uploads have their own throttle (30 per 30
+minutes per account). A status takes `media_ids[]` (at most `max_media_attachments`), each the account's
+own, unattached (or, on an edit, attached to that status) and processed, else 422 with Mastodon's
+message; an edit without `media_ids` detaches every picture, as `UpdateStatusService` does.
+
+A second account (token `OTHER_TOKEN`) exists only to upload media that the bureau's account does not own.
+
 Settings a test may change live in `service.store["settings"]` (see `DEFAULT_SETTINGS`).
 """
 
@@ -24,6 +37,7 @@ from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
@@ -33,6 +47,8 @@ from publisher.sandbox.core import FaultKind, Service
 
 ACCOUNT_ID = "109348212345678901"
 USERNAME = "bureau"
+OTHER_TOKEN = "sandbox-mastodon-other-token"  # another account on the server, for ownership checks
+OTHER_ACCOUNT_ID = "109348212345670002"
 VISIBILITIES = ("public", "unlisted", "private", "direct")
 IDEMPOTENCY_TTL_S = 3600
 
@@ -40,14 +56,43 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "max_characters": 500,
     "characters_reserved_per_url": 23,
     "max_media_attachments": 4,
+    "image_size_limit": 16 * 1024 * 1024,  # bytes; a file must be smaller than this
+    "media_async": False,  # True: every upload answers 202 and is processed in the background
+    "media_processing_polls": 1,  # while processing: GETs of /api/v1/media/:id answered 206 before it is ready
     "rate_limit": 300,  # requests per window, per token (or per address when anonymous)
     "rate_period_s": 300,
+    "media_rate_limit": 30,  # uploads per window, per token (rack-attack's throttle_api_media)
+    "media_rate_period_s": 1800,
 }
+SUPPORTED_MIME_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
+DESCRIPTION_LIMIT = 1500
+MAX_BODY_BYTES = 99 * 1024 * 1024  # the reverse proxy's client_max_body_size; beyond it, 413
+MEDIA_PATH_RE = re.compile(r"/api/v\d+/media$")
 
 # twitter-text's URL extraction, reduced: a scheme, then URL characters (a CJK character ends it).
 URL_RE = re.compile(r"https?://[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+")
-_IMAGE_MAGIC = {b"\xff\xd8\xff": "image/jpeg", b"\x89PNG\r\n\x1a\n": "image/png", b"GIF8": "image/gif",
-                b"RIFF": "image/webp"}
+
+
+def sniff(data: bytes) -> str | None:
+    """The file's type from its first bytes (Paperclip trusts the content, not the declared type)."""
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if data.startswith((b"GIF87a", b"GIF89a")):
+        return "image/gif"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return None
+
+
+def human_size(n: int) -> str:
+    """Rails' number_to_human_size, enough for the limit in a validation message."""
+    for unit, size in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
+        if n >= size:
+            value = n / size
+            return f"{value:.0f} {unit}" if value == int(value) else f"{value:.1f} {unit}"
+    return f"{n} Bytes"
 
 
 def status_length(text: str, spoiler_text: str = "", per_url: int = 23) -> int:
@@ -93,15 +138,16 @@ class RateLimiter:
         self.app = app
         self.store = store
 
-    def headers_for(self, key: str, *, spend: bool) -> tuple[dict[str, str], bool]:
+    def headers_for(self, key: str, *, spend: bool, throttle: str = "") -> tuple[dict[str, str], bool]:
+        """The window's headers for `key` under a throttle ("" for all API calls, "media_" for uploads)."""
         settings = self.store["settings"]
-        period, limit = settings["rate_period_s"], settings["rate_limit"]
+        period, limit = settings[f"{throttle}rate_period_s"], settings[f"{throttle}rate_limit"]
         now = time.time()
         window = int(now // period)
-        counts: dict[tuple[str, int], int] = self.store["rate"]
+        counts: dict[tuple[str, str, int], int] = self.store["rate"]
         if spend:
-            counts[(key, window)] = counts.get((key, window), 0) + 1
-        used = counts.get((key, window), 0)
+            counts[(throttle, key, window)] = counts.get((throttle, key, window), 0) + 1
+        used = counts.get((throttle, key, window), 0)
         headers = {"X-RateLimit-Limit": str(limit), "X-RateLimit-Remaining": str(max(0, limit - used)),
                    "X-RateLimit-Reset": iso((window + 1) * period)}
         return headers, used > limit
@@ -113,6 +159,11 @@ class RateLimiter:
         hdrs = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         key = hdrs.get("authorization") or (scope.get("client") or ("anon",))[0]
         headers, over = self.headers_for(key, spend=True)
+        if not over and scope["method"] == "POST" and MEDIA_PATH_RE.search(scope["path"]) and "authorization" in hdrs:
+            # rack-attack's throttle_api_media: uploads per user, apart from the general budget
+            media_headers, over = self.headers_for(key, spend=True, throttle="media_")
+            if over:
+                headers = media_headers
         if over:
             await _err("Too many requests", 429, headers)(scope, receive, send)
             return
@@ -142,18 +193,43 @@ def make(service: Service, public_base_url: str) -> tuple[Any, Any]:
 
     init()
     service.hooks.append(init)
-    service.received = lambda: {"statuses": [_public(s) for s in store["statuses"].values()  # type: ignore[method-assign]
-                                             if not s["_deleted"]]}
 
-    def authorized(request: Request, *, required: bool) -> Response | None:
+    def received() -> dict[str, Any]:
+        return {"statuses": [public(s) for s in store["statuses"].values() if not s["_deleted"]],
+                "media": [{"id": m["id"], "type": m["type"], "content_type": m["_content_type"], "size": m["_size"],
+                           "description": m["description"], "processed": m["_polls_left"] == 0,
+                           "status_id": m["_status_id"], "account_id": m["_account"]} for m in store["media"].values()]}
+
+    service.received = received  # type: ignore[method-assign]
+
+    def account_of(request: Request, *, media: bool = False) -> str | None:
+        """The account the bearer token belongs to; the other account's token only reaches the media API."""
         from publisher.sandbox import CREDENTIALS  # the package imports this module lazily
 
-        auth = request.headers.get("authorization")
-        if auth is None and not required:
+        auth = request.headers.get("authorization") or ""
+        token = auth[7:].strip() if auth.startswith("Bearer ") else None
+        if token == CREDENTIALS["mastodon_token"]:
+            return ACCOUNT_ID
+        if media and token == OTHER_TOKEN:
+            return OTHER_ACCOUNT_ID
+        return None
+
+    def authorized(request: Request, *, required: bool) -> Response | None:
+        if request.headers.get("authorization") is None and not required:
             return None
-        if auth is None or not auth.startswith("Bearer ") or auth[7:].strip() != CREDENTIALS["mastodon_token"]:
+        if account_of(request) is None:
             return _err("The access token is invalid", 401)
         return None
+
+    def media_json(media: dict[str, Any]) -> dict[str, Any]:
+        """A MediaAttachment as the API shows it: `url` stays null until processing is done."""
+        out = {k: v for k, v in media.items() if not k.startswith("_")}
+        if media["_polls_left"]:
+            out["url"] = None
+        return out
+
+    def public(status: dict[str, Any]) -> dict[str, Any]:
+        return {**_public(status), "media_attachments": [media_json(store["media"][i]) for i in status["_media_ids"]]}
 
     def next_id() -> str:
         store["seq"] += 1
@@ -205,13 +281,23 @@ def make(service: Service, public_base_url: str) -> tuple[Any, Any]:
             return _err(f"Validation failed: Text character limit of {limit} exceeded", 422)
         return None
 
-    def media_of(p: dict[str, Any]) -> list[dict[str, Any]] | Response:
+    def media_of(p: dict[str, Any], sid: str | None = None) -> list[str] | Response:
+        """`media_ids[]` checked as PostStatusService / UpdateStatusService check them: the ids, in order."""
         ids = p.get("media_ids") or []
-        if isinstance(ids, str):
-            ids = [ids]
-        if len(ids) > store["settings"]["max_media_attachments"]:
-            return _err("Cannot attach more than 4 files", 422)
-        return [store["media"][str(i)] for i in ids if str(i) in store["media"]]
+        if not isinstance(ids, list):  # `media_ids=1` without [] is no array: Rails' permit drops it
+            ids = []
+        limit = store["settings"]["max_media_attachments"]
+        if len(ids) > limit:
+            return _err(f"Cannot attach more than {limit} files", 422)
+        wanted = list(dict.fromkeys(str(i) for i in ids))
+        found = [i for i in wanted if i in store["media"] and store["media"][i]["_account"] == ACCOUNT_ID
+                 and store["media"][i]["_status_id"] in (None, sid)]
+        missing = [i for i in wanted if i not in found]
+        if missing:
+            return _err(f"Media {', '.join(missing)} not found or already attached to another post", 422)
+        if any(store["media"][i]["_polls_left"] for i in found):
+            return _err("Cannot attach files that have not finished processing. Try again in a moment!", 422)
+        return found
 
     def language_of(p: dict[str, Any]) -> str | None:
         lang = p.get("language")
@@ -230,7 +316,7 @@ def make(service: Service, public_base_url: str) -> tuple[Any, Any]:
         if key:
             seen = store["idempotency"].get(key)
             if seen and now - seen[1] < IDEMPOTENCY_TTL_S and live(seen[0]):
-                return JSONResponse(_public(store["statuses"][seen[0]]))
+                return JSONResponse(public(store["statuses"][seen[0]]))
         p = await params(request)
         media = media_of(p)
         if isinstance(media, Response):
@@ -248,14 +334,16 @@ def make(service: Service, public_base_url: str) -> tuple[Any, Any]:
             "url": f"{base}/@{USERNAME}/{sid}", "replies_count": 0, "reblogs_count": 0, "favourites_count": 0,
             "edited_at": None, "favourited": False, "reblogged": False, "muted": False, "bookmarked": False,
             "pinned": False, "content": render_content(text), "filtered": [], "reblog": None,
-            "application": {"name": "publisher", "website": None}, "media_attachments": media,
+            "application": {"name": "publisher", "website": None}, "media_attachments": [],
             "mentions": [], "tags": [], "emojis": [], "card": None, "poll": None,
-            "_text": text, "_deleted": False,
+            "_text": text, "_deleted": False, "_media_ids": media,
         }
         store["statuses"][sid] = status
+        for mid in media:
+            store["media"][mid]["_status_id"] = sid
         if key:
             store["idempotency"][key] = (sid, now)
-        return JSONResponse(_public(status))
+        return JSONResponse(public(status))
 
     async def one(request: Request) -> Response:
         sid = request.path_params["id"]
@@ -266,21 +354,28 @@ def make(service: Service, public_base_url: str) -> tuple[Any, Any]:
         if status is None:
             return _err("Record not found", 404)
         if request.method == "GET":
-            return JSONResponse(_public(status))
+            return JSONResponse(public(status))
         if request.method == "DELETE":
             status["_deleted"] = True
-            return JSONResponse({**_public(status), "text": status["_text"]})
-        p = await params(request)  # PUT: an edit
-        media = media_of(p) if "media_ids" in p else status["media_attachments"]
+            shown = {**public(status), "text": status["_text"]}
+            for mid in status["_media_ids"]:  # kept unattached for a while, so a redraft can reuse them
+                store["media"][mid]["_status_id"] = None
+            return JSONResponse(shown)
+        p = await params(request)  # PUT: an edit; without media_ids every attachment is detached
+        media = media_of(p, sid)
         if isinstance(media, Response):
             return media
         problem = validate(p, has_media=bool(media))
         if problem:
             return problem
         text = str(p.get("status") or "")
-        status.update(_text=text, content=render_content(text), media_attachments=media, edited_at=iso(time.time()),
+        for mid in status["_media_ids"]:
+            store["media"][mid]["_status_id"] = None
+        for mid in media:
+            store["media"][mid]["_status_id"] = sid
+        status.update(_text=text, content=render_content(text), _media_ids=media, edited_at=iso(time.time()),
                       spoiler_text=str(p.get("spoiler_text") or ""), language=language_of(p) or status["language"])
-        return JSONResponse(_public(status))
+        return JSONResponse(public(status))
 
     async def instance(request: Request) -> Response:
         s = store["settings"]
@@ -294,8 +389,9 @@ def make(service: Service, public_base_url: str) -> tuple[Any, Any]:
                 "accounts": {"max_featured_tags": 10},
                 "statuses": {"max_characters": s["max_characters"], "max_media_attachments": s["max_media_attachments"],
                              "characters_reserved_per_url": s["characters_reserved_per_url"]},
-                "media_attachments": {"supported_mime_types": sorted(set(_IMAGE_MAGIC.values())),
-                                      "image_size_limit": 16777216, "image_matrix_limit": 33177600},
+                "media_attachments": {"supported_mime_types": list(SUPPORTED_MIME_TYPES),
+                                      "description_limit": DESCRIPTION_LIMIT, "image_size_limit": s["image_size_limit"],
+                                      "image_matrix_limit": 33177600},
                 "polls": {"max_options": 4, "max_characters_per_option": 50, "min_expiration": 300,
                           "max_expiration": 2629746},
                 "translation": {"enabled": False},
@@ -334,29 +430,64 @@ def make(service: Service, public_base_url: str) -> tuple[Any, Any]:
             url = f"{base}/api/v1/accounts/{ACCOUNT_ID}/statuses"
             headers["Link"] = (f'<{url}?limit={limit}&max_id={rows[-1]["id"]}>; rel="next", '
                                f'<{url}?limit={limit}&min_id={rows[0]["id"]}>; rel="prev"')
-        return JSONResponse([_public(s) for s in rows], headers=headers)
+        return JSONResponse([public(s) for s in rows], headers=headers)
 
     async def upload(request: Request) -> Response:
-        problem = authorized(request, required=True)
-        if problem:
-            return problem
+        owner = account_of(request, media=True)
+        if owner is None:
+            return _err("The access token is invalid", 401)
+        try:
+            length = int(request.headers.get("content-length") or 0)
+        except ValueError:
+            length = 0
+        if length > MAX_BODY_BYTES:  # the reverse proxy refuses it before Mastodon sees it
+            return HTMLResponse("<html><head><title>413 Request Entity Too Large</title></head></html>", 413)
         if "multipart/form-data" not in request.headers.get("content-type", ""):
             return _err("Validation failed: File can't be blank", 422)
-        form = await request.form(max_part_size=20 * 1024 * 1024)
+        try:
+            form = await request.form(max_part_size=MAX_BODY_BYTES)
+        except MultiPartException:
+            return _err("Error occurred while parsing request parameters", 400)
         file = form.get("file")
         if not isinstance(file, UploadFile):
             return _err("Validation failed: File can't be blank", 422)
         data = await file.read()
-        ctype = next((t for magic, t in _IMAGE_MAGIC.items() if data.startswith(magic)), None)
-        if ctype is None:
-            return _err("Validation failed: File content type is invalid", 422)
+        ctype = sniff(data)
+        if ctype not in SUPPORTED_MIME_TYPES:
+            return _err("Validation failed: File content type is invalid, File is invalid", 422)
+        limit = store["settings"]["image_size_limit"]
+        if len(data) >= limit:
+            return _err(f"Validation failed: File file size must be less than {human_size(limit)}", 422)
+        description = form.get("description")
+        description = description if isinstance(description, str) and description else None
+        if description is not None and len(description) > DESCRIPTION_LIMIT:
+            return _err(f"Validation failed: Description is too long (maximum is {DESCRIPTION_LIMIT} characters)", 422)
+        # an animated GIF becomes a looping video (gifv), a larger format that is always processed in the background
+        kind = "gifv" if ctype == "image/gif" and b"NETSCAPE2.0" in data else "image"
+        background = kind == "gifv" or bool(store["settings"]["media_async"])
         mid = next_id()
-        media: dict[str, Any] = {"id": mid, "type": "image", "url": f"{base}/system/media_attachments/{mid}/original",
-                                 "preview_url": f"{base}/system/media_attachments/{mid}/small", "remote_url": None,
-                                 "text_url": None, "meta": {}, "description": form.get("description") or None,
-                                 "blurhash": None}
+        media: dict[str, Any] = {
+            "id": mid, "type": kind, "url": f"{base}/system/media_attachments/{mid}/original",
+            "preview_url": f"{base}/system/media_attachments/{mid}/small", "remote_url": None, "text_url": None,
+            "meta": {}, "description": description, "blurhash": None,
+            "_account": owner, "_content_type": ctype, "_size": len(data), "_status_id": None,
+            "_polls_left": max(0, int(store["settings"]["media_processing_polls"])) if background else 0,
+        }
         store["media"][mid] = media
-        return JSONResponse(media)
+        return JSONResponse(media_json(media), status_code=202 if media["_polls_left"] else 200)
+
+    async def media_one(request: Request) -> Response:
+        owner = account_of(request, media=True)
+        if owner is None:
+            return _err("The access token is invalid", 401)
+        media = store["media"].get(request.path_params["id"])
+        if media is None or media["_account"] != owner or media["_status_id"] is not None:
+            return _err("Record not found", 404)
+        if media["_polls_left"]:
+            answer = JSONResponse(media_json(media), status_code=206)
+            media["_polls_left"] -= 1  # processing goes on in the background; it is done after so many looks
+            return answer
+        return JSONResponse(media_json(media))
 
     async def page(request: Request) -> Response:
         status = live(request.path_params["id"])
@@ -372,6 +503,7 @@ def make(service: Service, public_base_url: str) -> tuple[Any, Any]:
         Route("/api/v1/accounts/verify_credentials", verify_credentials),
         Route("/api/v1/accounts/{id}/statuses", account_statuses),
         Route("/api/v2/media", upload, methods=["POST"]),
+        Route("/api/v1/media/{id}", media_one, methods=["GET"]),
         Route(f"/@{USERNAME}/{{id}}", page),
     ])
     limiter = RateLimiter(app, store)

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from pydantic import SecretStr
+from structlog.testing import capture_logs
 
+from channels import mastodon as mastodon_module
 from channels.base import PermanentError, RateLimited, Receipt, TransientError
 from channels.mastodon import Mastodon, mastodon_length, plain_text
 from publisher.clock import FrozenClock
+from publisher.items import Attachment
 from publisher.sandbox import CREDENTIALS, SandboxServer
 from publisher.sandbox.mastodon import render_content
 from tests.conftest import make_revision
@@ -236,7 +240,179 @@ async def test_429_headers(clock: FrozenClock, headers: dict[str, str], expected
 
 
 def test_options() -> None:
-    """Options hold the token as a secret and default to public Chinese posts."""
+    """Options hold the token as a secret and default to public Chinese posts with pictures."""
     opts = Mastodon.Options(base_url="https://social.example", access_token=SecretStr("very-secret"))
     assert "very-secret" not in repr(opts) and (opts.visibility, opts.language) == ("public", "zh")
+    assert opts.with_pictures is True
     assert Mastodon.default_rate_limit == "300/5m" and Mastodon.type_name == "mastodon"
+
+
+# --- pictures --------------------------------------------------------------------------------------
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 64
+JPEG = b"\xff\xd8\xff\xe0" + b"\0" * 64
+
+
+def attachment(folder: Path, name: str, data: bytes) -> Attachment:
+    path = folder / name
+    path.write_bytes(data)
+    return Attachment.of(name, path)
+
+
+def media_held(sandbox: SandboxServer) -> list[dict[str, Any]]:
+    return sandbox.services["mastodon"].received()["media"]
+
+
+def settings(sandbox: SandboxServer) -> dict[str, Any]:
+    return sandbox.services["mastodon"].store["settings"]
+
+
+@pytest.fixture
+def pictures(tmp_path: Path) -> tuple[Attachment, ...]:
+    """Two pictures and a PDF, in the order an editor listed them."""
+    return (attachment(tmp_path, "事故现场.jpg", JPEG), attachment(tmp_path, "调查报告.pdf", b"%PDF-1.4 report"),
+            attachment(tmp_path, "IMG_0042.png", PNG))
+
+
+async def test_publish_with_pictures(sandbox: SandboxServer, http: httpx.AsyncClient, clock: FrozenClock,
+                                     pictures: tuple[Attachment, ...]) -> None:
+    """Two images and a PDF: the status carries exactly the two images, in order, each with a description;
+    the PDF is left out and logged."""
+    rev = make_revision(link=LINK, attachments=pictures)
+    with capture_logs() as logs:
+        receipt = await adapter(sandbox, http, clock).publish(rev)
+    [status] = held(sandbox)
+    assert receipt.remote_id == status["id"]
+    media = status["media_attachments"]
+    assert [m["type"] for m in media] == ["image", "image"] and all(m["url"] for m in media)
+    # a telling file name describes its picture; a camera's serial gives way to the item's title
+    assert [m["description"] for m in media] == ["事故现场", rev.title]
+    assert [(m["content_type"], m["size"], m["status_id"]) for m in media_held(sandbox)] == [
+        ("image/jpeg", len(JPEG), status["id"]), ("image/png", len(PNG), status["id"])]
+    [skipped] = [e for e in logs if e["event"] == "mastodon.attachment_skipped"]
+    assert skipped["attachment"] == "调查报告.pdf" and skipped["reason"] == "not_a_picture"
+    assert skipped["item"] == rev.item_id and skipped["channel"] == "microblog"
+    [post] = [r for r in requests_to(sandbox, "/api/v1/statuses") if r["method"] == "POST"]
+    assert post["headers"]["idempotency-key"] == rev.idempotency_key
+
+
+async def test_publish_waits_for_processing(sandbox: SandboxServer, http: httpx.AsyncClient, clock: FrozenClock,
+                                            pictures: tuple[Attachment, ...]) -> None:
+    """An upload answered 202 is polled (206, then 200) before the status names it."""
+    settings(sandbox).update(media_async=True, media_processing_polls=2)
+    await adapter(sandbox, http, clock).publish(make_revision(link=LINK, attachments=pictures))
+    [status] = held(sandbox)
+    assert len(status["media_attachments"]) == 2 and all(m["url"] for m in status["media_attachments"])
+    looks = [r for r in sandbox.services["mastodon"].requests if "/api/v1/media/" in r["path"]]
+    assert len(looks) == 2 * 3  # two 206 answers and one 200 for each picture
+    assert all(r["method"] == "GET" and r["headers"]["authorization"] == "<redacted>" for r in looks)
+
+
+async def test_processing_that_never_ends_is_transient(sandbox: SandboxServer, http: httpx.AsyncClient,
+                                                       clock: FrozenClock, pictures: tuple[Attachment, ...],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A picture still processing after the bounded wait gives a TransientError, and no status is posted."""
+    monkeypatch.setattr(mastodon_module, "MEDIA_POLL_DELAYS", (0.01, 0.01, 0.01))
+    settings(sandbox).update(media_async=True, media_processing_polls=100)
+    with pytest.raises(TransientError, match="still processing") as info:
+        await adapter(sandbox, http, clock).publish(make_revision(link=LINK, attachments=pictures))
+    assert info.value.retry_after
+    assert held(sandbox) == []
+    assert len([r for r in sandbox.services["mastodon"].requests if "/api/v1/media/" in r["path"]]) == 3
+
+
+async def test_pictures_off(sandbox: SandboxServer, http: httpx.AsyncClient, clock: FrozenClock,
+                            pictures: tuple[Attachment, ...]) -> None:
+    """with_pictures: false uploads nothing and posts the text alone."""
+    await adapter(sandbox, http, clock, with_pictures=False).publish(make_revision(link=LINK, attachments=pictures))
+    [status] = held(sandbox)
+    assert status["media_attachments"] == [] and media_held(sandbox) == []
+    assert requests_to(sandbox, "/api/v2/media") == []
+
+
+async def test_update_carries_pictures(sandbox: SandboxServer, http: httpx.AsyncClient, clock: FrozenClock,
+                                       pictures: tuple[Attachment, ...], tmp_path: Path) -> None:
+    """An edit names the revision's pictures again (an edit without them would detach them); a revision
+    without pictures leaves the status without any."""
+    mastodon = adapter(sandbox, http, clock)
+    receipt = await mastodon.publish(make_revision(link=LINK, attachments=pictures[:1]))
+    more = (*pictures, attachment(tmp_path, "整改现场.webp", b"RIFF\x10\0\0\0WEBPVP8 " + b"\0" * 16))
+    await mastodon.update(make_revision(link=LINK, revision=2, title="更正：事故调查报告", attachments=more), receipt)
+    [status] = held(sandbox)
+    assert status["edited_at"] and plain_text(status["content"]).startswith("更正：事故调查报告")
+    assert [m["description"] for m in status["media_attachments"]] == ["事故现场", "更正：事故调查报告", "整改现场"]
+    await mastodon.update(make_revision(link=LINK, revision=3), receipt)
+    [status] = held(sandbox)
+    assert status["media_attachments"] == []
+
+
+async def test_resend_posts_once_with_pictures(sandbox: SandboxServer, http: httpx.AsyncClient, clock: FrozenClock,
+                                               pictures: tuple[Attachment, ...]) -> None:
+    """A resend of the same revision uploads again but gets the first status back, pictures and all."""
+    rev = make_revision(link=LINK, attachments=pictures)
+    first = await adapter(sandbox, http, clock).publish(rev)
+    again = await adapter(sandbox, http, clock).publish(rev)
+    [status] = held(sandbox)
+    assert again == first and len(status["media_attachments"]) == 2
+    assert [m["status_id"] for m in media_held(sandbox)] == [status["id"]] * 2 + [None] * 2  # orphans, harmless
+
+
+async def test_upload_failure_then_retry(sandbox: SandboxServer, http: httpx.AsyncClient, clock: FrozenClock,
+                                         pictures: tuple[Attachment, ...]) -> None:
+    """A 503 on an upload is transient and posts nothing; the retry posts one status with both pictures."""
+    mastodon = adapter(sandbox, http, clock)
+    await mastodon.limits()
+    sandbox.services["mastodon"].faults.update({"error_rate": 1.0})
+    with pytest.raises(TransientError, match="503"):
+        await mastodon.publish(make_revision(link=LINK, attachments=pictures))
+    assert held(sandbox) == []
+    sandbox.services["mastodon"].faults.update({"error_rate": 0.0})
+    await mastodon.publish(make_revision(link=LINK, attachments=pictures))
+    [status] = held(sandbox)
+    assert len(status["media_attachments"]) == 2
+
+
+async def test_upload_throttled(sandbox: SandboxServer, http: httpx.AsyncClient, now_clock: FrozenClock,
+                                pictures: tuple[Attachment, ...]) -> None:
+    """The upload throttle's 429 is RateLimited, waiting until its X-RateLimit-Reset."""
+    settings(sandbox)["media_rate_limit"] = 1
+    with pytest.raises(RateLimited) as info:
+        await adapter(sandbox, http, now_clock).publish(make_revision(link=LINK, attachments=pictures))
+    assert 0 < (info.value.retry_after or 0) <= 1800 and held(sandbox) == []
+
+
+async def test_refused_picture_is_permanent(sandbox: SandboxServer, http: httpx.AsyncClient, clock: FrozenClock,
+                                            tmp_path: Path) -> None:
+    """A file named like a picture that is not one is refused (422): permanent, naming the way out, nothing posted."""
+    fake = attachment(tmp_path, "现场.png", b"%PDF-1.4 not a picture")
+    with pytest.raises(PermanentError, match="with_pictures: false") as info:
+        await adapter(sandbox, http, clock).publish(make_revision(link=LINK, attachments=(fake,)))
+    assert info.value.status == 422 and "现场.png" in str(info.value)
+    assert held(sandbox) == []
+
+
+async def test_instance_media_limits(sandbox: SandboxServer, http: httpx.AsyncClient, clock: FrozenClock,
+                                     tmp_path: Path) -> None:
+    """At most the instance's max_media_attachments go along, each under its image_size_limit; the rest are logged."""
+    settings(sandbox).update(max_media_attachments=2, image_size_limit=1024)
+    atts = (attachment(tmp_path, "大图.png", PNG + b"\0" * 2000),
+            *(attachment(tmp_path, f"图{n}.jpg", JPEG) for n in range(1, 4)))
+    with capture_logs() as logs:
+        await adapter(sandbox, http, clock).publish(make_revision(link=LINK, attachments=atts))
+    [status] = held(sandbox)
+    assert [m["description"] for m in status["media_attachments"]] == ["图1", "图2"]
+    skipped = [(e["attachment"], e["reason"]) for e in logs if e["event"] == "mastodon.attachment_skipped"]
+    assert skipped == [("大图.png", "too_large"), ("图3.jpg", "too_many")]
+    assert len(requests_to(sandbox, "/api/v2/instance")) == 1
+
+
+def test_alt_text(tmp_path: Path) -> None:
+    """The description is the file name without its extension, or the title for a serial name; cut to the limit."""
+    rev = make_revision(title="关于某化工企业爆炸事故的通报")
+    cases = {"事故现场 全景.jpg": "事故现场 全景", "IMG_20150318_0942.jpg": rev.title, "微信图片_20150318.png": rev.title,
+             "DSC01234.JPG": rev.title, "2015-03-18.png": rev.title, "scene.png": "scene"}
+    for name, expected in cases.items():
+        assert Mastodon.alt_text(Attachment(name=name, path=tmp_path / name, size=1, content_type="image/png"),
+                                 rev) == expected
+    long = Attachment(name="长" * 2000 + ".png", path=tmp_path / "x.png", size=1, content_type="image/png")
+    assert len(Mastodon.alt_text(long, rev)) == 1500
