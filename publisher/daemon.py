@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 import socket
 from pathlib import Path
@@ -119,6 +120,7 @@ class Daemon:
         if web is None:
             raise PublisherError(f"web.listen {self.config.web.listen} is taken: is another daemon running?")
         server, sock = web
+        gc.freeze()  # what start-up made lives as long as the daemon: keep it out of every later GC pass
         log.info("daemon.started", version=__version__, web=self.config.web.base_url,
                  inbox=str(self.intake.inbox), channels=list(self.channels))
         tasks = [

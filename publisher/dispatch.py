@@ -72,10 +72,10 @@ class Dispatcher:
                 event.set()
 
     def wake_due(self) -> None:
-        """Wake the workers that have rows due now: another process changed the store."""
+        """Wake the workers that have rows they may take now: another process changed the store."""
         now = self.clock.now()
         for name, event in self._wake.items():
-            if not event.is_set() and (nxt := self.store.next_due(name)) is not None and nxt <= now:
+            if not event.is_set() and (nxt := self._next_work(name, now)) is not None and nxt <= now:
                 event.set()
 
     async def recover(self) -> int:
@@ -125,14 +125,20 @@ class Dispatcher:
 
     def _idle_timeout(self, name: str) -> float:
         now = self.clock.now()
+        nxt = self._next_work(name, now)
+        if nxt is None:
+            return 30.0
+        return min(30.0, max(0.01, (nxt - now).total_seconds()))
+
+    def _next_work(self, name: str, now: datetime) -> datetime | None:
+        """When the channel's worker next has something it may do: while the rate limit is spent, only
+        read-backs count, and the moment the limit frees up."""
         free_at = self._free_at.get(name)
         limited = free_at is not None and free_at > now
         nxt = self.store.next_due(name, send=not limited)
         if limited and free_at is not None:
             nxt = min(nxt, free_at) if nxt is not None else free_at
-        if nxt is None:
-            return 30.0
-        return min(30.0, max(0.01, (nxt - now).total_seconds()))
+        return nxt
 
     async def _drain(self, name: str, stop: asyncio.Event | None = None) -> int:
         """Work the channel's due rows, `concurrency` at a time, until none is left; returns how many."""
