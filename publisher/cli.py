@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,6 +51,8 @@ CONFIG_OPTION = click.option("--config", "config_path", type=click.Path(path_typ
 
 
 def _config(path: Path) -> Config:
+    import logging
+
     from publisher.config import ConfigError, load_config
     from publisher.logs import configure_logging
 
