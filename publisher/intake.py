@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import filecmp
 import hashlib
 import itertools
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -42,15 +43,21 @@ def is_candidate(path: Path) -> bool:
             and path.suffix.lower() in ITEM_SUFFIXES)
 
 
-def unique_target(folder: Path, name: str) -> Path:
-    """`folder/name`, or `name-2`, `name-3` ... when taken: nothing is ever overwritten."""
-    target = folder / name
+def candidate_names(folder: Path, name: str) -> Iterator[Path]:
+    """`folder/name`, then `name-2`, `name-3` ...: where a file may go without overwriting another."""
     stem, suffix = os.path.splitext(name)
-    n = 2
-    while target.exists() or Path(f"{target}.error.txt").exists():
-        target = folder / f"{stem}-{n}{suffix}"
-        n += 1
-    return target
+    yield folder / name
+    for n in itertools.count(2):
+        yield folder / f"{stem}-{n}{suffix}"
+
+
+def _taken(target: Path) -> bool:
+    return target.exists() or Path(f"{target}.error.txt").exists()
+
+
+def unique_target(folder: Path, name: str) -> Path:
+    """The first of `candidate_names` that nothing has: nothing is ever overwritten."""
+    return next(t for t in candidate_names(folder, name) if not _taken(t))
 
 
 def link_or_copy(src: Path, dst: Path) -> None:
@@ -197,7 +204,8 @@ class Intake:
             rel = src.relative_to(self.inbox.resolve())
             dst = folder / rel
             dst.parent.mkdir(parents=True, exist_ok=True)
-            if not (dst.exists() and os.path.samefile(src, dst)):  # linked already by a try that crashed
+            # linked (or, without hard links, copied) already by a try that crashed
+            if not (dst.exists() and (os.path.samefile(src, dst) or filecmp.cmp(src, dst, shallow=False))):
                 link_or_copy(src, dst)
             out.append({"name": rel.as_posix(), "path": str(dst), "size": dst.stat().st_size})
         return out
@@ -205,12 +213,10 @@ class Intake:
     def _link_into(self, folder: Path, src: Path, name: str) -> Path:
         """`src` also under `folder` (a hard link: same bytes, no copy), under a name nothing else has;
         the very link a crashed try made is found again instead of making a second one."""
-        stem, suffix = os.path.splitext(name)
-        candidates = (folder / (name if n == 1 else f"{stem}-{n}{suffix}") for n in itertools.count(1))
-        for target in candidates:
+        for target in candidate_names(folder, name):
             if target.exists() and os.path.samefile(src, target):
                 return target
-            if target.exists() or Path(f"{target}.error.txt").exists():
+            if _taken(target):
                 continue
             try:
                 link_or_copy(src, target)
