@@ -17,12 +17,13 @@ import uvicorn
 from channels.base import Channel, PublisherError, adapter_class
 from publisher import __version__
 from publisher.alerts import Alerter
+from publisher.changes import ChangeFeed
 from publisher.clock import Clock, SystemClock
 from publisher.config import Config
 from publisher.dispatch import Dispatcher
 from publisher.intake import Intake
 from publisher.review import Review
-from publisher.store import ChangeFeed, Store
+from publisher.store import Store
 from publisher.web import WebContext, create_app
 
 log = structlog.get_logger()
