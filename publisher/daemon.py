@@ -148,8 +148,9 @@ class Daemon:
             return
         from watchfiles import awatch
 
-        # debounce=10/step=5: a renamed-in file is seen in ~10 ms (the default 1.6 s would delay every item)
-        async for _changes in awatch(self.intake.inbox, debounce=10, step=5, stop_event=stop, recursive=False):
+        # step=2: a renamed-in file is seen in a few ms (the default debounce of 1.6 s would delay every item;
+        # step=5 cost 3-5 ms more at the median, docs/BENCHMARKS.md)
+        async for _changes in awatch(self.intake.inbox, debounce=10, step=2, stop_event=stop, recursive=False):
             try:
                 await self.intake.scan()
             except Exception:
