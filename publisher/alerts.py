@@ -26,6 +26,7 @@ import structlog
 from publisher import i18n, lag
 from publisher.clock import Clock
 from publisher.config import Config
+from publisher.lag_json import seconds, timestamp
 from publisher.schema import alert_events
 from publisher.store import Store
 
@@ -57,8 +58,8 @@ def conditions(report: lag.LagReport, locale: str) -> dict[str, Event]:
             out[f"late:{d.delivery_id}"] = Event(
                 key=f"late:{d.delivery_id}", kind="late", status="late", channel=ch.name, item_id=d.item_id,
                 text=text, detail={"delivery_id": d.delivery_id, "revision": d.revision, "title": d.title,
-                                   "state": d.state, "due_at": lag._ts(d.due_at), "lag_s": lag._s(d.lag),
-                                   "sla_s": lag._s(ch.sla), "last_error": d.last_error})
+                                   "state": d.state, "due_at": timestamp(d.due_at), "lag_s": seconds(d.lag),
+                                   "sla_s": seconds(ch.sla), "last_error": d.last_error})
     for f in report.freshness:
         if f.status not in ("warning", "breached"):
             continue  # "never" is a new install's normal state, shown on the dashboard but not paged
@@ -68,15 +69,15 @@ def conditions(report: lag.LagReport, locale: str) -> dict[str, Event]:
                       age=i18n.duration(f.age, locale), threshold=i18n.duration(f.threshold, locale),
                       status=i18n.t(f"fresh_{f.status}", locale))
         out[key] = Event(key=key, kind="freshness", status=f.status, channel=f.channel, item_id=None, text=text,
-                         detail={"category": f.category, "last_live_at": lag._ts(f.last_live_at),
-                                 "age_s": lag._s(f.age), "threshold_s": lag._s(f.threshold)})
+                         detail={"category": f.category, "last_live_at": timestamp(f.last_live_at),
+                                 "age_s": seconds(f.age), "threshold_s": seconds(f.threshold)})
     for r in report.deadlines:
         key = f"deadline:{r.status}:{r.item_id}:{r.revision}"
         text = i18n.t("alert_deadline", locale, item=r.item_id, title=r.title, last_day=r.last_day.isoformat(),
                       left=r.working_days_left, status=i18n.t(r.status, locale))
         out[key] = Event(key=key, kind="deadline", status=r.status, channel=None, item_id=r.item_id, text=text,
                          detail={"revision": r.revision, "title": r.title, "start": r.start.isoformat(),
-                                 "last_day": r.last_day.isoformat(), "deadline": lag._ts(r.deadline),
+                                 "last_day": r.last_day.isoformat(), "deadline": timestamp(r.deadline),
                                  "working_days_left": r.working_days_left})
     return out
 
@@ -192,7 +193,7 @@ class Alerter:
 
     async def _webhook(self, url: str, events: list[Event], now: datetime, title: str) -> bool:
         payload = {
-            "source": "publisher", "schema": "publisher.alerts/1", "at": lag._ts(now),
+            "source": "publisher", "schema": "publisher.alerts/1", "at": timestamp(now),
             "text": title + "\n" + self._text(events),
             "events": [{"key": e.key, "kind": e.kind, "status": e.status, "channel": e.channel,
                         "channel_name": self.config.channels[e.channel].display(e.channel)

@@ -27,6 +27,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import BaseRoute, Route
 
 from publisher import i18n, lag, outbox
+from publisher.lag_json import to_json
 from publisher.schema import deliveries
 from publisher.units import parse_instant
 from publisher.workdays import CHINA
@@ -111,7 +112,7 @@ def routes(ctx: WebContext) -> list[BaseRoute]:
         limit = request.query_params.get("limit", "100")
         report = await run_in_threadpool(lag.build_report, ctx.store, ctx.config, now, channel=channel, since=since,
                                          late_limit=int(limit) if limit.isdigit() else 100)
-        return JSONResponse(lag.to_json(report, source="daemon"),
+        return JSONResponse(to_json(report, source="daemon"),
                             headers={"Cache-Control": "no-store", CONFIG_HEADER: ctx.config.digest})
 
     async def metrics_route(request: Request) -> Response:

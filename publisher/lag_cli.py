@@ -78,7 +78,8 @@ def read_store(config_path: Path, channel: str | None, since: str | None, at: st
                limit: int) -> dict[str, Any]:
     """The report read from the store by this process (no daemon answered)."""
     from publisher.config import ConfigError, load_config
-    from publisher.lag import build_report, to_json
+    from publisher.lag import build_report
+    from publisher.lag_json import to_json
     from publisher.units import parse_instant  # nothing on this path logs: structlog is not even imported
     try:
         config = load_config(config_path, adapters=False)  # the report talks to no channel

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from publisher import lag
+from publisher import lag_json
 from publisher.clock import FrozenClock
 from publisher.store import Store
 from publisher.web import WebContext, create_app
@@ -71,7 +71,7 @@ async def test_api_lag_is_the_cli_schema(world: World, client: httpx.AsyncClient
     """/api/lag answers the same JSON as `publisher lag --json`, and filters by channel."""
     _broken_portal(world)
     response = await client.get("/api/lag")
-    assert response.json() == lag.to_json(world.report(), source="daemon")
+    assert response.json() == lag_json.to_json(world.report(), source="daemon")
     assert response.headers["X-Publisher-Config"] == world.config.digest != ""  # `publisher lag` trusts its own daemon only
     past = (await client.get("/api/lag", params={"at": "2015-01-01T00:00:00Z", "since": "1d"})).json()
     assert (past["generated_at"], past["window"]["since"]) == ("2015-01-01T00:00:00Z", "2014-12-31T00:00:00Z")

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from publisher import lag, outbox
+from publisher import lag, lag_json, outbox
 from publisher.clock import FrozenClock
 from publisher.config import Config, load_config
 from publisher.lag_cli import lag_command
@@ -252,7 +252,7 @@ def test_json_schema_is_stable(world: World) -> None:
     """The JSON form has exactly the documented fields (docs/LAG_JSON.md)."""
     item = world.item(doc_date=date(2015, 2, 10))
     world.delivery("bureau_site", item=item, state="failed", error="boom", due_at=T0 - timedelta(hours=1))
-    data = lag.to_json(world.report())
+    data = lag_json.to_json(world.report())
     assert set(data) == {"schema", "source", "locale", "generated_at", "window", "channels", "freshness", "deadlines"}
     assert (data["source"], data["locale"]) == ("store", "zh-CN")
     assert data["schema"] == "publisher.lag/1"
