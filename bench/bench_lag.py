@@ -85,7 +85,7 @@ def build(url: str, config_path: Path, now: datetime, seed: int = 7) -> None:
         if made >= TARGET:
             break
         category = rng.choices(cats, weights)[0]
-        due = now - timedelta(seconds=span * (1 - i / n_revs))
+        due = now - timedelta(seconds=span * (1 - made / TARGET))  # even over the year, up to the build
         item_id = f"bench-{i:07d}"
         in_review = i >= n_revs - 300 and rng.random() < 0.5
         chunk_items.append({"id": item_id, "category": category, "title": f"{category} {i}", "current_revision": 1,

@@ -299,15 +299,20 @@ def deadline_risks(conn: Connection, config: Config, now: datetime) -> list[Dead
     n, warn = config.lag.deadline_working_days, config.lag.deadline_warn_working_days
     cols = (revisions.c.id, revisions.c.item_id, revisions.c.number, revisions.c.title, revisions.c.category,
             revisions.c.state, revisions.c.doc_date, revisions.c.created_at)
-    is_live = sa.exists().where(deliveries.c.revision_id == revisions.c.id).where(LIVE_ROWS)
-    in_review = sa.select(*cols).where(IN_REVIEW)
-    # driven from the few open delivery rows (partial index), not from every approved revision
-    open_revs = sa.select(deliveries.c.revision_id).where(OPEN_ROWS).distinct().subquery()
+    in_review = (sa.select(*cols).where(IN_REVIEW)
+                 .where(~sa.exists().where(deliveries.c.revision_id == revisions.c.id).where(LIVE_ROWS)))
+    # driven from the few open delivery rows, both tests answered by partial indexes alone (open rows,
+    # live rows by revision): revisions are read only for the candidates that survive them
+    live = deliveries.alias("live")
+    open_revs = (sa.select(deliveries.c.revision_id).where(OPEN_ROWS)
+                 .where(~sa.exists().where(live.c.revision_id == deliveries.c.revision_id)
+                        .where(sa.text(f"live.{LIVE_ROWS_SQL}")))
+                 .distinct().subquery())
     sending = (sa.select(*cols).join(open_revs, open_revs.c.revision_id == revisions.c.id)
                .where(revisions.c.state == "approved"))
     rows: dict[int, Any] = {}
     for q in (in_review, sending):
-        for r in conn.execute(q.where(revisions.c.retract.is_(False)).where(~is_live)).mappings():
+        for r in conn.execute(q.where(revisions.c.retract.is_(False))).mappings():
             rows[r["id"]] = r
     out = []
     for r in rows.values():

@@ -195,10 +195,12 @@ def print_table(doc: dict[str, Any], listen: str = "", why: str = "", rows: int 
         lt = Table(title=_("late_items"), title_justify="left")
         for key in ("channel", "item", "state", "lag", "attempts", "last_error"):  # whole ids: `publisher retry ID`
             lt.add_column(_(key), no_wrap=key in ("channel", "item"), overflow="ellipsis",
-                          max_width=60 if key == "last_error" else 32)
+                          max_width=None if key == "last_error" else 32)
         for d in late:
             state = t(f"state_{d['state']}", locale) + (f" ({_('retract')})" if d["retract"] else "")
-            error = d["last_error"].splitlines()[0][:200] if d["last_error"] else ""
+            # one line per item: the error's first line, cut to the terminal (`publisher show ID` has it whole)
+            error = Text(d["last_error"].splitlines()[0] if d["last_error"] else "", no_wrap=True,
+                         overflow="ellipsis")
             lt.add_row(names[d["channel"]], f"{d['item_id']} r{d['revision']}", state, _.d(_td(d["lag_s"])),
                        str(d["attempts"]), error)
         console.print(lt)
