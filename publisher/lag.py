@@ -25,12 +25,19 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.expression import ColumnElement, FunctionElement
+from sqlalchemy.sql.expression import ColumnElement
 
 from publisher import workdays
 from publisher.config import Config
-from publisher.schema import IN_REVIEW_SQL, LIVE_ROWS_SQL, OPEN_ROWS_SQL, UTCDateTime, deliveries, revisions
+from publisher.schema import (
+    IN_REVIEW_SQL,
+    LIVE_ROWS_SQL,
+    OPEN_ROWS_SQL,
+    UTCDateTime,
+    deliveries,
+    elapsed,
+    revisions,
+)
 from publisher.store import Store
 
 OPEN = ("waiting", "pending", "sending", "sent", "retrying", "failed", "manual")  # due and not live
@@ -113,25 +120,6 @@ class LagReport:
     freshness: list[Freshness]
     deadlines: list[DeadlineRisk]
     config: Config = field(repr=False)
-
-
-class elapsed(FunctionElement[float]):  # noqa: N801 (an SQL function's name)
-    """Seconds from one timestamp to another, computed by the database (no datetime per row in Python)."""
-
-    type = sa.Float()
-    inherit_cache = True
-
-
-@compiles(elapsed, "sqlite")
-def _elapsed_sqlite(element: elapsed, compiler: Any, **kw: Any) -> str:
-    start, end = (compiler.process(arg, **kw) for arg in element.clauses)
-    return f"((julianday({end}) - julianday({start})) * 86400.0)"
-
-
-@compiles(elapsed)
-def _elapsed_default(element: elapsed, compiler: Any, **kw: Any) -> str:
-    start, end = (compiler.process(arg, **kw) for arg in element.clauses)
-    return f"EXTRACT(EPOCH FROM ({end}) - ({start}))"
 
 
 def _at(now: datetime) -> ColumnElement[datetime]:
@@ -232,14 +220,29 @@ def late_deliveries(conn: Connection, config: Config, channel: str, now: datetim
     return total, rows
 
 
+def _lag_at(now: datetime) -> ColumnElement[float]:
+    """A row's lag in seconds: the stored one once live (deliveries.lag_s), else now − due_at."""
+    return sa.func.coalesce(deliveries.c.lag_s, elapsed(deliveries.c.due_at, _at(now)))
+
+
+def _by_due(channel: str, since: datetime, now: datetime, *columns: Any) -> sa.Select[Any]:
+    """`columns` of the channel's rows due in [since, now], superseded left out (index ix_deliveries_window)."""
+    return (sa.select(*columns).where(deliveries.c.channel == channel)
+            .where(deliveries.c.due_at >= since).where(deliveries.c.due_at <= now)
+            .where(deliveries.c.state != "superseded"))
+
+
 def _window(conn: Connection, channel: str, since: datetime, now: datetime) -> list[float]:
-    """Lags in seconds, ascending, of the channel's rows due in [since, now]."""
-    lag = elapsed(deliveries.c.due_at, sa.func.coalesce(deliveries.c.live_at, _at(now)))
-    q = (sa.select(lag).where(deliveries.c.channel == channel)
-         .where(deliveries.c.due_at >= since).where(deliveries.c.due_at <= now)
-         .where(deliveries.c.state != "superseded"))
-    # to the millisecond: SQLite's julianday arithmetic carries ~30 µs of floating-point noise
-    return sorted(round(float(v), 3) for v in conn.execute(q).scalars())  # PostgreSQL answers Decimal
+    """Lags in seconds, ascending, of the channel's rows due in [since, now] (index ix_deliveries_window)."""
+    result = conn.execute(_by_due(channel, since, now, _lag_at(now)))
+    try:  # ~5 000 plain numbers a channel: straight from the DBAPI cursor, a third faster than Row objects
+        lags = [v for (v,) in result.cursor.fetchall()]
+    finally:
+        result.close()
+    if lags and not isinstance(lags[0], float):
+        lags = [float(v) for v in lags]  # PostgreSQL's numeric arrives as Decimal
+    lags.sort()
+    return lags
 
 
 def _newest_live(conn: Connection, channel: str, wanted: dict[str, timedelta],
@@ -383,15 +386,10 @@ def history(store: Store, config: Config, now: datetime, span: str = "24h",
     with store.read() as conn:
         for name in names:
             slots: list[list[float]] = [[] for _ in range(n)]
-            q = (sa.select(elapsed(_at(origin), deliveries.c.due_at),
-                           elapsed(deliveries.c.due_at, sa.func.coalesce(deliveries.c.live_at, _at(now))))
-                 .where(deliveries.c.channel == name)
-                 .where(deliveries.c.due_at >= origin).where(deliveries.c.due_at <= now)
-                 .where(deliveries.c.state != "superseded"))
+            q = _by_due(name, origin, now, elapsed(_at(origin), deliveries.c.due_at), _lag_at(now))
             width = step.total_seconds()
-            for offset, lag in conn.execute(q):
-                offset, lag = float(offset), float(lag)
-                slots[max(0, min(n - 1, int(round(offset, 3) // width)))].append(round(lag, 3))
+            for offset, lag in conn.execute(q):  # both to the millisecond, from the database
+                slots[max(0, min(n - 1, int(float(offset) // width)))].append(float(lag))
             out[name] = [Bucket(start=origin + i * step, count=len(s),
                                 p95=percentile(sorted(s), 95) if s else None, max=max(s) if s else None)
                          for i, s in enumerate(slots)]

@@ -9,8 +9,10 @@ from sqlalchemy import (
     JSON,
     Boolean,
     Column,
+    Computed,
     Date,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -21,6 +23,8 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.expression import FunctionElement
 from sqlalchemy.types import TypeDecorator
 
 
@@ -42,6 +46,29 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+
+class elapsed(FunctionElement[float]):  # noqa: N801 (an SQL function's name)
+    """Seconds from one timestamp to another, to the millisecond, computed by the database (no datetime per
+    row in Python). SQLite's julianday arithmetic carries ~30 µs of floating-point noise; the rounding drops it.
+    PostgreSQL answers numeric (Decimal in Python)."""
+
+    type = Float()
+    inherit_cache = True
+
+
+@compiles(elapsed, "sqlite")
+def _elapsed_sqlite(element: elapsed, compiler: Any, **kw: Any) -> str:
+    start, end = (compiler.process(arg, **kw) for arg in element.clauses)
+    return f"round((julianday({end}) - julianday({start})) * 86400.0, 3)"
+
+
+@compiles(elapsed)
+def _elapsed_default(element: elapsed, compiler: Any, **kw: Any) -> str:
+    start, end = (compiler.process(arg, **kw) for arg in element.clauses)
+    return f"round(EXTRACT(EPOCH FROM ({end}) - ({start})), 3)"
+
 
 metadata = MetaData(naming_convention={
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -130,7 +157,6 @@ deliveries = Table(
     _ts("retry_from"),  # the last manual retry: the retry budget's max_age counts from it, not from due_at (0004)
     UniqueConstraint("revision_id", "channel"),
     Index("ix_deliveries_work", "state", "channel", "next_attempt_at"),
-    Index("ix_deliveries_channel_due", "channel", "due_at"),
     Index("ix_deliveries_item", "item_id", "channel"),
 )
 
@@ -168,8 +194,12 @@ audit = Table(
 OPEN_ROWS_SQL = "state NOT IN ('live', 'superseded')"
 Index("ix_deliveries_open", deliveries.c.channel, deliveries.c.due_at, deliveries.c.state, deliveries.c.revision_id,
       sqlite_where=text(OPEN_ROWS_SQL), postgresql_where=text(OPEN_ROWS_SQL))
-# p50/p95/max over a window read (channel, due_at) and the two columns after it, never the table.
-Index("ix_deliveries_lag", deliveries.c.channel, deliveries.c.due_at, deliveries.c.state, deliveries.c.live_at)
+# A live row's lag, live_at − due_at in seconds (migration 0005): a generated column (VIRTUAL on SQLite, STORED on
+# PostgreSQL), so that it never disagrees with the two times; indexed, so that p50/p95/max read no timestamps.
+deliveries.append_column(Column("lag_s", Float, Computed(elapsed(deliveries.c.due_at, deliveries.c.live_at))))
+# p50/p95/max over a window: the live rows' lags by (channel, due_at); it also serves every (channel, due_at) range,
+# so the index of those two alone (0001) is gone: SQLite's planner took it and computed each lag from the table.
+Index("ix_deliveries_window", deliveries.c.channel, deliveries.c.due_at, deliveries.c.state, deliveries.c.lag_s)
 # Revisions still waiting for sign-off: a handful among the many approved (the legal deadline's candidates).
 IN_REVIEW_SQL = "state IN ('review', 'blocked')"
 Index("ix_revisions_in_review", revisions.c.id, sqlite_where=text(IN_REVIEW_SQL), postgresql_where=text(IN_REVIEW_SQL))

@@ -52,10 +52,15 @@ def test_upgrade_from_the_first_release_keeps_every_row(url: str) -> None:
         command.upgrade(cfg, "0001")
     old = Store(engine)
     _seed(old, 3)
+    with old.tx() as conn:  # one of them went live 90.5 s after it was due (0005 derives its lag)
+        conn.execute(sa.update(sa.table("deliveries", sa.column("id"), sa.column("state"), sa.column("live_at")))
+                     .where(sa.column("id") == 1).values(state="live", live_at=NOW + timedelta(seconds=90.5)))
     engine.dispose()
     new = Store.open(url)
     with new.read() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM deliveries")).scalar() == 3
+        lags = conn.execute(sa.text("SELECT id, lag_s FROM deliveries ORDER BY id")).all()
+        assert [(i, None if v is None else float(v)) for i, v in lags] == [(1, 90.5), (2, None), (3, None)]
         assert conn.execute(sa.text("SELECT count(*) FROM revisions WHERE title = '标题'")).scalar() == 3
         head = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
     assert head != "0001"
@@ -112,9 +117,14 @@ def test_analyze_lets_the_planner_read_only_the_open_rows(url: str) -> None:
         return
     late = ("SELECT id FROM deliveries WHERE deliveries.state NOT IN ('live', 'superseded') "
             "AND channel = 'bureau_site' AND due_at < '2016-01-01' ORDER BY due_at, id LIMIT 100")
+    window = ("SELECT coalesce(lag_s, 0) FROM deliveries WHERE channel = 'bureau_site' AND due_at >= '2015-01-01' "
+              "AND due_at <= '2016-01-01' AND state != 'superseded'")  # the lags over lag.window (p50/p95/max)
     with store.read() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM sqlite_stat1 WHERE idx = 'ix_deliveries_open'")).scalar() == 1
         plan = " ".join(str(row) for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + late))
         assert len(conn.exec_driver_sql(late).all()) == 8
+        window_plan = " ".join(str(row) for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + window))
+        assert len(conn.exec_driver_sql(window).all()) == 400
     store.close()
     assert "ix_deliveries_open" in plan, plan
+    assert "ix_deliveries_window" in window_plan, window_plan
