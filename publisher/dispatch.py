@@ -171,9 +171,9 @@ class Dispatcher:
         if rate is None:
             return cfg.concurrency
         now = self.clock.now()
-        recent = self.store.sent_since(name, now - rate.per)
+        recent = self.store.sent_since(name, now - rate.per, rate.count)  # the window's newest `count` sends
         left = rate.count - len(recent)
-        self._free_at[name] = recent[0] + rate.per if left <= 0 else None
+        self._free_at[name] = recent[0] + rate.per if left <= 0 else None  # when the oldest of them leaves it
         if left <= 0:
             log.info("dispatch.rate_limited", channel=name, limit=str(rate),
                      free_at=(recent[0] + rate.per).isoformat())

@@ -209,6 +209,8 @@ Index("ix_deliveries_channel_live", deliveries.c.channel, deliveries.c.live_at)
 LIVE_ROWS_SQL = "state = 'live'"
 Index("ix_deliveries_live_revision", deliveries.c.revision_id, sqlite_where=text(LIVE_ROWS_SQL),
       postgresql_where=text(LIVE_ROWS_SQL))
+# The client-side rate limit's "sends in the last hour", newest first, a few entries (0005).
+Index("ix_deliveries_channel_sent", deliveries.c.channel, deliveries.c.sent_at)
 # Freshness of a rarely published category: its revisions first, then their rows on the channel.
 Index("ix_revisions_category", revisions.c.category, revisions.c.id)
 
