@@ -175,99 +175,98 @@ def _td(seconds: float | None) -> timedelta | None:
 
 
 def print_table(doc: dict[str, Any], listen: str = "", why: str = "", rows: int = 5) -> None:
-    """The JSON report (either source) as rich tables, in the config's locale; `rows` legal-deadline
-    rows at most (the late items are limited where the report is made)."""
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
-
+    """The JSON report (either source) as tables, in the config's locale; `rows` legal-deadline rows at most
+    (the late items are limited where the report is made). Drawn by publisher/lag_table.py, not rich: see there."""
     from publisher.i18n import Translator, t
+    from publisher.lag_table import Column, Table, paint, terminal
 
     locale = doc.get("locale", "zh-CN")
     _ = Translator(locale)
-    console = Console(highlight=False, emoji=False)
-    stamp = _at(doc["generated_at"]).astimezone().strftime("%Y-%m-%d %H:%M")  # type: ignore[union-attr]
+    room, color = terminal()
+    out: list[str] = []
+
+    def note(text: str, style: str) -> None:
+        out.append(paint(text, style, color))
+
+    now = _at(doc["generated_at"]).astimezone()  # type: ignore[union-attr]
     since = _at(doc["window"]["since"]).astimezone().strftime("%Y-%m-%d %H:%M")  # type: ignore[union-attr]
-    table = Table(title=f"{_('title')} · {_('generated')} {stamp} · {_('window')} {since} –", title_justify="left")
-    # An 80-column terminal at 3 a.m. must still show whole channel names, states and counts: those
-    # never shrink; p50 and p95 are left out below 100 columns (--json has them all).
-    stats = ("p50", "p95", "max") if console.width >= 100 else ("max",)
-    table.add_column(_("channel"), no_wrap=True, min_width=8, max_width=24, overflow="ellipsis")
-    for key in ("sla", "status"):
-        table.add_column(_(key), no_wrap=True)
-    table.add_column(Text("/".join(_(k) for k in ("pending", "retrying", "failed", "manual")), overflow="fold"),
-                     justify="right", min_width=9)
-    for key in stats:
-        table.add_column(_(key), justify="right", min_width=6)
-    table.add_column(_("last_live"), justify="right", no_wrap=True)
-    for ch in doc["channels"]:
-        counts, window = ch["counts"], ch["window"]
-        status = f"[bold red]{_('late')} {ch['late_total']}[/]" if ch["status"] == "late" else f"[green]{_('on_time')}[/]"
-        pending = sum(counts.get(s, 0) for s in ("waiting", "pending", "sending", "sent"))
-        shown = "/".join(str(n) for n in (pending, counts.get("retrying", 0), counts.get("failed", 0),
-                                          counts.get("manual", 0)))
-        last = _at(ch["last_live_at"])
-        table.add_row(ch["display_name"], _.d(_td(ch["sla_s"])), status, shown,
-                      *(_.d(_td(window[f"{key}_s"])) for key in stats),
-                      last.astimezone().strftime("%m-%d %H:%M") if last else _("never"))
-    console.print(table)
+
+    def channels(stats: tuple[str, ...]) -> Table:
+        table = Table(f"{_('title')} · {_('generated')} {now:%Y-%m-%d %H:%M} · {_('window')} {since} –", [
+            Column(_("channel")), Column(_("sla")), Column(_("status")),
+            Column("/".join(_(k) for k in ("pending", "retrying", "failed", "manual")), right=True),
+            *(Column(_(key), right=True) for key in stats), Column(_("last_live"), right=True)])
+        for ch in doc["channels"]:
+            counts, window = ch["counts"], ch["window"]
+            status = ((f"{_('late')} {ch['late_total']}", "bold red") if ch["status"] == "late"
+                      else (_("on_time"), "green"))
+            pending = sum(counts.get(s, 0) for s in ("waiting", "pending", "sending", "sent"))
+            shown = "/".join(str(n) for n in (pending, counts.get("retrying", 0), counts.get("failed", 0),
+                                              counts.get("manual", 0)))
+            last = _at(ch["last_live_at"])
+            last = last.astimezone() if last else None
+            table.add_row(ch["display_name"], _.d(_td(ch["sla_s"])), status, shown,
+                          *(_.d(_td(window[f"{key}_s"])) for key in stats),
+                          _("never") if last is None else f"{last:%H:%M}" if last.date() == now.date()
+                          else f"{last:%m-%d %H:%M}")
+        return table
+
+    # An 80-column terminal at 3 a.m. must still show whole channel names, states and counts: those are
+    # never cut; p50 and p95 are left out when they do not fit (--json has them all).
+    table = channels(("p50", "p95", "max"))
+    out.append((table if table.fits(room) else channels(("max",))).render(room, color))
 
     names = {ch["name"]: ch["display_name"] for ch in doc["channels"]}
     late = sorted(({**d, "channel": ch["name"]} for ch in doc["channels"] for d in ch["late"]),
                   key=lambda d: d["due_at"])
     if late:
-        lt = Table(title=_("late_items"), title_justify="left")
-        for key in ("channel", "item", "state", "lag", "attempts", "last_error"):  # whole ids: `publisher retry ID`
-            lt.add_column(_(key), no_wrap=key in ("channel", "item"), overflow="ellipsis",
-                          max_width=None if key == "last_error" else 32)
+        # whole channel names and ids (`publisher retry ID`); the error's first line takes what is left
+        # and is cut to it (`publisher show ID` has it whole)
+        lt = Table(_("late_items"), [Column(_("channel")), Column(_("item")), Column(_("state"), shrink=6),
+                                     Column(_("lag"), right=True), Column(_("attempts"), right=True),
+                                     Column(_("last_error"), shrink=8)])
         for d in late:
             state = t(f"state_{d['state']}", locale) + (f" ({_('retract')})" if d["retract"] else "")
-            # one line per item: the error's first line, cut to the terminal (`publisher show ID` has it whole)
-            error = Text(d["last_error"].splitlines()[0] if d["last_error"] else "", no_wrap=True,
-                         overflow="ellipsis")
+            error = d["last_error"].splitlines()[0] if d["last_error"] else ""
             lt.add_row(names[d["channel"]], f"{d['item_id']} r{d['revision']}", state, _.d(_td(d["lag_s"])),
                        str(d["attempts"]), error)
-        console.print(lt)
+        out.append(lt.render(room, color))
         hidden = sum(ch["late_total"] - len(ch["late"]) for ch in doc["channels"])
         if hidden:
-            console.print(f"[dim]… +{hidden} (--limit N, --json)[/]")
+            note(f"… +{hidden} (--limit N, --json)", "dim")
     else:
-        console.print(f"[green]{_('no_late')}[/]")
+        note(_("no_late"), "green")
 
     warnings = [f for f in doc["freshness"] if f["status"] in ("warning", "breached")]
     if warnings:
-        ft = Table(title=_("freshness"), title_justify="left")
-        for key in ("channel", "category", "status", "age", "threshold"):
-            ft.add_column(_(key))
+        ft = Table(_("freshness"), [Column(_(key), right=key in ("age", "threshold"))
+                                    for key in ("channel", "category", "status", "age", "threshold")])
         for f in warnings:
-            colour = "red" if f["status"] == "breached" else "yellow"
             ft.add_row(names.get(f["channel"], f["channel"]), f["category_name"] or _("whole_channel"),
-                       f"[{colour}]{_('fresh_' + f['status'])}[/]", _.d(_td(f["age_s"])), _.d(_td(f["threshold_s"])))
-        console.print(ft)
+                       (_("fresh_" + f["status"]), "red" if f["status"] == "breached" else "yellow"),
+                       _.d(_td(f["age_s"])), _.d(_td(f["threshold_s"])))
+        out.append(ft.render(room, color))
     if doc["deadlines"]:
-        shown = doc["deadlines"][:rows]
-        dt = Table(title=_("deadlines"), title_justify="left")
-        ids = max(len(f"{d['item_id']} r{d['revision']}") for d in shown) if shown else 8
-        dt.add_column(_("item"), no_wrap=True, overflow="ellipsis", max_width=ids)  # whole ids, titles cut to them
-        dt.add_column(Text(_("category"), overflow="fold"), overflow="fold")
-        for key in ("doc_date", "deadline"):
-            dt.add_column(_(key), no_wrap=True, min_width=10)
-        dt.add_column(Text(_("workdays_left"), overflow="fold"), justify="right", min_width=5)
-        dt.add_column(_("status"), no_wrap=True, min_width=6)
-        for d in shown:
-            colour = "red" if d["status"] == "overdue" else "yellow"
-            dt.add_row(f"{d['item_id']} r{d['revision']}\n[dim]{d['title']}[/]", d["category_name"],
-                       d["start"], d["last_day"], str(d["working_days_left"]), f"[{colour}]{_(d['status'])}[/]"
-                       + ("" if d["calendar_known"] else f" {_('calendar_guess')}"))
-        console.print(dt)
+        shown_rows = doc["deadlines"][:rows]
+        ids = max(len(f"{d['item_id']} r{d['revision']}") for d in shown_rows)
+        dt = Table(_("deadlines"), [Column(_("item"), cap=ids), Column(_("category"), shrink=4),  # titles cut to ids
+                                    Column(_("doc_date")), Column(_("deadline")),
+                                    Column(_("workdays_left"), right=True), Column(_("status"))])
+        for d in shown_rows:
+            status = _(d["status"]) + ("" if d["calendar_known"] else f" {_('calendar_guess')}")
+            dt.add_row([f"{d['item_id']} r{d['revision']}", (d["title"], "dim")], d["category_name"],
+                       d["start"], d["last_day"], str(d["working_days_left"]),
+                       (status, "red" if d["status"] == "overdue" else "yellow"))
+        out.append(dt.render(room, color))
         if len(doc["deadlines"]) > rows:
-            console.print(f"[dim]… +{len(doc['deadlines']) - rows} (--limit N, --json)[/]")
+            note(f"… +{len(doc['deadlines']) - rows} (--limit N, --json)", "dim")
     if doc.get("source") == "daemon":
-        console.print(f"[dim]{_('source_daemon', listen=listen)}[/]")
+        note(_("source_daemon", listen=listen), "dim")
     elif why in ("down", "slow", "other_config"):
-        console.print(f"[yellow]{_('source_store_' + why, listen=listen)}[/]")
+        note(_("source_store_" + why, listen=listen), "yellow")
     elif why.startswith("http"):
-        console.print(f"[yellow]{_('source_store_refused', listen=listen, why=why)}[/]")
+        note(_("source_store_refused", listen=listen, why=why), "yellow")
+    sys.stdout.write("\n".join(out) + "\n")
 
 
 if __name__ == "__main__":

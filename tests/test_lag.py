@@ -17,6 +17,7 @@ from publisher import lag, lag_json, outbox
 from publisher.clock import FrozenClock
 from publisher.config import Config, load_config
 from publisher.lag_cli import lag_command
+from publisher.lag_table import Column, Table, cells, cut, wrap
 from publisher.schema import deliveries, items, revisions
 from publisher.store import Store
 
@@ -285,3 +286,40 @@ def test_cli_json_and_table(world: World, tmp_path: Path) -> None:
     assert "市安监局门户网站" in table.output and "401 incorrect_password" in table.output
     bad = runner.invoke(lag_command, ["--config", cfg, "--channel", "nope"])
     assert bad.exit_code == 2 and "bureau_site" in bad.output
+
+
+def test_table_fits_an_80_column_terminal_and_keeps_names_and_counts_whole(world: World, tmp_path: Path) -> None:
+    """At 80 columns every line fits; channel names, item ids and counts are whole, errors are cut with "…",
+    and p50/p95 give way to the max. Wider, the error and the percentiles come back. No colour when piped."""
+    long = "503 Service Unavailable: upstream 城市门户 gateway timed out after 30 s while the queue was full"
+    for k in range(3):
+        world.delivery("city_portal", state="manual", error=long, attempts=12, due_at=T0 - timedelta(days=3, hours=k))
+    world.delivery("bureau_site", state="live", due_at=T0 - timedelta(hours=1), live_at=T0 - timedelta(minutes=50))
+    runner = CliRunner()
+    cfg = str(tmp_path / "config.yaml")
+    narrow = runner.invoke(lag_command, ["--config", cfg, "--at", T0.isoformat(), "--store"], env={"COLUMNS": "80"})
+    assert narrow.exit_code == 0, narrow.output
+    lines = narrow.output.splitlines()
+    assert max(cells(line) for line in lines) <= 80, narrow.output
+    assert "\x1b[" not in narrow.output
+    for name in ("市安监局门户网站", "市政府门户网站", "政务微博", "省安监局信息报送"):
+        assert any(f"│ {name} " in line for line in lines), name
+    assert any("0/0/0/3" in line for line in lines)  # pending/retrying/failed/manual of the portal
+    late = [line for line in lines if "市政府门户网站" in line and "r1" in line]
+    assert len(late) == 3 and all("503 Se" in line and "…" in line for line in late)
+    assert "中位延迟" not in narrow.output and "最大延迟" in narrow.output
+    wide = runner.invoke(lag_command, ["--config", cfg, "--at", T0.isoformat(), "--store"], env={"COLUMNS": "200"})
+    assert long in wide.output and "中位延迟" in wide.output and max(cells(x) for x in wide.output.splitlines()) <= 200
+
+
+def test_table_cells_cut_and_wrap_count_wide_characters_twice() -> None:
+    assert (cells("abc"), cells("渠道"), cells("e\u0301")) == (3, 4, 1)
+    assert cut("市安监局门户网站", 9) == "市安监局…" and cells(cut("市安监局门户网站", 9)) == 9
+    assert cut("503 Service", 20) == "503 Service"
+    assert wrap("发送状态", 6) == ["发送", "状态"]
+    assert wrap("待发/重试中/失败/待人工", 14) == ["待发/重试中/", "失败/待人工"]
+    table = Table("t", [Column("名称"), Column("n", right=True), Column("error", shrink=5)])
+    table.add_row("政务微博", "12", ("boom " * 10, "red"))
+    plain, coloured = table.render(30, color=False), table.render(30, color=True)
+    assert all(cells(line) <= 30 for line in plain.splitlines())
+    assert "│ 政务微博 │ 12 │" in plain and "\x1b[31m" in coloured and "\x1b[" not in plain

@@ -128,3 +128,20 @@ def test_analyze_lets_the_planner_read_only_the_open_rows(url: str) -> None:
     store.close()
     assert "ix_deliveries_open" in plan, plan
     assert "ix_deliveries_window" in window_plan, window_plan
+
+
+def test_sent_since_gives_the_newest_sends_of_the_window_oldest_first(url: str) -> None:
+    """The rate limit asks for the window's newest `count` sends: when it is full, the oldest of them
+    says when a slot frees; the rest of a long history is never read (index ix_deliveries_channel_sent)."""
+    store = Store.open(url)
+    _seed(store, 6)
+    with store.tx() as conn:
+        for k in range(1, 7):  # sent 10, 20, … 60 minutes after NOW
+            conn.execute(sa.text("UPDATE deliveries SET state = 'live', sent_at = :at WHERE id = :id"),
+                         {"at": (NOW + timedelta(minutes=10 * k)).replace(tzinfo=None if url.startswith("sqlite")
+                                                                          else UTC), "id": k})
+    got = store.sent_since("bureau_site", NOW + timedelta(minutes=15), 3)
+    assert got == [NOW + timedelta(minutes=m) for m in (40, 50, 60)]
+    assert store.sent_since("bureau_site", NOW + timedelta(minutes=55), 3) == [NOW + timedelta(minutes=60)]
+    assert store.sent_since("microblog", NOW, 3) == []
+    store.close()
