@@ -48,7 +48,6 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-
 class elapsed(FunctionElement[float]):  # noqa: N801 (an SQL function's name)
     """Seconds from one timestamp to another, to the millisecond, computed by the database (no datetime per
     row in Python). SQLite's julianday arithmetic carries ~30 µs of floating-point noise; the rounding drops it.
