@@ -45,7 +45,7 @@ OPEN = ("waiting", "pending", "sending", "sent", "retrying", "failed", "manual")
 OPEN_ROWS = sa.text(f"deliveries.{OPEN_ROWS_SQL}")
 IN_REVIEW = sa.text(f"revisions.{IN_REVIEW_SQL}")
 LIVE_ROWS = sa.text(f"deliveries.{LIVE_ROWS_SQL}")
-WALK_LIMIT = 20_000  # newest live rows read per channel before asking per category instead
+WALK_LIMIT = 1_000  # newest live rows read per channel before asking per category instead
 
 
 @dataclass(frozen=True)
@@ -257,14 +257,15 @@ def _newest_live(conn: Connection, channel: str, wanted: dict[str, timedelta],
     newest: datetime | None = None
     found: dict[str, datetime] = {}
     missing = dict(wanted)
-    result = conn.execution_options(yield_per=500).execute(q)
+    # one plain read of the newest rows: a streamed cursor cost PostgreSQL a round trip per batch
+    result = conn.execute(q.limit(WALK_LIMIT))
     try:
-        for n, (live_at, category) in enumerate(result):
+        for live_at, category in result:
             newest = newest or live_at
             if category in missing:
                 found[category] = live_at
                 del missing[category]
-            if not missing or n >= WALK_LIMIT or now - live_at > max(missing.values()):
+            if not missing or now - live_at > max(missing.values()):
                 break
     finally:
         result.close()
