@@ -26,11 +26,11 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 
 from channels.base import Channel, ManualTask, PermanentError, Receipt, TransientError
 from publisher.clock import Clock
-from publisher.config import ChannelConfig, Config
+from publisher.config import Config
 from publisher.items import Revision
 from publisher.outbox import requeue, revision_from_row
+from publisher.ratelimit import RateLimits
 from publisher.store import Store
-from publisher.units import parse_rate
 
 log = structlog.get_logger()
 T = TypeVar("T")
@@ -62,7 +62,7 @@ class Dispatcher:
         self.read_retries = read_retries
         self._wake = {name: asyncio.Event() for name in channels}
         self._revisions: dict[int, Revision] = {}
-        self._free_at: dict[str, datetime | None] = {}  # when a rate-limited channel may send again
+        self.limits = RateLimits(store, config, channels)
 
     # --- public ----------------------------------------------------------------------------------
 
@@ -133,10 +133,9 @@ class Dispatcher:
     def _next_work(self, name: str, now: datetime) -> datetime | None:
         """When the channel's worker next has something it may do: while the rate limit is spent, only
         read-backs count, and the moment the limit frees up."""
-        free_at = self._free_at.get(name)
-        limited = free_at is not None and free_at > now
-        nxt = self.store.next_due(name, send=not limited)
-        if limited and free_at is not None:
+        free_at = self.limits.free_at(name, now)
+        nxt = self.store.next_due(name, send=free_at is None)
+        if free_at is not None:
             nxt = min(nxt, free_at) if nxt is not None else free_at
         return nxt
 
@@ -151,7 +150,7 @@ class Dispatcher:
             room = cfg.concurrency - len(sending) - len(reading)
             if room > 0 and (stop is None or not stop.is_set()):
                 # in-flight sends count against the rate limit before they show up as sent
-                allowed = self._allowance(name, cfg) - len(sending)
+                allowed = self.limits.allowance(name, self.clock.now(), cfg.concurrency) - len(sending)
                 rows = self.store.claim(name, self.owner, self.clock.now(), min(room, max(allowed, 1)), lease,
                                         send=allowed > 0)  # read-backs go on while the limit holds sends back
                 for row in rows:
@@ -163,21 +162,6 @@ class Dispatcher:
             done, _ = await asyncio.wait(sending | reading, return_when=asyncio.FIRST_COMPLETED)
             sending -= done
             reading -= done
-
-    def _allowance(self, name: str, cfg: ChannelConfig) -> int:
-        """How many rows may be claimed now, within the channel's rate limit."""
-        rate = cfg.rate_limit or (parse_rate(self.channels[name].default_rate_limit)
-                                  if self.channels[name].default_rate_limit else None)
-        if rate is None:
-            return cfg.concurrency
-        now = self.clock.now()
-        recent = self.store.sent_since(name, now - rate.per, rate.count)  # the window's newest `count` sends
-        left = rate.count - len(recent)
-        self._free_at[name] = recent[0] + rate.per if left <= 0 else None  # when the oldest of them leaves it
-        if left <= 0:
-            log.info("dispatch.rate_limited", channel=name, limit=str(rate),
-                     free_at=(recent[0] + rate.per).isoformat())
-        return max(0, min(cfg.concurrency, left))
 
     # --- one row ------------------------------------------------------------------------------------
 
