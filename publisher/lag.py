@@ -239,9 +239,7 @@ def _window(conn: Connection, channel: str, since: datetime, now: datetime) -> l
         lags = [v for (v,) in result.cursor.fetchall()]
     finally:
         result.close()
-    if lags and not isinstance(lags[0], float):
-        lags = [float(v) for v in lags]  # PostgreSQL's numeric arrives as Decimal
-    lags.sort()
+    lags.sort()  # floats on both backends: coalesce with the double lag_s makes PostgreSQL answer double
     return lags
 
 

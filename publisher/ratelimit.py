@@ -35,10 +35,10 @@ class RateLimits:
             return concurrency
         recent = self.store.sent_since(name, now - rate.per, rate.count)  # the window's newest `count` sends
         left = rate.count - len(recent)
-        self._free_at[name] = recent[0] + rate.per if left <= 0 else None  # when the oldest of them leaves it
-        if left <= 0:
-            log.info("dispatch.rate_limited", channel=name, limit=str(rate),
-                     free_at=(recent[0] + rate.per).isoformat())
+        free_at = recent[0] + rate.per if left <= 0 else None  # when the oldest of them leaves the window
+        self._free_at[name] = free_at
+        if free_at is not None:
+            log.info("dispatch.rate_limited", channel=name, limit=str(rate), free_at=free_at.isoformat())
         return max(0, min(concurrency, left))
 
     def free_at(self, name: str, now: datetime) -> datetime | None:
