@@ -27,11 +27,9 @@ Settings a test may change live in `service.store["settings"]` (see `DEFAULT_SET
 
 from __future__ import annotations
 
-import html
 import json
 import re
 import time
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -41,9 +39,17 @@ from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import Message, Receive, Scope, Send
 
 from publisher.sandbox.core import FaultKind, Service
+from publisher.sandbox.mastodon_rules import (
+    RateLimiter,
+    err,
+    human_size,
+    iso,
+    render_content,
+    sniff,
+    status_length,
+)
 
 ACCOUNT_ID = "109348212345678901"
 USERNAME = "bureau"
@@ -67,116 +73,6 @@ DEFAULT_SETTINGS: dict[str, Any] = {
 SUPPORTED_MIME_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
 DESCRIPTION_LIMIT = 1500
 MAX_BODY_BYTES = 99 * 1024 * 1024  # the reverse proxy's client_max_body_size; beyond it, 413
-MEDIA_PATH_RE = re.compile(r"/api/v\d+/media$")
-
-# twitter-text's URL extraction, reduced: a scheme, then URL characters (a CJK character ends it).
-URL_RE = re.compile(r"https?://[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+")
-
-
-def sniff(data: bytes) -> str | None:
-    """The file's type from its first bytes (Paperclip trusts the content, not the declared type)."""
-    if data.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if data.startswith((b"GIF87a", b"GIF89a")):
-        return "image/gif"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    return None
-
-
-def human_size(n: int) -> str:
-    """Rails' number_to_human_size, enough for the limit in a validation message."""
-    for unit, size in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
-        if n >= size:
-            value = n / size
-            return f"{value:.0f} {unit}" if value == int(value) else f"{value:.1f} {unit}"
-    return f"{n} Bytes"
-
-
-def status_length(text: str, spoiler_text: str = "", per_url: int = 23) -> int:
-    """Mastodon's count: spoiler text plus text, every URL as `per_url` characters."""
-    return len(spoiler_text) + len(URL_RE.sub("x" * per_url, text or ""))
-
-
-def iso(at: float) -> str:
-    return datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _err(message: str, status: int, headers: dict[str, str] | None = None) -> Response:
-    return JSONResponse({"error": message}, status_code=status, headers=headers)
-
-
-def _linkify(url: str) -> str:
-    scheme, _, rest = url.partition("://")
-    shown, hidden = rest[:30], rest[30:]
-    cls = "ellipsis" if hidden else ""
-    return (f'<a href="{html.escape(url)}" target="_blank" rel="nofollow noopener noreferrer" translate="no">'
-            f'<span class="invisible">{html.escape(scheme)}://</span><span class="{cls}">{html.escape(shown)}</span>'
-            f'<span class="invisible">{html.escape(hidden)}</span></a>')
-
-
-def render_content(text: str) -> str:
-    """Plain text as Mastodon's formatter renders it: escaped, links made, paragraphs and line breaks."""
-    paras = []
-    for para in re.split(r"\n{2,}", text.strip()):
-        out, pos = [], 0
-        for m in URL_RE.finditer(para):
-            out.append(html.escape(para[pos:m.start()]))
-            out.append(_linkify(m.group(0)))
-            pos = m.end()
-        out.append(html.escape(para[pos:]))
-        paras.append("<p>" + "".join(out).replace("\n", "<br />") + "</p>")
-    return "".join(paras)
-
-
-class RateLimiter:
-    """ASGI wrapper: rack-attack's fixed windows, headers on every answer, 429 when spent."""
-
-    def __init__(self, app: Any, store: dict[str, Any]) -> None:
-        self.app = app
-        self.store = store
-
-    def headers_for(self, key: str, *, spend: bool, throttle: str = "") -> tuple[dict[str, str], bool]:
-        """The window's headers for `key` under a throttle ("" for all API calls, "media_" for uploads)."""
-        settings = self.store["settings"]
-        period, limit = settings[f"{throttle}rate_period_s"], settings[f"{throttle}rate_limit"]
-        now = time.time()
-        window = int(now // period)
-        counts: dict[tuple[str, str, int], int] = self.store["rate"]
-        if spend:
-            counts[(throttle, key, window)] = counts.get((throttle, key, window), 0) + 1
-        used = counts.get((throttle, key, window), 0)
-        headers = {"X-RateLimit-Limit": str(limit), "X-RateLimit-Remaining": str(max(0, limit - used)),
-                   "X-RateLimit-Reset": iso((window + 1) * period)}
-        return headers, used > limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        hdrs = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        key = hdrs.get("authorization") or (scope.get("client") or ("anon",))[0]
-        headers, over = self.headers_for(key, spend=True)
-        if not over and scope["method"] == "POST" and MEDIA_PATH_RE.search(scope["path"]) and "authorization" in hdrs:
-            # rack-attack's throttle_api_media: uploads per user, apart from the general budget
-            media_headers, over = self.headers_for(key, spend=True, throttle="media_")
-            if over:
-                headers = media_headers
-        if over:
-            await _err("Too many requests", 429, headers)(scope, receive, send)
-            return
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message = dict(message)
-                message["headers"] = list(message.get("headers", [])) + [
-                    (k.lower().encode(), v.encode()) for k, v in headers.items()]
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
-
 
 def make(service: Service, public_base_url: str) -> tuple[Any, Any]:
     """The Mastodon stand-in app and its fault renderer."""
@@ -218,7 +114,7 @@ def make(service: Service, public_base_url: str) -> tuple[Any, Any]:
         if request.headers.get("authorization") is None and not required:
             return None
         if account_of(request) is None:
-            return _err("The access token is invalid", 401)
+            return err("The access token is invalid", 401)
         return None
 
     def media_json(media: dict[str, Any]) -> dict[str, Any]:
@@ -268,17 +164,17 @@ def make(service: Service, public_base_url: str) -> tuple[Any, Any]:
 
     def validate(p: dict[str, Any], *, has_media: bool) -> Response | None:
         if p.get("_invalid"):
-            return _err("Error occurred while parsing request parameters", 400)
+            return err("Error occurred while parsing request parameters", 400)
         text = str(p.get("status") or "")
         spoiler = str(p.get("spoiler_text") or "")
         visibility = p.get("visibility")
         if visibility is not None and visibility not in VISIBILITIES:
-            return _err(f"'{visibility}' is not a valid visibility", 422)
+            return err(f"'{visibility}' is not a valid visibility", 422)
         if not text.strip() and not has_media:
-            return _err("Validation failed: Text can't be blank", 422)
+            return err("Validation failed: Text can't be blank", 422)
         limit = store["settings"]["max_characters"]
         if status_length(text, spoiler, store["settings"]["characters_reserved_per_url"]) > limit:
-            return _err(f"Validation failed: Text character limit of {limit} exceeded", 422)
+            return err(f"Validation failed: Text character limit of {limit} exceeded", 422)
         return None
 
     def media_of(p: dict[str, Any], sid: str | None = None) -> list[str] | Response:
@@ -288,15 +184,15 @@ def make(service: Service, public_base_url: str) -> tuple[Any, Any]:
             ids = []
         limit = store["settings"]["max_media_attachments"]
         if len(ids) > limit:
-            return _err(f"Cannot attach more than {limit} files", 422)
+            return err(f"Cannot attach more than {limit} files", 422)
         wanted = list(dict.fromkeys(str(i) for i in ids))
         found = [i for i in wanted if i in store["media"] and store["media"][i]["_account"] == ACCOUNT_ID
                  and store["media"][i]["_status_id"] in (None, sid)]
         missing = [i for i in wanted if i not in found]
         if missing:
-            return _err(f"Media {', '.join(missing)} not found or already attached to another post", 422)
+            return err(f"Media {', '.join(missing)} not found or already attached to another post", 422)
         if any(store["media"][i]["_polls_left"] for i in found):
-            return _err("Cannot attach files that have not finished processing. Try again in a moment!", 422)
+            return err("Cannot attach files that have not finished processing. Try again in a moment!", 422)
         return found
 
     def language_of(p: dict[str, Any]) -> str | None:
@@ -352,7 +248,7 @@ def make(service: Service, public_base_url: str) -> tuple[Any, Any]:
             return problem
         status = live(sid)
         if status is None:
-            return _err("Record not found", 404)
+            return err("Record not found", 404)
         if request.method == "GET":
             return JSONResponse(public(status))
         if request.method == "DELETE":
@@ -412,7 +308,7 @@ def make(service: Service, public_base_url: str) -> tuple[Any, Any]:
         if problem:
             return problem
         if request.path_params["id"] != ACCOUNT_ID:
-            return _err("Record not found", 404)
+            return err("Record not found", 404)
         q = request.query_params
         try:
             limit = max(1, min(int(q.get("limit", "20")), 40))
@@ -435,7 +331,7 @@ def make(service: Service, public_base_url: str) -> tuple[Any, Any]:
     async def upload(request: Request) -> Response:
         owner = account_of(request, media=True)
         if owner is None:
-            return _err("The access token is invalid", 401)
+            return err("The access token is invalid", 401)
         try:
             length = int(request.headers.get("content-length") or 0)
         except ValueError:
@@ -443,25 +339,25 @@ def make(service: Service, public_base_url: str) -> tuple[Any, Any]:
         if length > MAX_BODY_BYTES:  # the reverse proxy refuses it before Mastodon sees it
             return HTMLResponse("<html><head><title>413 Request Entity Too Large</title></head></html>", 413)
         if "multipart/form-data" not in request.headers.get("content-type", ""):
-            return _err("Validation failed: File can't be blank", 422)
+            return err("Validation failed: File can't be blank", 422)
         try:
             form = await request.form(max_part_size=MAX_BODY_BYTES)
         except MultiPartException:
-            return _err("Error occurred while parsing request parameters", 400)
+            return err("Error occurred while parsing request parameters", 400)
         file = form.get("file")
         if not isinstance(file, UploadFile):
-            return _err("Validation failed: File can't be blank", 422)
+            return err("Validation failed: File can't be blank", 422)
         data = await file.read()
         ctype = sniff(data)
         if ctype not in SUPPORTED_MIME_TYPES:
-            return _err("Validation failed: File content type is invalid, File is invalid", 422)
+            return err("Validation failed: File content type is invalid, File is invalid", 422)
         limit = store["settings"]["image_size_limit"]
         if len(data) >= limit:
-            return _err(f"Validation failed: File file size must be less than {human_size(limit)}", 422)
+            return err(f"Validation failed: File file size must be less than {human_size(limit)}", 422)
         description = form.get("description")
         description = description if isinstance(description, str) and description else None
         if description is not None and len(description) > DESCRIPTION_LIMIT:
-            return _err(f"Validation failed: Description is too long (maximum is {DESCRIPTION_LIMIT} characters)", 422)
+            return err(f"Validation failed: Description is too long (maximum is {DESCRIPTION_LIMIT} characters)", 422)
         # an animated GIF becomes a looping video (gifv), a larger format that is always processed in the background
         kind = "gifv" if ctype == "image/gif" and b"NETSCAPE2.0" in data else "image"
         background = kind == "gifv" or bool(store["settings"]["media_async"])
@@ -479,10 +375,10 @@ def make(service: Service, public_base_url: str) -> tuple[Any, Any]:
     async def media_one(request: Request) -> Response:
         owner = account_of(request, media=True)
         if owner is None:
-            return _err("The access token is invalid", 401)
+            return err("The access token is invalid", 401)
         media = store["media"].get(request.path_params["id"])
         if media is None or media["_account"] != owner or media["_status_id"] is not None:
-            return _err("Record not found", 404)
+            return err("Record not found", 404)
         if media["_polls_left"]:
             answer = JSONResponse(media_json(media), status_code=206)
             media["_polls_left"] -= 1  # processing goes on in the background; it is done after so many looks
@@ -511,17 +407,17 @@ def make(service: Service, public_base_url: str) -> tuple[Any, Any]:
     def render_fault(kind: FaultKind, retry_after: str | None) -> Response:
         headers, _ = limiter.headers_for("fault", spend=False)
         if kind == "unauthorized":
-            return _err("The access token is invalid", 401, headers)
+            return err("The access token is invalid", 401, headers)
         if kind == "rate_limited":
             # Mastodon names the end of the window and never sends Retry-After.
             if retry_after and retry_after.isdigit():
                 headers["X-RateLimit-Reset"] = iso(time.time() + int(retry_after))
             headers["X-RateLimit-Remaining"] = "0"
-            return _err("Too many requests", 429, headers)
+            return err("Too many requests", 429, headers)
         if retry_after:
             headers["Retry-After"] = retry_after
         status = service.faults.error_status
-        return _err("Service Unavailable" if status == 503 else "Internal Server Error", status, headers)
+        return err("Service Unavailable" if status == 503 else "Internal Server Error", status, headers)
 
     return limiter, render_fault
 

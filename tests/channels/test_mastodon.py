@@ -18,7 +18,7 @@ from channels.mastodon import Mastodon, mastodon_length, plain_text
 from publisher.clock import FrozenClock
 from publisher.items import Attachment
 from publisher.sandbox import CREDENTIALS, SandboxServer
-from publisher.sandbox.mastodon import render_content
+from publisher.sandbox.mastodon_rules import render_content
 from tests.conftest import make_revision
 
 LINK = "http://127.0.0.1:8701/wordpress/2015/03/18/2015-accidents-0007-a-rather-long-slug/"

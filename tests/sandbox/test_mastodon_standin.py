@@ -8,7 +8,8 @@ import httpx
 import pytest
 
 from publisher.sandbox import CREDENTIALS, SandboxServer
-from publisher.sandbox.mastodon import ACCOUNT_ID, OTHER_TOKEN, render_content, status_length
+from publisher.sandbox.mastodon import ACCOUNT_ID, OTHER_TOKEN
+from publisher.sandbox.mastodon_rules import render_content, status_length
 
 AUTH = {"Authorization": f"Bearer {CREDENTIALS['mastodon_token']}"}
 LINK = "http://127.0.0.1:8701/wordpress/2015/03/18/a-very-long-slug-that-goes-on-and-on-for-a-while/"
