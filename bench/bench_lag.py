@@ -41,10 +41,10 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from publisher.config import load_config  # noqa: E402
-from publisher.lag import build_report  # noqa: E402
-from publisher.schema import deliveries, items, revisions  # noqa: E402
-from publisher.store import Store  # noqa: E402
+from publisher.config.settings import load_config  # noqa: E402
+from publisher.lag.report import build_report  # noqa: E402
+from publisher.store.db import Store  # noqa: E402
+from publisher.store.schema import deliveries, items, revisions  # noqa: E402
 
 TARGET = 1_000_000
 WEIGHTS = {"news": 40, "updates": 25, "notices": 10, "agency": 5, "committee": 8, "laws": 4, "guides": 7,
@@ -142,7 +142,7 @@ def build(url: str, config_path: Path, now: datetime, seed: int = 7) -> None:
 
 
 def write_config(workdir: Path, url: str, **sections: dict) -> Path:
-    data = yaml.safe_load((ROOT / "publisher" / "config.default.yaml").read_text(encoding="utf-8"))
+    data = yaml.safe_load((ROOT / "publisher" / "config" / "default.yaml").read_text(encoding="utf-8"))
     data["store"] = {"url": url}
     data["sandbox"] = {"enabled": False}
     data.update(sections)

@@ -28,13 +28,13 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from publisher.corpus import make_corpus  # noqa: E402
 from publisher.sandbox import SandboxProcess  # noqa: E402
+from publisher.sandbox.corpus import make_corpus  # noqa: E402
 from tests.harness import free_port, settings, write_config  # noqa: E402
 
 
 def _daemon(config: Path) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen([sys.executable, "-m", "publisher.cli", "run", "--config", str(config)],
+    proc = subprocess.Popen([sys.executable, "-m", "publisher", "run", "--config", str(config)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=config.parent)
     if os.environ.get("PROFILE"):  # PROFILE=out.txt: sample the daemon with py-spy for 25 s
         subprocess.Popen(["py-spy", "record", "--pid", str(proc.pid), "--duration", "25", "--rate", "200",

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from channels.base import ChannelError, PermanentError, Receipt, TransientError  # noqa: E402
 from channels.wordpress import WordPress, slug_for  # noqa: E402
 from publisher.clock import SystemClock  # noqa: E402
-from publisher.items import Attachment, Revision  # noqa: E402
+from publisher.model import Attachment, Revision  # noqa: E402
 
 # A minimal well-formed PDF: WordPress checks an upload's real type against its extension.
 PDF = (b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n2 0 obj<</Type/Pages/Kids[3 0 R]/Count 1>>endobj\n"

@@ -4,7 +4,7 @@ The feed file (channels/atom_file.py) is the adapter's whole state: every call r
 back atomically, so a crash leaves either the old or the new feed. Entry ids are `tag:` URIs
 (RFC 4151) made from the feed id and the item id, so they never change across revisions; a
 retraction leaves an RFC 6721 tombstone that the collector understands as "delete this entry".
-The daemon's web server (publisher/web.py `feed_response`) serves the file with ETag, Last-Modified and 304.
+The daemon's web server (publisher/app/web/app.py `feed_response`) serves the file with ETag, Last-Modified and 304.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from channels.atom_file import (
 )
 from channels.base import Channel, ChannelOptions, Receipt, error_for_status, transport_error
 from channels.render import render_html
-from publisher.items import Revision
+from publisher.model import Revision
 
 log = structlog.get_logger()
 

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     import httpx
 
     from publisher.clock import Clock
-    from publisher.items import Revision
+    from publisher.model import Revision
 
 
 class ChannelError(PublisherError):

@@ -24,7 +24,6 @@ import io
 import json
 import re
 import time
-from datetime import timedelta, timezone
 from typing import Any, ClassVar, Literal
 from urllib.parse import quote, urlsplit
 
@@ -46,11 +45,11 @@ from channels.base import (
     transport_error,
 )
 from channels.render import render_html, render_text
-from publisher.items import Revision
+from publisher.clock import CHINA
+from publisher.model import Revision
 
 log = structlog.get_logger()
 
-BEIJING = timezone(timedelta(hours=8))  # China keeps no daylight saving time
 DEFAULT_BODY = """{
   "source_id": {{ rev.item_id | tojson }},
   "title": {{ rev.title | tojson }},
@@ -279,7 +278,7 @@ class HttpPush(Channel):
     # --- the wire -------------------------------------------------------------------------------
 
     def _render(self, rev: Revision) -> bytes:
-        when = (rev.publish_at or self.clock.now()).astimezone(BEIJING)
+        when = (rev.publish_at or self.clock.now()).astimezone(CHINA)
         try:
             rendered = self._template.render(
                 rev=rev, html=render_html(rev.body), text=render_text(rev.body), summary=rev.short_summary,

@@ -25,7 +25,7 @@ from pydantic import Field, SecretStr, model_validator
 
 from channels.base import Channel, ChannelOptions, PermanentError, Receipt, TransientError
 from channels.render import render_html
-from publisher.items import Revision
+from publisher.model import Revision
 
 log = structlog.get_logger()
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import math
 import re
-from datetime import timedelta, timezone
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -33,7 +33,8 @@ from channels.base import (
     transport_error,
 )
 from channels.render import longest
-from publisher.items import Revision
+from publisher.clock import CHINA
+from publisher.model import Revision
 
 log = structlog.get_logger()
 
@@ -41,7 +42,6 @@ LIMIT = 140
 URL_HALF_WIDTHS = 20
 MAX_PIC_BYTES = 5 * 1024 * 1024
 PIC_TYPES = {"image/jpeg", "image/png", "image/gif"}
-CST = timezone(timedelta(hours=8))  # Weibo's daily limits turn over at midnight China time
 URL_RE = re.compile(r"https?://[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+")
 
 TOKEN_CODES = {21301, 21314, 21315, 21316, 21317, 21319, 21327, 21332}
@@ -222,7 +222,7 @@ class Weibo(Channel):
             return RateLimited(f"Weibo's posting limit is reached (error {code}); waiting for the hourly window",
                                status=status, remote=remote, retry_after=header_wait or 3600.0)
         if code in DAILY_CODES:
-            midnight = (now.astimezone(CST) + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+            midnight = (now.astimezone(CHINA) + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
             wait = header_wait or max(60.0, (midnight - now).total_seconds())
             return RateLimited(f"Weibo's daily call limit is reached (error {code}); waiting for midnight China time",
                                status=status, remote=remote, retry_after=wait)

@@ -30,7 +30,7 @@ from channels.base import (
     transport_error,
 )
 from channels.render import render_html
-from publisher.items import Attachment, Revision
+from publisher.model import Attachment, Revision
 
 log = structlog.get_logger()
 

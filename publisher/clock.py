@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Protocol
+
+# Mainland China's civil time (UTC+8, no daylight saving since 1991): working days, the portal's
+# timestamps, Weibo's and WeChat's daily quotas, the dates people read.
+CHINA = timezone(timedelta(hours=8), "CST")
 
 
 class Clock(Protocol):

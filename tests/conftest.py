@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from publisher.clock import FrozenClock
-from publisher.items import Revision
+from publisher.model import Revision
 from publisher.sandbox import SandboxServer
 
 

@@ -14,9 +14,10 @@ import httpx
 import uvicorn
 import yaml
 
-from publisher.config import Config, load_config
+from publisher.app.web.app import create_app
+from publisher.app.web.context import WebContext
+from publisher.config.settings import Config, load_config
 from publisher.sandbox import CREDENTIALS
-from publisher.web import WebContext, create_app
 
 SHIPPED = Path(__file__).resolve().parent.parent / "config.yaml"
 

@@ -20,10 +20,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from publisher.alerts import Alerter
 from publisher.clock import FrozenClock
-from publisher.schema import deliveries
-from publisher.store import Store
+from publisher.lag.alerts import Alerter
+from publisher.store.db import Store
+from publisher.store.schema import deliveries
 from tests.test_lag import T0, World, make_config
 
 

@@ -14,14 +14,14 @@ import httpx
 import pytest
 import yaml
 
-from publisher.config import ConfigError, load_config
+from publisher.config.settings import ConfigError, load_config
 from tests.harness import free_port
 
 SHIPPED = Path(__file__).resolve().parent.parent / "config.yaml"
 
 
 def cli(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([sys.executable, "-m", "publisher.cli", *args], cwd=cwd, capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "publisher", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=180)
     if check and proc.returncode != 0:
         raise AssertionError(f"publisher {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
@@ -46,8 +46,8 @@ def test_init_writes_the_shipped_config_and_folders(workdir: Path) -> None:
     for sub in ("queue/inbox", "queue/archive", "queue/rejected", "var"):
         assert (workdir / sub).is_dir()
     assert "check-config" not in cli("check-config", cwd=workdir).stderr
-    packaged = (Path(__file__).resolve().parent.parent / "publisher" / "config.default.yaml").read_text("utf-8")
-    assert packaged == SHIPPED.read_text("utf-8"), "publisher/config.default.yaml must equal config.yaml"
+    packaged = (Path(__file__).resolve().parent.parent / "publisher" / "config" / "default.yaml").read_text("utf-8")
+    assert packaged == SHIPPED.read_text("utf-8"), "publisher/config/default.yaml must equal config.yaml"
 
 
 def test_first_run_flows_items_and_the_review_commands_work(workdir: Path) -> None:
@@ -113,7 +113,7 @@ def test_check_config_reports_adapter_keys_and_references(tmp_path: Path) -> Non
 def test_sigterm_stops_the_daemon_cleanly_and_healthz_answers(workdir: Path) -> None:
     """The daemon answers /healthz while running and exits 0 on SIGTERM, logging its stop."""
     config = load_config(workdir / "config.yaml")
-    proc = subprocess.Popen([sys.executable, "-m", "publisher.cli", "run"], cwd=workdir,
+    proc = subprocess.Popen([sys.executable, "-m", "publisher", "run"], cwd=workdir,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 30
@@ -158,7 +158,7 @@ def test_lag_asks_the_running_daemon_and_says_when_it_cannot(workdir: Path) -> N
     config = load_config(workdir / "config.yaml")
     (workdir / "queue" / "inbox" / "a.md").write_text(
         "---\nid: lag-1\ntitle: 安全生产动态\ncategory: updates\n---\n正文。\n", "utf-8")
-    proc = subprocess.Popen([sys.executable, "-m", "publisher.cli", "run"], cwd=workdir,
+    proc = subprocess.Popen([sys.executable, "-m", "publisher", "run"], cwd=workdir,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
     try:
         _wait_healthy(config.web.base_url, proc)
@@ -199,7 +199,7 @@ def test_an_approval_from_another_process_is_sent_at_once(workdir: Path, backend
     config = load_config(path)
     (workdir / "queue" / "inbox" / "n.md").write_text(
         "---\nid: fast-1\ntitle: 关于春节期间安全生产工作的通知\ncategory: notices\n---\n正文。\n", "utf-8")
-    proc = subprocess.Popen([sys.executable, "-m", "publisher.cli", "run"], cwd=workdir,
+    proc = subprocess.Popen([sys.executable, "-m", "publisher", "run"], cwd=workdir,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
     try:
         _wait_healthy(config.web.base_url, proc)

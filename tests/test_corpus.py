@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
-from publisher.corpus import COUNTS, DISTRICTS, make_corpus
-from publisher.screen import screen
+from publisher.review.screen import screen
+from publisher.sandbox.corpus import COUNTS, DISTRICTS, make_corpus
 
 
 def read_item(path: Path) -> tuple[dict[str, Any], str]:
@@ -130,8 +130,8 @@ def test_scale_ten_is_ten_years_and_fast(tmp_path: Path) -> None:
 
 
 def test_command_line_writes_the_corpus(tmp_path: Path) -> None:
-    """`python -m publisher.corpus OUT --scale --seed --sensitive --broken` writes files and the manifest."""
-    subprocess.run([sys.executable, "-m", "publisher.corpus", str(tmp_path), "--scale", "0.2", "--seed", "3",
+    """`python -m publisher.sandbox.corpus OUT --scale --seed --sensitive --broken` writes files and the manifest."""
+    subprocess.run([sys.executable, "-m", "publisher.sandbox.corpus", str(tmp_path), "--scale", "0.2", "--seed", "3",
                     "--sensitive", "4", "--broken"], check=True, capture_output=True)
     manifest = json.loads((tmp_path / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["seed"] == 3 and manifest["scale"] == 0.2

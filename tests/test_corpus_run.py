@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from publisher.app.daemon import Daemon
 from publisher.clock import FrozenClock
-from publisher.corpus import make_corpus
-from publisher.daemon import Daemon
 from publisher.sandbox import SandboxProcess
+from publisher.sandbox.corpus import make_corpus
 from tests.harness import free_port, load, received, settings, write_config
 
 pytestmark = pytest.mark.slow

@@ -29,7 +29,7 @@ def sandbox() -> Iterator[SandboxProcess]:
 
 
 def _start(config: Path, *args: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "publisher.cli", "run", "--config", str(config), *args],
+    return subprocess.Popen([sys.executable, "-m", "publisher", "run", "--config", str(config), *args],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=config.parent)
 
 
@@ -100,7 +100,7 @@ def test_sigkill_between_archiving_and_the_commit_loses_no_file(tmp_path: Path, 
     The file and its attachment are still held (.claimed, the inbox) until the commit, so the next run stores
     the item, and the archive holds each file exactly once."""
     config = write_config(tmp_path, sandbox, store_url=pg_url)
-    subprocess.run([sys.executable, "-m", "publisher.cli", "run", "--config", str(config), "--once"], check=True,
+    subprocess.run([sys.executable, "-m", "publisher", "run", "--config", str(config), "--once"], check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)  # makes the tables
     inbox, root = tmp_path / "queue" / "inbox", tmp_path / "queue"
     engine = sa.create_engine(pg_url)
@@ -117,7 +117,7 @@ def test_sigkill_between_archiving_and_the_commit_loses_no_file(tmp_path: Path, 
         conn.rollback()
     with engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM revisions").scalar() == 0  # the kill came before the commit
-    subprocess.run([sys.executable, "-m", "publisher.cli", "run", "--config", str(config), "--once"], check=True,
+    subprocess.run([sys.executable, "-m", "publisher", "run", "--config", str(config), "--once"], check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
     with engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT item_id FROM revisions").scalars().all() == ["held-1"]

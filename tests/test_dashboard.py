@@ -9,10 +9,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from publisher import lag_json
+from publisher.app.web.app import create_app
+from publisher.app.web.context import WebContext
 from publisher.clock import FrozenClock
-from publisher.store import Store
-from publisher.web import WebContext, create_app
+from publisher.lag import json_form as lag_json
+from publisher.store.db import Store
 from tests.test_lag import T0, World, make_config
 
 

@@ -61,7 +61,7 @@ def daemon(tmp_path: Path) -> Iterator[SimpleNamespace]:
     })
     log = tmp_path / "daemon.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "publisher.cli", "run", "--config", str(config),
+        proc = subprocess.Popen([sys.executable, "-m", "publisher", "run", "--config", str(config),
                                  "--log-format", "console"], cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
     web = f"http://127.0.0.1:{web_port}"
     try:

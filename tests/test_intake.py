@@ -11,9 +11,9 @@ import pytest
 import sqlalchemy as sa
 
 from publisher.clock import FrozenClock
-from publisher.intake import Intake
-from publisher.review import Review
-from publisher.store import Store
+from publisher.intake.queue import Intake
+from publisher.review.chain import Review
+from publisher.store.db import Store
 from tests.harness import drop, load, write_config
 
 

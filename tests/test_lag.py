@@ -13,16 +13,18 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from publisher import lag, lag_json, outbox
+from publisher.app.cli.lag import lag_command
+from publisher.app.cli.table import Column, Table, cells, cut, wrap
 from publisher.clock import FrozenClock
-from publisher.config import Config, load_config
-from publisher.lag_cli import lag_command
-from publisher.lag_table import Column, Table, cells, cut, wrap
-from publisher.schema import deliveries, items, revisions
-from publisher.store import Store
+from publisher.config.settings import Config, load_config
+from publisher.dispatch import outbox
+from publisher.lag import json_form as lag_json
+from publisher.lag import report as lag
+from publisher.store.db import Store
+from publisher.store.schema import deliveries, items, revisions
 
 T0 = datetime(2015, 3, 18, 1, 0, tzinfo=UTC)  # 09:00 in Beijing, a Wednesday
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "publisher" / "config.default.yaml"
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "publisher" / "config" / "default.yaml"
 
 
 def make_config(tmp_path: Path, **overrides: Any) -> Config:

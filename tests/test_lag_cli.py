@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from publisher.config import load_config
-from publisher.lag_cli import http_get
+from publisher.app.cli.lag import http_get
+from publisher.config.settings import load_config
 from tests.test_cli import _flat, _wait_healthy, cli, workdir  # noqa: F401 (the fixture)
 
 
@@ -80,11 +80,11 @@ def test_lag_sends_the_token_and_says_when_the_daemon_refuses_it(workdir: Path) 
     port = load_config(path).web.listen.rpartition(":")[2]
     path.write_text(text.replace(f"127.0.0.1:{port}", f"0.0.0.0:{port}"), "utf-8")
     env = {**os.environ, "PUBLISHER_WEB_TOKEN": "s3cret-token"}
-    proc = subprocess.Popen([sys.executable, "-m", "publisher.cli", "run"], cwd=workdir, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "publisher", "run"], cwd=workdir, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
 
     def lag(*args: str, token: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "publisher.cli", "lag", *args], cwd=workdir, text=True,
+        return subprocess.run([sys.executable, "-m", "publisher", "lag", *args], cwd=workdir, text=True,
                               capture_output=True, timeout=120, check=True,
                               env={**os.environ, "PUBLISHER_WEB_TOKEN": token})
     try:

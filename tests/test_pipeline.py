@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from publisher.app.daemon import Daemon
 from publisher.clock import FrozenClock
-from publisher.daemon import Daemon
-from publisher.review import ReviewError
+from publisher.review.chain import ReviewError
 from publisher.sandbox import SandboxServer
 from tests.harness import drop, faults, free_port, load, received, write_config
 

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from publisher.screen import Finding, id_check_char, is_resident_id, screen
+from publisher.review.screen import Finding, id_check_char, is_resident_id, screen
 
 
 def _id(first17: str) -> str:

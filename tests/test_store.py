@@ -11,8 +11,8 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config as AlembicConfig
 
-import publisher.store
-from publisher.store import Store, make_engine
+import publisher.store.db
+from publisher.store.db import Store, make_engine
 
 NOW = datetime(2015, 3, 18, 1, 0, tzinfo=UTC)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
-from publisher import workdays
+from publisher.lag import workdays
 
 
 def test_spring_festival_2015_holidays_and_swapped_weekends() -> None:

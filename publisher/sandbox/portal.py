@@ -26,7 +26,7 @@ import hmac
 import html
 import json
 import time
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 from typing import Any
 from xml.etree import ElementTree as ET
 
@@ -36,10 +36,10 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from publisher.clock import CHINA
 from publisher.sandbox import CREDENTIALS
 from publisher.sandbox.core import FaultKind, Service
 
-BEIJING = timezone(timedelta(hours=8), "CST")
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 SIGNATURE_WINDOW_S = 300
 FEED_SIZE = 50
@@ -125,7 +125,7 @@ def make(service: Service, public_base_url: str) -> tuple[Starlette, Any]:
         return {"id": article["id"], "url": article["url"]}
 
     def fill(article: dict[str, Any], payload: dict[str, Any]) -> None:
-        now = datetime.now(BEIJING)
+        now = datetime.now(CHINA)
         article.update({k: payload.get(k) for k in _FIELDS})
         article["publish_time"] = payload.get("publish_time") or now.strftime(TIME_FORMAT)
         article["updated_at"] = now.strftime(TIME_FORMAT)
@@ -170,7 +170,7 @@ def make(service: Service, public_base_url: str) -> tuple[Starlette, Any]:
         s["seq"] += 1
         article_id = str(s["seq"])
         article: dict[str, Any] = {"id": article_id, "url": page_url(article_id),
-                                   "created_at": datetime.now(BEIJING).strftime(TIME_FORMAT),
+                                   "created_at": datetime.now(CHINA).strftime(TIME_FORMAT),
                                    "_order": time.monotonic()}
         fill(article, payload)
         s["articles"][article_id] = article
@@ -280,7 +280,7 @@ def _rss_document(base: str, column: str | None, articles: list[dict[str, Any]],
         ET.SubElement(item, "title").text = a["title"]
         ET.SubElement(item, "link").text = a["url"]
         ET.SubElement(item, "guid", isPermaLink="true").text = a["url"]
-        published = datetime.strptime(a["publish_time"], TIME_FORMAT).replace(tzinfo=BEIJING)
+        published = datetime.strptime(a["publish_time"], TIME_FORMAT).replace(tzinfo=CHINA)
         ET.SubElement(item, "pubDate").text = email.utils.format_datetime(published)
         ET.SubElement(item, "category").text = a["column"]
         if a.get("summary"):

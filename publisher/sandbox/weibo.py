@@ -20,7 +20,7 @@ import ipaddress
 import math
 import re
 import time
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -30,12 +30,12 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from publisher.clock import CHINA
 from publisher.sandbox.core import FaultKind, Service
 
 EXPIRED_TOKEN = "sandbox-weibo-expired-token"
 UID = 5612345678
 SCREEN_NAME = "市安监局"
-CST = timezone(timedelta(hours=8))
 MAX_PIC_BYTES = 5 * 1024 * 1024
 
 DEFAULT_SETTINGS: dict[str, Any] = {
@@ -87,7 +87,7 @@ def weibo_count(text: str) -> int:
 
 def weibo_time(at: datetime) -> str:
     """Weibo's `created_at`: `Tue May 31 17:46:55 +0800 2011`."""
-    return at.astimezone(CST).strftime("%a %b %d %H:%M:%S %z %Y")
+    return at.astimezone(CHINA).strftime("%a %b %d %H:%M:%S %z %Y")
 
 
 def _error(path: str, code: int, *fill: str, status: int | None = None,

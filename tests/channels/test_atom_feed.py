@@ -27,9 +27,9 @@ from starlette.routing import Route
 from channels.atom_feed import AtomFeed
 from channels.atom_file import TOMBSTONE_NS
 from channels.base import PermanentError, RateLimited, Receipt, TransientError
+from publisher.app.web.app import feed_response
 from publisher.clock import FrozenClock
 from publisher.sandbox import SandboxServer
-from publisher.web import feed_response
 from tests.conftest import make_revision
 
 FEED_ID = "tag:bureau.example,2015:provincial"

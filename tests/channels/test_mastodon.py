@@ -16,7 +16,7 @@ from channels import mastodon as mastodon_module
 from channels.base import PermanentError, RateLimited, Receipt, TransientError
 from channels.mastodon import Mastodon, mastodon_length, plain_text
 from publisher.clock import FrozenClock
-from publisher.items import Attachment
+from publisher.model import Attachment
 from publisher.sandbox import CREDENTIALS, SandboxServer
 from publisher.sandbox.mastodon_rules import render_content
 from tests.conftest import make_revision

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from channels.base import PermanentError, Receipt, TransientError, adapter_class
 from channels.smtp import Smtp
 from publisher.clock import FrozenClock
-from publisher.items import Attachment, Revision
+from publisher.model import Attachment, Revision
 from tests.conftest import make_revision
 
 TO = ["news@zbrb.example", "desk@zbtv.example"]

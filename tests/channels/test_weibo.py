@@ -14,7 +14,7 @@ from pydantic import SecretStr
 from channels.base import ManualTask, PermanentError, RateLimited, Receipt, TransientError
 from channels.weibo import Weibo, weibo_length
 from publisher.clock import FrozenClock
-from publisher.items import Attachment
+from publisher.model import Attachment
 from publisher.sandbox import CREDENTIALS, SandboxServer
 from publisher.sandbox.weibo import EXPIRED_TOKEN, weibo_count
 from tests.conftest import make_revision

@@ -11,7 +11,7 @@ import pytest
 
 from channels.base import PermanentError, RateLimited, TransientError
 from channels.wordpress import WordPress, slug_for
-from publisher.items import Attachment
+from publisher.model import Attachment
 from publisher.sandbox import CREDENTIALS, SandboxServer
 from publisher.sandbox.wordpress import CONTRIBUTOR
 from tests.conftest import make_revision

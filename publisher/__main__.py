@@ -1,0 +1,5 @@
+"""`python -m publisher` is the `publisher` command."""
+
+from publisher.app.cli.main import main
+
+main()

@@ -1,0 +1,5 @@
+"""The doors: `daemon` (makes the I/O objects once, wires intake, review, dispatch, lag and the web
+server, handles signals), `cli/` (the `publisher` command) and `web/` (the dashboard, `/api/lag`,
+`/metrics`, the served feeds). The only units that may import everything else; nothing imports them.
+These `__init__` files stay empty of imports, so that `publisher lag` starts fast.
+"""

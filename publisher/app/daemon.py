@@ -1,0 +1,218 @@
+"""The daemon: makes the I/O objects once, wires intake → review → dispatch → web, handles signals."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import signal
+import socket
+from pathlib import Path
+from typing import Any
+
+import httpx
+import structlog
+import uvicorn
+
+from channels.base import Channel, adapter_class
+from publisher import __version__
+from publisher.app.web.app import create_app
+from publisher.app.web.context import WebContext
+from publisher.clock import Clock, SystemClock
+from publisher.config.settings import Config
+from publisher.dispatch.dispatcher import Dispatcher
+from publisher.errors import PublisherError
+from publisher.intake.queue import Intake
+from publisher.lag.alerts import Alerter
+from publisher.review.chain import Review
+from publisher.store.changes import ChangeFeed
+from publisher.store.db import Store
+
+log = structlog.get_logger()
+ANALYZE_EVERY = 6 * 3600  # seconds between refreshes of the store's planner statistics
+
+
+def build_channels(config: Config, clock: Clock) -> dict[str, Channel]:
+    """One adapter per enabled channel, each with its own HTTP client and connection pool."""
+    channels: dict[str, Channel] = {}
+    for name, cfg in config.channels.items():
+        if not cfg.enabled:
+            continue
+        cls = adapter_class(cfg.type)
+        options = cfg.options
+        updates = {k: config.path(v) for k, v in options if isinstance(v, Path) and not v.is_absolute()}
+        if updates:
+            options = options.model_copy(update=updates)
+        http = httpx.AsyncClient(
+            timeout=httpx.Timeout(cfg.timeout.total_seconds()),
+            limits=httpx.Limits(max_connections=cfg.concurrency * 2, max_keepalive_connections=cfg.concurrency),
+            headers={"User-Agent": f"publisher/{__version__}"},
+        )
+        channels[name] = cls(name=name, options=options, http=http, clock=clock, display_name=cfg.display(name))
+    return channels
+
+
+class Daemon:
+    def __init__(self, config: Config, *, clock: Clock | None = None, store: Store | None = None) -> None:
+        self.config = config
+        self.clock = clock or SystemClock()
+        self.store = store or Store.open(config.store_url)
+        self.channels = build_channels(config, self.clock)
+        self.review = Review(self.store, config, self.clock)
+        self.dispatcher = Dispatcher(store=self.store, config=config, channels=self.channels, clock=self.clock)
+        self.intake = Intake(config, self.store, self.review, self.clock, on_approved=self.dispatcher.wake)
+        self.web = WebContext(config=config, store=self.store, clock=self.clock, channels=self.channels,
+                              dispatcher=self.dispatcher,
+                              health={"version": __version__, "started_at": self.clock.now().isoformat()})
+        self._sandbox: Any = None
+        self._web: uvicorn.Server | None = None  # the server run_once starts, if any
+        self._web_task: asyncio.Task[None] | None = None
+        self._alert_http = httpx.AsyncClient(timeout=httpx.Timeout(10.0),
+                                             headers={"User-Agent": f"publisher/{__version__}"})
+
+    def start_sandbox(self) -> None:
+        if self.config.sandbox.enabled and self._sandbox is None:
+            from publisher.sandbox import SandboxProcess
+
+            host, _, port = self.config.sandbox.listen.rpartition(":")
+            self._sandbox = SandboxProcess(host, int(port)).start()
+            log.info("sandbox.started", url=self._sandbox.base_url)
+
+    def _web_server(self) -> tuple[uvicorn.Server, socket.socket] | None:
+        """The web server on its configured port, or None when the port is taken (say, by a running daemon)."""
+        sock = socket.socket(socket.AF_INET6 if ":" in self.config.web.host else socket.AF_INET)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self.config.web.host, self.config.web.port))
+        except OSError as exc:
+            sock.close()
+            log.warning("web.port_taken", listen=self.config.web.listen, error=str(exc))
+            return None
+        server = uvicorn.Server(uvicorn.Config(create_app(self.web), log_level="warning", access_log=False,
+                                               lifespan="off"))
+        server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]  # the daemon handles SIGTERM
+        return server, sock
+
+    async def run_once(self) -> dict[str, int]:
+        """Take every file in the inbox, send and verify everything due, then return.
+
+        The web server runs meanwhile when its port is free, so that feed readers (the provincial
+        collector after a WebSub ping) can fetch what this run wrote."""
+        self.start_sandbox()
+        await self._analyze()
+        web = self._web_server() if self._web_task is None else None
+        if web is not None:
+            self._web_task = asyncio.create_task(web[0].serve(sockets=[web[1]]), name="web")
+            self._web = web[0]
+        while True:
+            handled = await self.intake.scan()
+            await self.dispatcher.run_once()
+            if not handled:
+                return dict(self.intake.counts)
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        stop = stop or asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, stop.set)
+            except (NotImplementedError, RuntimeError):  # not the main thread (tests)
+                pass
+        self.start_sandbox()
+        web = self._web_server()
+        if web is None:
+            raise PublisherError(f"web.listen {self.config.web.listen} is taken: is another daemon running?")
+        server, sock = web
+        gc.freeze()  # what start-up made lives as long as the daemon: keep it out of every later GC pass
+        log.info("daemon.started", version=__version__, web=self.config.web.base_url,
+                 inbox=str(self.intake.inbox), channels=list(self.channels))
+        tasks = [
+            asyncio.create_task(server.serve(sockets=[sock]), name="web"),
+            asyncio.create_task(self._watch(stop), name="watch"),
+            asyncio.create_task(self._rescan(stop), name="rescan"),
+            asyncio.create_task(self.dispatcher.run(stop), name="dispatch"),
+            asyncio.create_task(self._follow_store(stop), name="store-changes"),
+            asyncio.create_task(Alerter(store=self.store, config=self.config, clock=self.clock,
+                                        http=self._alert_http).run(stop), name="alerts"),
+        ]
+        tasks.append(asyncio.create_task(self._analyze(), name="analyze"))  # in the background: ~1 s per million rows
+        await self.intake.scan()
+        self.dispatcher.wake()
+        await stop.wait()
+        log.info("daemon.stopping")
+        server.should_exit = True
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.aclose()
+        log.info("daemon.stopped")
+
+    async def _watch(self, stop: asyncio.Event) -> None:
+        if not self.config.queue.watch:
+            return
+        from watchfiles import awatch
+
+        # step=2: a renamed-in file is seen in a few ms (the default debounce of 1.6 s would delay every item;
+        # step=5 cost 3-5 ms more at the median, docs/BENCHMARKS.md)
+        async for _changes in awatch(self.intake.inbox, debounce=10, step=2, stop_event=stop, recursive=False):
+            try:
+                await self.intake.scan()
+            except Exception:
+                log.exception("intake.scan_failed")
+
+    async def _rescan(self, stop: asyncio.Event) -> None:
+        from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+        scheduler = AsyncIOScheduler()
+
+        async def job() -> None:
+            try:
+                await self.intake.scan()
+            except Exception:
+                log.exception("intake.scan_failed")
+
+        scheduler.add_job(job, "interval", seconds=self.config.queue.rescan.total_seconds(),
+                          max_instances=1, coalesce=True, id="rescan")
+        scheduler.add_job(self._analyze, "interval", seconds=ANALYZE_EVERY, max_instances=1, coalesce=True,
+                          id="analyze")
+        scheduler.start()
+        try:
+            await stop.wait()
+        finally:
+            scheduler.shutdown(wait=False)
+
+    async def _follow_store(self, stop: asyncio.Event) -> None:
+        """Approvals and retries made by other processes (`publisher approve`, a second node) reach the
+        dispatcher within ~0.1 s instead of at its next poll."""
+        feed = ChangeFeed(self.store)
+        try:
+            while not stop.is_set():
+                try:
+                    if await asyncio.to_thread(feed.wait, 1.0):
+                        self.dispatcher.wake_due()
+                except Exception:  # the store went away for a moment: the workers' own polling goes on
+                    log.exception("store.follow_failed")
+                    await asyncio.sleep(1)
+        finally:
+            feed.close()
+
+    async def _analyze(self) -> None:
+        """The store's planner statistics (see Store.analyze), at start and then every few hours."""
+        started = self.clock.now()
+        try:
+            await asyncio.to_thread(self.store.analyze)
+        except Exception:
+            log.exception("store.analyze_failed")
+        else:
+            log.info("store.analyzed", ms=round((self.clock.now() - started).total_seconds() * 1000, 1))
+
+    async def aclose(self) -> None:
+        await self._alert_http.aclose()
+        if self._web is not None and self._web_task is not None:
+            self._web.should_exit = True
+            await asyncio.gather(self._web_task, return_exceptions=True)
+            self._web = self._web_task = None
+        for ch in self.channels.values():
+            await ch.aclose()
+            await ch.http.aclose()
+        if self._sandbox is not None:
+            self._sandbox.stop()
+            self._sandbox = None

@@ -1,0 +1,25 @@
+"""What the web handlers may use: made once by the daemon and handed to every route."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from channels.base import Channel
+    from publisher.clock import Clock
+    from publisher.config.settings import Config
+    from publisher.dispatch.dispatcher import Dispatcher
+    from publisher.store.db import Store
+
+
+@dataclass
+class WebContext:
+    """What the web handlers may use; made once by the daemon and shared."""
+
+    config: Config
+    store: Store
+    clock: Clock
+    channels: dict[str, Channel] = field(default_factory=dict)
+    dispatcher: Dispatcher | None = None
+    health: dict[str, Any] = field(default_factory=dict)  # filled by the daemon: started_at, intake state ...

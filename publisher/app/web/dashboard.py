@@ -1,0 +1,292 @@
+"""The dashboard: one server-rendered page, `/api/lag` (JSON), `/metrics` (Prometheus), retry, token login.
+
+Mounted by publisher/app/web/app.py (`routes(ctx)`). No JavaScript and no build step: the page is jinja2,
+the lag plot inline SVG, the retry button a form. Store reads run in a worker thread so that the
+daemon's event loop (which also dispatches) never waits on a query. Off loopback every route here
+needs the token from `web.token`: a session cookie after /login, or `Authorization: Bearer`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import sqlalchemy as sa
+import structlog
+from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup, escape
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from publisher import i18n
+from publisher.clock import CHINA
+from publisher.dispatch import outbox
+from publisher.lag import report as lag
+from publisher.lag.json_form import to_json
+from publisher.store.schema import deliveries
+from publisher.units import parse_instant
+
+if TYPE_CHECKING:
+    from publisher.app.web.context import WebContext
+
+log = structlog.get_logger()
+COOKIE = "publisher_session"
+_env = Environment(loader=PackageLoader("publisher.app.web", "templates"), autoescape=select_autoescape(["html"]))
+LAG_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 28800, 86400, 172800, 604800)
+CONFIG_HEADER = "X-Publisher-Config"  # the digest of the config the daemon runs on (publisher lag compares)
+COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
+
+
+def routes(ctx: WebContext) -> list[BaseRoute]:
+    metrics = LagMetrics(ctx)
+    web = ctx.config.web
+    secret = web.token.get_secret_value() if web.token is not None else ""
+
+    def session_value() -> str:
+        return hmac.new(secret.encode(), b"publisher-dashboard-session", hashlib.sha256).hexdigest()
+
+    def allowed(request: Request) -> bool:
+        if web.is_loopback:
+            return True
+        if not secret:
+            return False
+        bearer = request.headers.get("authorization", "")
+        if bearer.lower().startswith("bearer ") and secrets.compare_digest(bearer[7:].strip(), secret):
+            return True
+        return secrets.compare_digest(request.cookies.get(COOKIE, ""), session_value())
+
+    def locale(request: Request) -> str:
+        return i18n.normalize(request.query_params.get("lang") or request.cookies.get("lang"), ctx.config.locale)
+
+    def refused(request: Request, api: bool) -> Response:
+        loc = locale(request)
+        if not secret:
+            return Response(i18n.t("no_token", loc), status_code=403, media_type="text/plain; charset=utf-8")
+        if api:
+            return JSONResponse({"error": "unauthorized: send Authorization: Bearer <web.token>"}, status_code=401,
+                                headers={"WWW-Authenticate": "Bearer"})
+        return RedirectResponse("/login", status_code=303)
+
+    async def page(request: Request) -> Response:
+        if not allowed(request):
+            return refused(request, api=False)
+        loc = locale(request)
+        span = request.query_params.get("range", "24h")
+        span = span if span in lag.SPANS else "24h"
+        now = ctx.clock.now()
+        report = await run_in_threadpool(lag.build_report, ctx.store, ctx.config, now, late_limit=50)
+        hist = await run_in_threadpool(lag.history, ctx.store, ctx.config, now, span)
+        _ = i18n.Translator(loc)
+        html = _env.get_template("dashboard.html").render(
+            _=_, r=report, config=ctx.config, locale=loc, span=span, spans=list(lag.SPANS),
+            local=lambda at: at.astimezone(CHINA).strftime("%Y-%m-%d %H:%M") if at else _("never"),
+            plot=plot_svg(hist, report, _),
+            warnings=[f for f in report.freshness if f.status in ("warning", "breached")],
+            retried=request.query_params.get("retried"), other=("en" if loc == "zh-CN" else "zh-CN"),
+        )
+        response = HTMLResponse(html)
+        if "lang" in request.query_params:
+            response.set_cookie("lang", loc, max_age=365 * 86400, samesite="strict")
+        return response
+
+    async def api(request: Request) -> Response:
+        if not allowed(request):
+            return refused(request, api=True)
+        channel = request.query_params.get("channel")
+        if channel is not None and channel not in ctx.config.channels:
+            return JSONResponse({"error": f"no channel {channel!r}", "channels": list(ctx.config.channels)},
+                                status_code=404)
+        now = ctx.clock.now()
+        try:  # the same words as `publisher lag --at/--since` when it reads the store itself
+            if "at" in request.query_params:
+                now = parse_instant(request.query_params["at"], now)
+            since = parse_instant(request.query_params["since"], now) if "since" in request.query_params else None
+        except ValueError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        limit = request.query_params.get("limit", "100")
+        report = await run_in_threadpool(lag.build_report, ctx.store, ctx.config, now, channel=channel, since=since,
+                                         late_limit=int(limit) if limit.isdigit() else 100)
+        return JSONResponse(to_json(report, source="daemon"),
+                            headers={"Cache-Control": "no-store", CONFIG_HEADER: ctx.config.digest})
+
+    async def metrics_route(request: Request) -> Response:
+        if not allowed(request):
+            return refused(request, api=True)
+        body = await run_in_threadpool(metrics.render)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+    async def retry(request: Request) -> Response:
+        if not allowed(request):
+            return refused(request, api=False)
+        origin = request.headers.get("origin")
+        if origin and urlsplit(origin).netloc != request.headers.get("host"):
+            return Response("cross-site form refused", status_code=403)
+        form = await request.form()
+        item_id = str(form.get("item_id", ""))
+        channel = str(form.get("channel", "")) or None
+        if not item_id or (channel is not None and channel not in ctx.config.channels):
+            return Response("item_id and a known channel are required", status_code=400)
+        by = f"dashboard@{request.client.host if request.client else '?'}"
+        n = await run_in_threadpool(outbox.requeue, ctx.store, ctx.config, ctx.clock.now(), item_id, channel, by=by)
+        if ctx.dispatcher is not None:
+            ctx.dispatcher.wake(channel)  # in the event loop's thread: asyncio events are not thread-safe
+        log.info("dashboard.retry", item_id=item_id, channel=channel, requeued=n, by=by)
+        return RedirectResponse(f"/?retried={n}", status_code=303)
+
+    async def login(request: Request) -> Response:
+        loc = locale(request)
+        _ = i18n.Translator(loc)
+        error = None
+        if request.method == "POST":
+            form = await request.form()
+            given = str(form.get("token", ""))
+            if secret and secrets.compare_digest(given, secret):
+                response = RedirectResponse("/", status_code=303)
+                response.set_cookie(COOKIE, session_value(), httponly=True, samesite="strict",
+                                    secure=request.url.scheme == "https", max_age=12 * 3600)
+                return response
+            log.warning("dashboard.login_refused", client=request.client.host if request.client else None)
+            error = _("bad_token") if secret else _("no_token")
+        html = _env.get_template("login.html").render(_=_, locale=loc, error=error)
+        return HTMLResponse(html, status_code=401 if error else 200)
+
+    return [
+        Route("/", page),
+        Route("/api/lag", api),
+        Route("/metrics", metrics_route),
+        Route("/retry", retry, methods=["POST"]),
+        Route("/login", login, methods=["GET", "POST"]),
+    ]
+
+
+# --- /metrics --------------------------------------------------------------------------------------
+
+class LagMetrics:
+    """The histogram counts each delivery once, when it is seen live (so rate() works); the gauges
+    are read from the store at each scrape."""
+
+    OVERLAP = timedelta(minutes=5)  # rows committed slightly out of live_at order are still seen, once
+
+    def __init__(self, ctx: WebContext) -> None:
+        self.ctx = ctx
+        self.registry = CollectorRegistry()
+        self.histogram = Histogram("publisher_delivery_lag_seconds", "Time from due to live, per delivery",
+                                   ["channel"], buckets=LAG_BUCKETS, registry=self.registry)
+        for name in ctx.config.channels:
+            self.histogram.labels(channel=name)  # every channel shows, even before its first delivery
+        self.registry.register(self)  # type: ignore[arg-type]  # a custom collector: .collect()
+        self.watermark = ctx.clock.now()
+        self.seen: dict[int, datetime] = {}
+
+    def observe_new(self) -> None:
+        since = self.watermark - self.OVERLAP
+        rows: list[Any] = []
+        with self.ctx.store.read() as conn:
+            for name in self.ctx.config.channels:  # one range of ix_deliveries_channel_live each
+                # live_at is set only when a row turns live; no `state` term, so no planner picks the state index
+                rows += conn.execute(
+                    sa.select(deliveries.c.id, deliveries.c.channel, deliveries.c.due_at, deliveries.c.live_at)
+                    .where(deliveries.c.channel == name).where(deliveries.c.live_at > since)
+                    .where(deliveries.c.retract.is_(False))).all()
+        for rid, channel, due, live in rows:
+            if rid in self.seen:
+                continue
+            self.seen[rid] = live
+            self.histogram.labels(channel=channel).observe(max(0.0, (live - due).total_seconds()))
+            self.watermark = max(self.watermark, live)
+        floor = self.watermark - self.OVERLAP
+        self.seen = {k: v for k, v in self.seen.items() if v > floor}
+
+    def collect(self) -> Any:
+        config, now = self.ctx.config, self.ctx.clock.now()
+        # Live rows (the million) are counted by the histogram's _count; a scrape never counts the whole table.
+        states = GaugeMetricFamily("publisher_deliveries", "Delivery rows due and not live, by channel and state",
+                                   labels=["channel", "state"])
+        last = GaugeMetricFamily("publisher_channel_last_live_timestamp_seconds",
+                                 "When an item last went live on the channel (Unix time)", labels=["channel"])
+        late = GaugeMetricFamily("publisher_channel_late_deliveries", "Deliveries past the channel's SLA, not live",
+                                 labels=["channel"])
+        sla = GaugeMetricFamily("publisher_channel_sla_seconds", "The channel's SLA", labels=["channel"])
+        with self.ctx.store.read() as conn:
+            by_state = lag.open_counts(conn, list(config.channels))
+            for name, cfg in config.channels.items():
+                for state in lag.OPEN:
+                    states.add_metric([name, state], by_state[name].get(state, 0))
+                newest, _entries = lag.freshness(conn, config, name, now)
+                if newest is not None:
+                    last.add_metric([name], newest.timestamp())
+                late.add_metric([name], lag.late_deliveries(conn, config, name, now, limit=0)[0])
+                sla.add_metric([name], cfg.sla.total_seconds())
+        yield from (states, last, late, sla)
+
+    def render(self) -> bytes:
+        self.observe_new()
+        return generate_latest(self.registry)
+
+
+# --- the lag-over-time plot (inline SVG) ------------------------------------------------------------
+
+W, H, LEFT, RIGHT, TOP, BOTTOM = 900, 280, 64, 16, 12, 34
+TICKS = ((1, "1s"), (10, "10s"), (60, "1m"), (600, "10m"), (3600, "1h"), (6 * 3600, "6h"), (86400, "1d"),
+         (7 * 86400, "7d"), (30 * 86400, "30d"))
+
+
+def plot_svg(hist: dict[str, list[lag.Bucket]], report: lag.LagReport, _: i18n.Translator) -> Markup:
+    """Per channel the p95 lag of each interval on a log scale, the SLA dashed in the same colour."""
+    channels = {ch.name: ch for ch in report.channels}
+    values = [b.p95 for buckets in hist.values() for b in buckets if b.p95] + [ch.sla.total_seconds()
+                                                                              for ch in report.channels]
+    lo = max(0.5, min([10.0, *(v for v in values if v > 0)]) / 1.5)
+    hi = max([3600.0, *values]) * 1.5
+    n = max((len(b) for b in hist.values()), default=1)
+
+    def x(i: float) -> float:
+        return LEFT + (W - LEFT - RIGHT) * (i + 0.5) / n
+
+    def y(v: float) -> float:
+        from math import log10
+
+        v = min(max(v, lo), hi)
+        return TOP + (H - TOP - BOTTOM) * (1 - (log10(v) - log10(lo)) / (log10(hi) - log10(lo)))
+
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {H}" role="img" class="plot" '
+           f'aria-label="{escape(_("history"))}"><title>{escape(_("history"))}</title>',
+           f'<rect x="{LEFT}" y="{TOP}" width="{W - LEFT - RIGHT}" height="{H - TOP - BOTTOM}" fill="#fafafa" '
+           f'stroke="#ccc"/>']
+    for secs, label in TICKS:
+        if lo <= secs <= hi:
+            out.append(f'<line x1="{LEFT}" x2="{W - RIGHT}" y1="{y(secs):.1f}" y2="{y(secs):.1f}" stroke="#e4e4e4"/>'
+                       f'<text x="{LEFT - 6}" y="{y(secs) + 4:.1f}" text-anchor="end" font-size="11">{label}</text>')
+    first = next(iter(hist.values()), [])
+    for i in range(0, len(first), max(1, len(first) // 6)):
+        stamp = first[i].start.astimezone(CHINA).strftime("%m-%d %H:%M")
+        out.append(f'<text x="{x(i):.1f}" y="{H - 12}" text-anchor="middle" font-size="11">{stamp}</text>')
+    for k, (name, buckets) in enumerate(hist.items()):
+        colour = COLOURS[k % len(COLOURS)]
+        sla = channels[name].sla.total_seconds() if name in channels else None
+        if sla:
+            out.append(f'<line x1="{LEFT}" x2="{W - RIGHT}" y1="{y(sla):.1f}" y2="{y(sla):.1f}" stroke="{colour}" '
+                       f'stroke-dasharray="6 4" stroke-width="1"/>')
+        run: list[str] = []
+        for i, b in enumerate([*buckets, None]):
+            if b is not None and b.p95 is not None:
+                run.append(f"{x(i):.1f},{y(b.p95):.1f}")
+                out.append(f'<circle cx="{x(i):.1f}" cy="{y(b.p95):.1f}" r="2.5" fill="{colour}">'
+                           f'<title>{escape(channels[name].display if name in channels else name)} '
+                           f'{escape(_.d(timedelta(seconds=b.p95)))} ({b.count})</title></circle>')
+            elif run:
+                out.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{" ".join(run)}"/>')
+                run = []
+    out.append("</svg>")
+    legend = "".join(
+        f'<span class="key"><span class="swatch" style="background:{COLOURS[k % len(COLOURS)]}"></span>'
+        f'{escape(channels[name].display if name in channels else name)}</span>' for k, name in enumerate(hist))
+    return Markup("".join(out) + f'<div class="legend">{legend}</div>')  # noqa: S704 (every value escaped above)

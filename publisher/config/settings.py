@@ -1,0 +1,265 @@
+"""config.yaml: pydantic models, `${ENV}` secrets, and errors that name their place in the file."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+
+from channels.base import REGISTRY, ChannelOptions, adapter_class
+from publisher.config.file import DEFAULT_LISTEN, ConfigError, read_config_file, substitute_env
+from publisher.units import Duration, RateLimit, parse_duration
+
+__all__ = ["Config", "ConfigError", "load_config", "parse_config"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StoreConfig(_Model):
+    url: str = "sqlite:///var/publisher.db"
+
+
+class QueueConfig(_Model):
+    path: Path = Path("queue")
+    rescan: Duration = parse_duration("30s")
+    settle: Duration = parse_duration("10ms")  # a file must keep its size this long before it is read
+    watch: bool = True  # inotify via watchfiles; off on network mounts (the rescan still runs)
+
+
+class WebConfig(_Model):
+    listen: str = DEFAULT_LISTEN
+    token: SecretStr | None = None
+    public_url: str | None = None  # how readers reach this server (feeds); default http://<listen>
+
+    @field_validator("token")
+    @classmethod
+    def _token(cls, v: SecretStr | None) -> SecretStr | None:
+        return v if v is not None and v.get_secret_value().strip() else None  # "${TOKEN:-}" unset: no token
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str) -> str:
+        host, _, port = v.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"{v!r} is not host:port like 127.0.0.1:8700")
+        return v
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+    @property
+    def is_loopback(self) -> bool:
+        return self.host in ("127.0.0.1", "::1", "localhost")
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.listen}").rstrip("/")
+
+
+class SandboxConfig(_Model):
+    enabled: bool = False
+    listen: str = "127.0.0.1:8701"
+
+
+class CategoryConfig(_Model):
+    name: str
+    review: list[str] = Field(default_factory=list)
+    channels: list[str] = Field(default_factory=list)
+    freshness: Duration = parse_duration("365d")
+
+
+class RetryConfig(_Model):
+    max_attempts: int = Field(default=10, ge=1)
+    max_age: Duration = parse_duration("2d")
+    base: Duration = parse_duration("2s")
+    cap: Duration = parse_duration("30m")
+
+
+class ChannelConfig(_Model):
+    """The keys every channel takes; the adapter's own keys land in `options`."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    name: str | None = None
+    sla: Duration = parse_duration("1d")
+    concurrency: int = Field(default=4, ge=1, le=64)
+    rate_limit: RateLimit | None = None
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+    enabled: bool = True
+    link_from: str | None = None
+    timeout: Duration = parse_duration("10s")
+    verify_after: Duration = parse_duration("0s")  # first read-back this long after the send
+    freshness: Duration | None = None  # nothing new this long fails inspection; default: see publisher.lag.report
+    options: ChannelOptions = Field(default_factory=ChannelOptions)  # set by parse_config
+
+    @field_validator("type")
+    @classmethod
+    def _type(cls, v: str) -> str:
+        if v not in REGISTRY:  # known by name: the adapter module itself is imported only when needed
+            raise ValueError(f"unknown channel type {v!r}; known types: {', '.join(sorted(REGISTRY))}")
+        return v
+
+    def display(self, role: str) -> str:
+        return self.name or role
+
+
+class EmailAlerts(_Model):
+    to: list[str]
+    smtp: str = "127.0.0.1:25"
+    sender: str = "publisher@localhost"
+
+
+class AlertsConfig(_Model):
+    webhook: str | None = None
+    email: EmailAlerts | None = None
+
+
+class LagConfig(_Model):
+    """The lag report's rules (publisher/lag/report.py); the defaults follow the inspection rules and the 2019 Regulation."""
+
+    window: Duration = parse_duration("7d")  # p50/p95/max lag over deliveries due this recently
+    freshness_warn_before: Duration = parse_duration("3d")  # warn this long before a freshness threshold
+    deadline_working_days: int = Field(default=20, ge=1)  # public within this many working days of the date
+    deadline_warn_working_days: int = Field(default=5, ge=0)  # "at risk" when this few are left
+    alert_every: Duration = parse_duration("1m")  # how often the daemon checks for new alerts
+
+
+class ScreenConfig(_Model):
+    terms: list[str] = Field(default_factory=list)
+
+
+class Config(_Model):
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    queue: QueueConfig = Field(default_factory=QueueConfig)
+    web: WebConfig = Field(default_factory=WebConfig)
+    sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
+    locale: Literal["zh-CN", "en"] = "zh-CN"
+    roles: dict[str, str] = Field(default_factory=dict)
+    categories: dict[str, CategoryConfig]
+    channels: dict[str, ChannelConfig]
+    screen: ScreenConfig = Field(default_factory=ScreenConfig)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    lag: LagConfig = Field(default_factory=LagConfig)
+    base_dir: Path = Path(".")  # the directory of config.yaml; relative paths count from it
+    digest: str = ""  # which file at which content (config_file.config_digest); the daemon shows it to `publisher lag`
+
+    @model_validator(mode="after")
+    def _references(self) -> Config:
+        problems: list[str] = []
+        for key, cat in self.categories.items():
+            for role in cat.review:
+                if role not in self.roles:
+                    problems.append(f"categories.{key}.review: role {role!r} is not defined under roles")
+            for routed in cat.channels:
+                if routed not in self.channels:
+                    problems.append(f"categories.{key}.channels: channel {routed!r} is not defined under channels")
+        for name, ch in self.channels.items():
+            if ch.link_from is not None:
+                if ch.link_from not in self.channels:
+                    problems.append(f"channels.{name}.link_from: channel {ch.link_from!r} is not defined")
+                elif self.channels[ch.link_from].link_from is not None:
+                    problems.append(f"channels.{name}.link_from: {ch.link_from!r} itself waits for another channel")
+                elif ch.link_from == name:
+                    problems.append(f"channels.{name}.link_from: a channel cannot wait for itself")
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    def path(self, p: Path | str) -> Path:
+        p = Path(p)
+        return p if p.is_absolute() else (self.base_dir / p).resolve()
+
+    @property
+    def store_url(self) -> str:
+        """The store URL with a relative SQLite path resolved against the config's directory."""
+        url = self.store.url
+        if url.startswith("sqlite:///") and not url.startswith("sqlite:////") and ":memory:" not in url:
+            return "sqlite:///" + str(self.path(url[len("sqlite:///"):]))
+        return url
+
+    @property
+    def queue_dir(self) -> Path:
+        return self.path(self.queue.path)
+
+    def category_name(self, key: str) -> str:
+        return self.categories[key].name if key in self.categories else key
+
+    def role_name(self, key: str) -> str:
+        return self.roles.get(key, key)
+
+
+# --- loading -------------------------------------------------------------------------------------
+
+def _describe(err: Any, raw: Any) -> str:
+    loc = ".".join(str(x) for x in err["loc"] if not str(x).startswith("function-"))
+    msg = err["msg"]
+    msg = msg.removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key (check the spelling)"
+    elif err["type"] == "missing":
+        msg = "is required"
+    value = err.get("input")
+    shown = f" {_short(value)}" if err["type"] not in ("missing", "extra_forbidden") and not isinstance(value, dict) else ""
+    if shown and _short(value) in msg:
+        shown = ""
+    return f"{loc}:{shown} {msg}".replace(":  ", ": ")
+
+
+def _short(value: Any) -> str:
+    text = yaml.safe_dump(value, allow_unicode=True, default_flow_style=True).strip().removesuffix("...").strip()
+    return text if len(text) < 60 else text[:57] + "..."
+
+
+def parse_config(data: Any, *, base_dir: Path, source: str = "config.yaml",
+                 env: dict[str, str] | None = None, adapters: bool = True) -> Config:
+    """Validate config.yaml's data. `adapters=False` skips each channel's own keys (and importing its
+    adapter): for read-only commands such as `publisher lag`, which never talk to a channel."""
+    if not isinstance(data, dict):
+        raise ConfigError(source, ["the file must be a YAML mapping (key: value lines)"])
+    missing: list[str] = []
+    data = substitute_env(data, "", missing, dict(os.environ) if env is None else env)
+    try:
+        config = Config.model_validate({**data, "base_dir": base_dir})
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            if err["type"] == "value_error" and "\n" in err["msg"]:
+                problems += err["msg"].removeprefix("Value error, ").split("\n")
+            else:
+                problems.append(_describe(err, data))
+        raise ConfigError(source, missing + problems) from None
+    problems = []
+    for name, ch in config.channels.items() if adapters else ():
+        extra = dict(ch.model_extra or {})
+        try:
+            ch.options = adapter_class(ch.type).Options.model_validate(extra)
+        except ValidationError as exc:
+            for err in exc.errors():
+                err = {**err, "loc": ("channels", name, *err["loc"])}
+                problems.append(_describe(err, data))
+            continue
+        for key in extra:
+            ch.__pydantic_extra__.pop(key, None)  # type: ignore[union-attr]
+    if missing or problems:
+        raise ConfigError(source, missing + problems)
+        raise ConfigError(source, missing)
+    return config
+
+
+def load_config(path: Path | str, env: dict[str, str] | None = None, *, adapters: bool = True) -> Config:
+    path = Path(path)
+    data, digest = read_config_file(path)
+    config = parse_config(data, base_dir=path.resolve().parent, source=str(path), env=env, adapters=adapters)
+    config.digest = digest
+    return config

@@ -1,0 +1,395 @@
+"""The dispatcher: the outbox worker. It owns every delivery's bookkeeping.
+
+Per channel, one worker claims due rows (a lease in the store), sends them through the adapter
+with at most `concurrency` in flight, and records the outcome in one transaction per row. A slow
+or dead channel only ever holds its own worker. Three rules give exactly-once:
+
+1. A row is `sending` from the claim until its outcome is stored; at start-up every such row
+   is reconciled through the adapter's `find` before anything is sent again.
+2. A create is retried only after `find` said the item is not there (or with the same
+   idempotency key, which the adapters send where the protocol has one).
+3. The receipt, the row's new state and the item's placement on the channel commit together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+import structlog
+from sqlalchemy.engine import RowMapping
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+
+from channels.base import Channel, ManualTask, PermanentError, Receipt, TransientError
+from publisher.clock import Clock
+from publisher.config.settings import Config
+from publisher.dispatch.outbox import requeue, revision_from_row
+from publisher.dispatch.ratelimit import RateLimits
+from publisher.model import Revision
+from publisher.store.db import Store
+
+log = structlog.get_logger()
+T = TypeVar("T")
+
+VERIFY_CAP = timedelta(minutes=30)
+VERIFY_BASE = timedelta(seconds=5)
+RESEND_AFTER_CHECKS = 5  # read-backs that found nothing before an unseen delivery is sent once more
+
+
+def backoff(attempt: int, base: timedelta, cap: timedelta, rng: random.Random,
+            retry_after: float | None = None) -> timedelta:
+    """Full jitter (sleep = random(0, min(cap, base·2^attempt))), never sooner than Retry-After."""
+    ceiling = min(cap.total_seconds(), base.total_seconds() * 2 ** max(0, attempt - 1))
+    wait = rng.uniform(0, ceiling)
+    if retry_after is not None:
+        wait = max(wait, retry_after)
+    return timedelta(seconds=wait)
+
+
+class Dispatcher:
+    def __init__(self, *, store: Store, config: Config, channels: dict[str, Channel], clock: Clock,
+                 owner: str | None = None, rng: random.Random | None = None, read_retries: int = 3) -> None:
+        self.store = store
+        self.config = config
+        self.channels = channels
+        self.clock = clock
+        self.owner = owner or socket.gethostname()
+        self.rng = rng or random.Random()
+        self.read_retries = read_retries
+        self._wake = {name: asyncio.Event() for name in channels}
+        self._revisions: dict[int, Revision] = {}
+        self.limits = RateLimits(store, config, channels)
+
+    # --- public ----------------------------------------------------------------------------------
+
+    def wake(self, channel: str | None = None) -> None:
+        for name, event in self._wake.items():
+            if channel is None or name == channel:
+                event.set()
+
+    def wake_due(self) -> None:
+        """Wake the workers that have rows they may take now: another process changed the store."""
+        now = self.clock.now()
+        for name, event in self._wake.items():
+            if not event.is_set() and (nxt := self._next_work(name, now)) is not None and nxt <= now:
+                event.set()
+
+    async def recover(self) -> int:
+        """Reconcile rows left `sending` by a crash: ask the channel before anything is re-sent."""
+        rows = self.store.stale_sending(self.clock.now(), owner=self.owner)
+        for row in rows:
+            await self._reconcile(row)
+        return len(rows)
+
+    async def run_once(self) -> None:
+        """Send and verify everything due now, then return (the tests' and `run --once`'s mode)."""
+        await self.recover()
+        while True:
+            handled = await asyncio.gather(*(self._drain(name) for name in self.channels))
+            if not any(handled):  # a send may have released rows of another channel (link_from)
+                return
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.recover()
+        workers = [asyncio.create_task(self._worker(name, stop), name=f"dispatch:{name}") for name in self.channels]
+        await stop.wait()
+        self.wake()
+        await asyncio.gather(*workers, return_exceptions=True)
+
+    def retry(self, item_id: str, channel: str | None = None, *, by: str) -> int:
+        """Put an item's failed deliveries (or one channel's) back in the queue, now."""
+        n = requeue(self.store, self.config, self.clock.now(), item_id, channel, by=by)
+        self.wake(channel)
+        return n
+
+    # --- the per-channel loop --------------------------------------------------------------------
+
+    async def _worker(self, name: str, stop: asyncio.Event) -> None:
+        event = self._wake[name]
+        while not stop.is_set():
+            event.clear()
+            try:
+                await self._drain(name, stop)
+            except Exception:  # the store went away for a moment; keep the worker alive
+                log.exception("dispatch.worker_error", channel=name)
+                await asyncio.sleep(1)
+            timeout = self._idle_timeout(name)
+            try:
+                await asyncio.wait_for(event.wait(), timeout)
+            except TimeoutError:
+                pass
+
+    def _idle_timeout(self, name: str) -> float:
+        now = self.clock.now()
+        nxt = self._next_work(name, now)
+        if nxt is None:
+            return 30.0
+        return min(30.0, max(0.01, (nxt - now).total_seconds()))
+
+    def _next_work(self, name: str, now: datetime) -> datetime | None:
+        """When the channel's worker next has something it may do: while the rate limit is spent, only
+        read-backs count, and the moment the limit frees up."""
+        free_at = self.limits.free_at(name, now)
+        nxt = self.store.next_due(name, send=free_at is None)
+        if free_at is not None:
+            nxt = min(nxt, free_at) if nxt is not None else free_at
+        return nxt
+
+    async def _drain(self, name: str, stop: asyncio.Event | None = None) -> int:
+        """Work the channel's due rows, `concurrency` at a time, until none is left; returns how many."""
+        cfg = self.config.channels[name]
+        lease = cfg.timeout * 3 + timedelta(seconds=30)
+        handled = 0
+        sending: set[asyncio.Task[None]] = set()
+        reading: set[asyncio.Task[None]] = set()
+        while True:
+            room = cfg.concurrency - len(sending) - len(reading)
+            if room > 0 and (stop is None or not stop.is_set()):
+                # in-flight sends count against the rate limit before they show up as sent
+                allowed = self.limits.allowance(name, self.clock.now(), cfg.concurrency) - len(sending)
+                rows = self.store.claim(name, self.owner, self.clock.now(), min(room, max(allowed, 1)), lease,
+                                        send=allowed > 0)  # read-backs go on while the limit holds sends back
+                for row in rows:
+                    task = asyncio.create_task(self._handle(row))
+                    (reading if row["state"] == "sent" else sending).add(task)
+                handled += len(rows)
+            if not sending and not reading:
+                return handled
+            done, _ = await asyncio.wait(sending | reading, return_when=asyncio.FIRST_COMPLETED)
+            sending -= done
+            reading -= done
+
+    # --- one row ------------------------------------------------------------------------------------
+
+    async def _handle(self, row: RowMapping) -> None:
+        try:
+            if row["state"] == "sent":
+                await self._verify(row)
+            else:
+                await self._send(row)
+        except Exception as exc:  # an adapter bug must not lose the row: retry it like a transient fault
+            log.exception("dispatch.unexpected_error", channel=row["channel"], item_id=row["item_id"])
+            self._transient(row, TransientError(f"unexpected {type(exc).__name__}: {exc}"))
+
+    async def _send(self, row: RowMapping) -> None:
+        placed = self._placement(row)
+        rev = None if row["retract"] else self._revision(row)
+        if rev is None and not row["retract"]:
+            return  # _revision has already failed the row (no upstream link)
+        try:
+            receipt = await self._call_channel(row, placed, rev)
+        except ManualTask as exc:
+            self._manual(row, exc)
+            return
+        except (TransientError, PermanentError) as exc:
+            self._failure(row, exc)
+            return
+        self._succeeded(row, receipt, retract=row["retract"])
+
+    async def _call_channel(self, row: RowMapping, placed: Receipt | None, rev: Revision | None) -> Receipt | None:
+        """The one adapter call this row needs: retract, update what is there, or create (after `find`)."""
+        channel = self.channels[row["channel"]]
+        if row["retract"]:
+            if placed is not None:
+                await channel.retract(placed)
+            return placed
+        assert rev is not None
+        if placed is not None:
+            return await channel.update(rev, placed)
+        if row["attempts"] > 1:  # an earlier attempt may have landed: never post twice
+            found = await self._read(channel.find, rev)
+            if found is not None:
+                log.info("dispatch.found_earlier", channel=row["channel"], item_id=row["item_id"])
+                return found
+        return await channel.publish(rev)
+
+    async def _reconcile(self, row: RowMapping) -> None:
+        channel = self.channels.get(row["channel"])
+        now = self.clock.now()
+        found = None
+        if channel is not None and not row["retract"] and self._placement(row) is None:
+            rev = self._revision(row)
+            if rev is None:
+                return
+            try:
+                found = await self._read(channel.find, rev)
+            except (TransientError, PermanentError) as exc:
+                log.warning("dispatch.reconcile_unknown", channel=row["channel"], item_id=row["item_id"],
+                            error=str(exc))
+        if found is not None:
+            self._succeeded(row, found, reconciled=True)
+            return
+        with self.store.tx() as conn:
+            # Not there (or an update/retraction, which repeat safely): send it again; attempts > 1 keeps `find` first.
+            self.store.update_delivery(conn, row["id"], now, state="pending", next_attempt_at=now)
+            self.store.audit(conn, now, "daemon", "reconcile", item_id=row["item_id"], channel=row["channel"],
+                             outcome="not_found")
+        log.info("dispatch.reconciled", channel=row["channel"], item_id=row["item_id"], found=False)
+
+    async def _verify(self, row: RowMapping) -> None:
+        channel = self.channels[row["channel"]]
+        placed = self._placement(row)
+        receipt = (placed if placed is not None and placed.remote_id == row["remote_id"]
+                   else Receipt(remote_id=row["remote_id"] or "", url=row["url"]))
+        error = None
+        try:
+            live = await self._read(channel.verify, receipt)
+        except (TransientError, PermanentError) as exc:
+            live, error = False, f"verification failed: {exc}"
+        now = self.clock.now()
+        with self.store.tx() as conn:
+            if live:
+                self.store.update_delivery(conn, row["id"], now, state="live", live_at=now, last_error=None)
+                log.info("delivery.live", channel=row["channel"], item_id=row["item_id"],
+                         lag_s=round((now - row["due_at"]).total_seconds(), 3))
+                return
+            n = row["verify_attempts"] + 1
+            if n == RESEND_AFTER_CHECKS and row["attempts"] < 2 and not row["retract"] and channel.can_update:
+                # Sent but never seen (say, a feed entry that left the window before the collector came):
+                # send it once more, as an update, which cannot make a second copy; then only report it.
+                self.store.update_delivery(conn, row["id"], now, state="pending", next_attempt_at=now,
+                                           verify_attempts=0, last_error=f"not seen after {n} checks; sending again")
+                self.store.audit(conn, now, "daemon", "resend_unseen", item_id=row["item_id"], channel=row["channel"],
+                                 checks=n)
+                log.warning("delivery.resend_unseen", channel=row["channel"], item_id=row["item_id"], checks=n)
+                return
+            wait = min(VERIFY_CAP, VERIFY_BASE * 2 ** min(n, 12))
+            self.store.update_delivery(conn, row["id"], now, verify_attempts=n, next_attempt_at=now + wait,
+                                       last_error=error or f"sent, but readers cannot see it yet (check {n})")
+        log.info("delivery.not_live_yet", channel=row["channel"], item_id=row["item_id"], check=n,
+                 next_s=wait.total_seconds())
+
+    # --- outcomes -----------------------------------------------------------------------------------
+
+    def _succeeded(self, row: RowMapping, receipt: Receipt | None, *, retract: bool = False,
+                   reconciled: bool = False) -> None:
+        now = self.clock.now()
+        cfg = self.config.channels[row["channel"]]
+        dependents = [n for n, c in self.config.channels.items() if c.link_from == row["channel"]]
+        with self.store.tx() as conn:
+            if retract:
+                # For a retraction, "live" means: readers no longer see it.
+                self.store.update_delivery(conn, row["id"], now, state="live", sent_at=now, live_at=now,
+                                           remote_id=receipt.remote_id if receipt else None,
+                                           url=receipt.url if receipt else None, last_error=None)
+                if receipt is not None:
+                    self.store.set_placement(conn, row["item_id"], row["channel"], remote_id=receipt.remote_id,
+                                             url=receipt.url, extra=receipt.extra, revision=0, retracted=True, now=now)
+                self.store.audit(conn, now, "daemon", "retracted", item_id=row["item_id"], channel=row["channel"])
+            else:
+                assert receipt is not None
+                rev = self._revision(row)
+                self.store.update_delivery(conn, row["id"], now, state="sent", sent_at=now,
+                                           remote_id=receipt.remote_id, url=receipt.url, last_error=None,
+                                           next_attempt_at=now + cfg.verify_after)
+                self.store.set_placement(conn, row["item_id"], row["channel"], remote_id=receipt.remote_id,
+                                         url=receipt.url, extra=receipt.extra,
+                                         revision=rev.revision if rev else 0, retracted=False, now=now)
+                released = self.store.release_waiting(conn, row["item_id"], dependents, now) if receipt.url else []
+                self.store.audit(conn, now, "daemon", "reconcile" if reconciled else "send", item_id=row["item_id"],
+                                 revision=rev.revision if rev else None, channel=row["channel"],
+                                 remote_id=receipt.remote_id, url=receipt.url, attempt=row["attempts"],
+                                 outcome="found" if reconciled else "sent")
+                for name in released:
+                    self.wake(name)
+        log.info("delivery.sent", channel=row["channel"], item_id=row["item_id"], remote_id=getattr(receipt, "remote_id", None),
+                 attempt=row["attempts"], retract=retract, reconciled=reconciled)
+        if not retract:
+            self.wake(row["channel"])  # its verification may be due at once
+
+    def _failure(self, row: RowMapping, exc: TransientError | PermanentError) -> None:
+        if isinstance(exc, TransientError):
+            self._transient(row, exc)
+        else:
+            self._permanent(row, exc)
+
+    def _transient(self, row: RowMapping, exc: TransientError) -> None:
+        now = self.clock.now()
+        policy = self.config.channels[row["channel"]].retry
+        message = _describe(exc)
+        age = now - (row["retry_from"] or row["due_at"])  # a person's retry gets the whole budget again
+        if row["attempts"] >= policy.max_attempts or age >= policy.max_age:
+            spent = f"gave up after {row['attempts']} attempts over {age}: {message}"
+            self._permanent(row, PermanentError(spent, status=exc.status, remote=exc.remote))
+            return
+        wait = backoff(row["attempts"], policy.base, policy.cap, self.rng, exc.retry_after)
+        with self.store.tx() as conn:
+            self.store.update_delivery(conn, row["id"], now, state="retrying", next_attempt_at=now + wait,
+                                       last_error=message)
+        log.warning("delivery.retry_scheduled", channel=row["channel"], item_id=row["item_id"],
+                    attempt=row["attempts"], wait_s=round(wait.total_seconds(), 3), error=message)
+
+    def _permanent(self, row: RowMapping, exc: PermanentError) -> None:
+        now = self.clock.now()
+        message = _describe(exc)
+        dependents = [n for n, c in self.config.channels.items() if c.link_from == row["channel"]]
+        with self.store.tx() as conn:
+            self.store.update_delivery(conn, row["id"], now, state="failed", last_error=message)
+            self.store.fail_waiting(conn, row["item_id"], dependents, now,
+                                    f"{row['channel']} failed, so there is no article to link to: {message}")
+            self.store.audit(conn, now, "daemon", "failed", item_id=row["item_id"], channel=row["channel"],
+                             error=message)
+        log.error("delivery.failed", channel=row["channel"], item_id=row["item_id"], error=message)
+
+    def _manual(self, row: RowMapping, exc: ManualTask) -> None:
+        now = self.clock.now()
+        with self.store.tx() as conn:
+            self.store.update_delivery(conn, row["id"], now, state="manual", last_error=str(exc))
+            self.store.audit(conn, now, "daemon", "manual_task", item_id=row["item_id"], channel=row["channel"],
+                             task=str(exc))
+        log.warning("delivery.manual_task", channel=row["channel"], item_id=row["item_id"], task=str(exc))
+
+    # --- helpers ------------------------------------------------------------------------------------
+
+    async def _read(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """Reads (find, verify) are idempotent: a few quick in-process retries before giving up."""
+        async for attempt in AsyncRetrying(retry=retry_if_exception_type(TransientError),
+                                           stop=stop_after_attempt(self.read_retries),
+                                           wait=wait_random_exponential(multiplier=0.1, max=2), reraise=True):
+            with attempt:
+                return await fn(*args)
+        raise AssertionError("unreachable")
+
+    def _placement(self, row: RowMapping) -> Receipt | None:
+        with self.store.read() as conn:
+            p = self.store.placement(conn, row["item_id"], row["channel"])
+        if p is None or p["retracted"]:
+            return None
+        return Receipt(remote_id=p["remote_id"], url=p["url"], extra=p["extra"] or {})
+
+    def _revision(self, row: RowMapping) -> Revision | None:
+        cached = self._revisions.get(row["revision_id"])
+        upstream = self.config.channels[row["channel"]].link_from
+        with self.store.read() as conn:
+            link = None
+            if upstream is not None:
+                p = self.store.placement(conn, row["item_id"], upstream)
+                link = p["url"] if p is not None and not p["retracted"] else None
+            if cached is None:
+                r = self.store.revision_by_id(conn, row["revision_id"])
+                cached = revision_from_row(r, self.config)
+                if len(self._revisions) > 2048:
+                    self._revisions.clear()
+                self._revisions[row["revision_id"]] = cached
+        if upstream is not None and link is None:
+            self._permanent(row, PermanentError(f"no public link on {upstream} yet; retry once it is published there"))
+            return None
+        return cached.model_copy(update={"link": link}) if link != cached.link else cached
+
+
+def _describe(exc: Exception) -> str:
+    status = getattr(exc, "status", None)
+    remote = getattr(exc, "remote", None)
+    text = str(exc)
+    if status is not None and str(status) not in text:
+        text = f"{text} (HTTP {status})"
+    if remote and remote not in text:
+        text = f"{text}; the remote said: {remote[:300]}"
+    return text
+
+
+__all__ = ["Dispatcher", "backoff"]

@@ -1,0 +1,235 @@
+"""Alerts: one message when a delivery turns late, or a freshness or legal-deadline warning starts,
+and one when such an announced condition has recovered.
+
+Each condition has a key (late:<delivery id>, freshness:<status>:<channel>:<category>,
+deadline:<status>:<item>:<revision>) and a row in `alert_events`. A condition is announced once
+when it opens, its recovery is announced once, and only a fresh opening is announced again.
+All conditions opened by one check go out together: one webhook POST (JSON) and one e-mail, so a
+dead channel with 500 late items makes one message, not 500. A failed send leaves the events
+unannounced and the next check tries again (with both destinations configured, the one that
+worked may then see the batch twice: a repeat is better than a lost alert).
+The daemon runs `Alerter.run(stop)`; tests call `check()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+import structlog
+
+from publisher import i18n
+from publisher.clock import Clock
+from publisher.config.settings import Config
+from publisher.lag import report as lag
+from publisher.lag.json_form import seconds, timestamp
+from publisher.store.db import Store
+from publisher.store.schema import alert_events
+
+log = structlog.get_logger()
+MAX_LINES = 20  # lines of text in one message; the JSON events list is complete
+KEEP_CLEARED = timedelta(days=30)  # cleared conditions are forgotten after this (the audit of alerts is the log)
+
+
+@dataclass(frozen=True)
+class Event:
+    key: str
+    kind: str  # late | freshness | deadline
+    status: str  # late | warning | breached | never | at_risk | overdue
+    channel: str | None
+    item_id: str | None
+    text: str
+    detail: dict[str, Any]
+
+
+def conditions(report: lag.LagReport, locale: str) -> dict[str, Event]:
+    """Every alert-worthy condition true in the report, by key."""
+    config, out = report.config, {}
+    names = {ch.name: ch.display for ch in report.channels}
+    for ch in report.channels:
+        for d in ch.late:
+            text = i18n.t("alert_late", locale, channel=ch.display, item=d.item_id, revision=d.revision,
+                          lag=i18n.duration(d.lag, locale), sla=i18n.duration(ch.sla, locale),
+                          state=i18n.t(f"state_{d.state}", locale), error=d.last_error or "—")
+            out[f"late:{d.delivery_id}"] = Event(
+                key=f"late:{d.delivery_id}", kind="late", status="late", channel=ch.name, item_id=d.item_id,
+                text=text, detail={"delivery_id": d.delivery_id, "revision": d.revision, "title": d.title,
+                                   "state": d.state, "due_at": timestamp(d.due_at), "lag_s": seconds(d.lag),
+                                   "sla_s": seconds(ch.sla), "last_error": d.last_error})
+    for f in report.freshness:
+        if f.status not in ("warning", "breached"):
+            continue  # "never" is a new install's normal state, shown on the dashboard but not paged
+        category = f" / {config.category_name(f.category)}" if f.category else ""
+        key = f"freshness:{f.status}:{f.channel}:{f.category or '*'}"
+        text = i18n.t("alert_fresh", locale, channel=names.get(f.channel, f.channel), category=category,
+                      age=i18n.duration(f.age, locale), threshold=i18n.duration(f.threshold, locale),
+                      status=i18n.t(f"fresh_{f.status}", locale))
+        out[key] = Event(key=key, kind="freshness", status=f.status, channel=f.channel, item_id=None, text=text,
+                         detail={"category": f.category, "last_live_at": timestamp(f.last_live_at),
+                                 "age_s": seconds(f.age), "threshold_s": seconds(f.threshold)})
+    for r in report.deadlines:
+        key = f"deadline:{r.status}:{r.item_id}:{r.revision}"
+        text = i18n.t("alert_deadline", locale, item=r.item_id, title=r.title, last_day=r.last_day.isoformat(),
+                      left=r.working_days_left, status=i18n.t(r.status, locale))
+        out[key] = Event(key=key, kind="deadline", status=r.status, channel=None, item_id=r.item_id, text=text,
+                         detail={"revision": r.revision, "title": r.title, "start": r.start.isoformat(),
+                                 "last_day": r.last_day.isoformat(), "deadline": timestamp(r.deadline),
+                                 "working_days_left": r.working_days_left})
+    return out
+
+
+def _subject(key: str) -> str:
+    """What a condition is about, without its status: `freshness:warning:ch:cat` and
+    `freshness:breached:ch:cat` are one subject getting worse, not a recovery and a new alert."""
+    kind, _, rest = key.partition(":")
+    return f"{kind}:{rest.partition(':')[2]}" if kind in ("freshness", "deadline") else key
+
+
+class Alerter:
+    def __init__(self, *, store: Store, config: Config, clock: Clock, http: httpx.AsyncClient | None = None) -> None:
+        self.store = store
+        self.config = config
+        self.clock = clock
+        self.http = http
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Check every `lag.alert_every` until `stop` is set; a failing check is logged, never fatal."""
+        every = self.config.lag.alert_every.total_seconds()
+        while not stop.is_set():
+            try:
+                with self.store.leader("publisher.alerts") as leader:
+                    if leader:  # with several nodes on one PostgreSQL store, one of them checks at a time
+                        await self.check()
+            except Exception:  # the store or a destination went away for a moment; try at the next tick
+                log.exception("alert.check_failed")
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=every)
+            except TimeoutError:
+                pass
+
+    async def check(self) -> list[Event]:
+        """Open and clear conditions as of now; announce the opened ones not yet announced, and the
+        announced ones that recovered. Returns the events sent."""
+        now = self.clock.now()
+        report = await asyncio.to_thread(lag.build_report, self.store, self.config, now, late_limit=None)
+        current = conditions(report, self.config.locale)
+        pending, recovered = await asyncio.to_thread(self._record, current, now)
+        sent: list[Event] = []
+        if pending and await self._announce(pending, now, "alert_subject", "alert.opened"):
+            await asyncio.to_thread(self._mark, [e.key for e in pending], notified_at=now)
+            sent += pending
+        if recovered and await self._announce(recovered, now, "alert_recovered_subject", "alert.recovered"):
+            await asyncio.to_thread(self._mark, [e.key for e in recovered], cleared_at=now)
+            sent += recovered
+        return sent
+
+    def _record(self, current: dict[str, Event], now: datetime) -> tuple[list[Event], list[Event]]:
+        """(conditions to announce as opened, announced conditions that recovered). A condition that
+        recovered stays open until its recovery is announced; one never announced, or one that only
+        changed status (a freshness warning that became a breach), is cleared without a word."""
+        t = alert_events.c
+        with self.store.tx() as conn:
+            rows = {r.key: r for r in conn.execute(sa.select(t.key, t.kind, t.channel, t.item_id, t.detail,
+                                                             t.cleared_at, t.notified_at))}
+            conn.execute(alert_events.delete().where(t.cleared_at < now - KEEP_CLEARED))
+            gone = [k for k, r in rows.items() if r.cleared_at is None and k not in current]
+            subjects = {_subject(k) for k in current}
+            silent = [k for k in gone if rows[k].notified_at is None or _subject(k) in subjects]
+            if silent:
+                conn.execute(alert_events.update().where(t.key.in_(silent)).values(cleared_at=now))
+                log.info("alert.cleared", count=len(silent), keys=silent[:20])
+            recovered = []
+            for key in gone:
+                if key in silent:
+                    continue
+                was = rows[key]
+                detail = dict(was.detail or {})
+                text = i18n.t("alert_recovered", self.config.locale, text=detail.get("text", key))
+                recovered.append(Event(key=key, kind=was.kind, status="recovered", channel=was.channel,
+                                       item_id=was.item_id, text=text, detail=detail))
+            pending = []
+            for key, ev in current.items():
+                values = {"kind": ev.kind, "channel": ev.channel, "item_id": ev.item_id,
+                          "detail": {**ev.detail, "text": ev.text, "status": ev.status}}
+                row = rows.get(key)
+                if row is None:
+                    conn.execute(alert_events.insert().values(key=key, opened_at=now, **values))
+                elif row.cleared_at is not None:  # it recovered and came back: a new event
+                    conn.execute(alert_events.update().where(t.key == key).values(
+                        opened_at=now, cleared_at=None, notified_at=None, **values))
+                elif row.notified_at is not None:
+                    continue
+                pending.append(ev)
+        return pending, recovered
+
+    def _mark(self, keys: list[str], **values: datetime) -> None:
+        with self.store.tx() as conn:
+            for i in range(0, len(keys), 500):
+                conn.execute(alert_events.update().where(alert_events.c.key.in_(keys[i:i + 500])).values(**values))
+
+    async def _announce(self, events: list[Event], now: datetime, subject: str, event_name: str) -> bool:
+        """Send to every configured destination; True only when all of them took it."""
+        for ev in events:
+            log.warning(event_name, key=ev.key, kind=ev.kind, status=ev.status, channel=ev.channel,
+                        item_id=ev.item_id)
+        cfg = self.config.alerts
+        title = i18n.t(subject, self.config.locale, n=len(events))
+        ok = True
+        if cfg.webhook:
+            ok &= await self._webhook(cfg.webhook, events, now, title)
+        if cfg.email is not None:
+            ok &= await self._email(events, title)
+        return ok
+
+    def _text(self, events: list[Event]) -> str:
+        lines = [e.text for e in events[:MAX_LINES]]
+        if len(events) > MAX_LINES:
+            lines.append(i18n.t("alert_more", self.config.locale, n=len(events) - MAX_LINES))
+        return "\n".join(lines)
+
+    async def _webhook(self, url: str, events: list[Event], now: datetime, title: str) -> bool:
+        payload = {
+            "source": "publisher", "schema": "publisher.alerts/1", "at": timestamp(now),
+            "text": title + "\n" + self._text(events),
+            "events": [{"key": e.key, "kind": e.kind, "status": e.status, "channel": e.channel,
+                        "channel_name": self.config.channels[e.channel].display(e.channel)
+                        if e.channel in self.config.channels else None,
+                        "item_id": e.item_id, "text": e.text, "detail": e.detail} for e in events],
+        }
+        try:
+            if self.http is not None:
+                response = await self.http.post(url, json=payload, timeout=10)
+            else:
+                async with httpx.AsyncClient(timeout=10) as client:
+                    response = await client.post(url, json=payload)
+            response.raise_for_status()
+        except httpx.HTTPError as exc:
+            log.warning("alert.webhook_failed", url=url, error=str(exc), events=len(events))
+            return False
+        log.info("alert.webhook_sent", events=len(events), status=response.status_code)
+        return True
+
+    async def _email(self, events: list[Event], title: str) -> bool:
+        import aiosmtplib
+
+        cfg = self.config.alerts.email
+        assert cfg is not None
+        host, _, port = cfg.smtp.rpartition(":")
+        msg = EmailMessage()
+        msg["From"] = cfg.sender
+        msg["To"] = ", ".join(cfg.to)
+        msg["Subject"] = title
+        msg.set_content(self._text(events) + "\n")
+        try:
+            await aiosmtplib.send(msg, hostname=host or cfg.smtp, port=int(port) if port.isdigit() else 25,
+                                  timeout=15)
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            log.warning("alert.email_failed", smtp=cfg.smtp, error=str(exc), events=len(events))
+            return False
+        log.info("alert.email_sent", events=len(events), to=len(cfg.to))
+        return True

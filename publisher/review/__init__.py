@@ -1,0 +1,6 @@
+"""Review, between the store and dispatch: the sign-off chains a category requires (`chain`) and the
+confidentiality screen every revision passes (`screen`: classified markings, resident ID numbers,
+mobile numbers, configured terms). An approval plans the revision's deliveries through
+dispatch's outbox. May import the core's leaf modules, config, store and dispatch.outbox; never lag
+or the doors in app/.
+"""

@@ -1,0 +1,166 @@
+"""Review: the category's chain of sign-offs, the confidentiality screen, and overrides.
+
+A revision is approved when its category's chain is complete (in order) and the screen found
+nothing, or a reviewer overrode the findings with a reason. Approval plans its deliveries.
+Every action lands in the audit log with who and when.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from sqlalchemy.engine import Connection, RowMapping
+
+from channels.base import PublisherError
+from publisher.clock import Clock
+from publisher.config.settings import Config
+from publisher.dispatch.outbox import plan_publication, plan_retraction
+from publisher.review.screen import screen
+from publisher.store.db import Store
+
+log = structlog.get_logger()
+
+
+class ReviewError(PublisherError):
+    """A review action that cannot be taken; the message says why and what would work."""
+
+
+@dataclass(frozen=True)
+class Waiting:
+    item_id: str
+    revision: int
+    title: str
+    category: str
+    state: str  # review | blocked
+    next_role: str | None
+    signed: list[str]
+    findings: list[dict[str, Any]]
+
+
+def findings_for(config: Config, title: str, body: str) -> list[dict[str, Any]]:
+    return [{"kind": f.kind, "text": f.text, "where": f.where, "zh": f.describe("zh-CN"), "en": f.describe("en")}
+            for f in screen(title, body, terms=config.screen.terms)]
+
+
+class Review:
+    def __init__(self, store: Store, config: Config, clock: Clock) -> None:
+        self.store = store
+        self.config = config
+        self.clock = clock
+
+    # --- called by intake inside the ingest transaction -----------------------------------------
+
+    def settle(self, conn: Connection, revision_id: int, actor: str = "daemon") -> str:
+        """Move a revision as far as it can go by itself: approve it when nothing is missing."""
+        rev = self.store.revision_by_id(conn, revision_id)
+        now = self.clock.now()
+        if rev["retract"]:
+            # Taking an item down is the safe direction: it needs no chain and is never blocked.
+            self.store.set_revision_state(conn, revision_id, "approved", approved_at=now)
+            held = plan_retraction(conn, self.store, self.config, rev, now)
+            self.store.audit(conn, now, actor, "retract", item_id=rev["item_id"], revision=rev["number"],
+                             channels=held)
+            return "approved"
+        if rev["state"] in ("approved", "rejected", "superseded"):
+            return str(rev["state"])
+        approvals = self.store.approvals(revision_id, conn)
+        overridden = any(a["action"] == "override" for a in approvals)
+        if rev["findings"] and not overridden:
+            self.store.set_revision_state(conn, revision_id, "blocked")
+            return "blocked"
+        if self._next_role(rev, approvals) is not None:
+            self.store.set_revision_state(conn, revision_id, "review")
+            return "review"
+        self.store.set_revision_state(conn, revision_id, "approved", approved_at=now)
+        channels = plan_publication(conn, self.store, self.config, rev, now)
+        self.store.audit(conn, now, actor, "approved", item_id=rev["item_id"], revision=rev["number"],
+                         channels=channels, publish_at=rev["publish_at"].isoformat() if rev["publish_at"] else None)
+        log.info("review.approved", item_id=rev["item_id"], revision=rev["number"], channels=channels)
+        return "approved"
+
+    def _next_role(self, rev: RowMapping, approvals: list[RowMapping]) -> str | None:
+        chain = self.config.categories[rev["category"]].review if rev["category"] in self.config.categories else []
+        signed = [a["role"] for a in approvals if a["action"] == "approve"]
+        for role in chain:
+            if role not in signed:
+                return role
+        return None
+
+    # --- reviewers' actions ------------------------------------------------------------------------
+
+    def _current(self, conn: Connection, item_id: str) -> RowMapping:
+        rev = self.store.revision(item_id, conn=conn)
+        if rev is None:
+            raise ReviewError(f"no item with id {item_id!r}; `publisher items` lists them")
+        return rev
+
+    def approve(self, item_id: str, *, role: str, by: str) -> str:
+        with self.store.tx() as conn:
+            rev = self._current(conn, item_id)
+            if rev["state"] not in ("review", "blocked"):
+                raise ReviewError(f"{item_id} revision {rev['number']} is {rev['state']}, not waiting for review")
+            if role not in self.config.roles:
+                raise ReviewError(f"unknown role {role!r}; roles: {', '.join(self.config.roles)}")
+            approvals = self.store.approvals(rev["id"], conn)
+            expected = self._next_role(rev, approvals)
+            if expected is None:
+                raise ReviewError(f"{item_id} needs no further sign-off; it is blocked by the confidentiality "
+                                  "screen: see `publisher show` and use `publisher override` if it is safe")
+            if role != expected:
+                raise ReviewError(f"{item_id} waits for {expected} ({self.config.role_name(expected)}) "
+                                  f"before {role} can sign")
+            now = self.clock.now()
+            self.store.add_approval(conn, rev["id"], "approve", by, now, role=role)
+            self.store.audit(conn, now, by, "approve", item_id=item_id, revision=rev["number"], role=role)
+            return self.settle(conn, rev["id"], actor=by)
+
+    def reject(self, item_id: str, *, reason: str, by: str) -> None:
+        if not reason.strip():
+            raise ReviewError("a rejection needs a reason the editor can act on (--reason)")
+        with self.store.tx() as conn:
+            rev = self._current(conn, item_id)
+            if rev["state"] not in ("review", "blocked"):
+                raise ReviewError(f"{item_id} revision {rev['number']} is {rev['state']}, not waiting for review")
+            now = self.clock.now()
+            self.store.add_approval(conn, rev["id"], "reject", by, now, reason=reason)
+            self.store.set_revision_state(conn, rev["id"], "rejected")
+            self.store.audit(conn, now, by, "reject", item_id=item_id, revision=rev["number"], reason=reason)
+
+    def override(self, item_id: str, *, reason: str, by: str) -> str:
+        if not reason.strip():
+            raise ReviewError("an override needs a reason for the audit log (--reason)")
+        with self.store.tx() as conn:
+            rev = self._current(conn, item_id)
+            if rev["state"] != "blocked":
+                raise ReviewError(f"{item_id} revision {rev['number']} is {rev['state']}; only a blocked item "
+                                  "can be overridden")
+            now = self.clock.now()
+            self.store.add_approval(conn, rev["id"], "override", by, now, reason=reason)
+            self.store.audit(conn, now, by, "override", item_id=item_id, revision=rev["number"], reason=reason,
+                             findings=[f["text"] for f in rev["findings"]])
+            return self.settle(conn, rev["id"], actor=by)
+
+    def waiting(self) -> list[Waiting]:
+        out = []
+        for rev in self.store.revisions_in(("review", "blocked")):
+            approvals = self.store.approvals(rev["id"])
+            out.append(Waiting(
+                item_id=rev["item_id"], revision=rev["number"], title=rev["title"], category=rev["category"],
+                state=rev["state"], next_role=self._next_role(rev, approvals),
+                signed=[a["role"] for a in approvals if a["action"] == "approve"], findings=rev["findings"]))
+        return out
+
+    def retract(self, item_id: str, *, by: str, reason: str = "") -> str:
+        """Take the item down everywhere: a retraction revision, planned at once (no chain needed)."""
+        with self.store.tx() as conn:
+            rev = self._current(conn, item_id)
+            now = self.clock.now()
+            fields = {k: rev[k] for k in ("title", "category", "body", "summary", "doc_date", "source", "author",
+                                          "channels", "attachments")}
+            rid, number = self.store.add_revision(conn, {
+                **fields, "item_id": item_id, "publish_at": None, "retract": True, "findings": [],
+                "state": "review", "file_name": None, "file_sha256": None}, now)
+            self.store.audit(conn, now, by, "retract_requested", item_id=item_id, revision=number, reason=reason)
+            return self.settle(conn, rid, actor=by)
