@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import mimetypes
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -71,3 +72,42 @@ class Revision(BaseModel):
             if text:
                 return text
         return self.title
+
+
+class RevisionState(StrEnum):
+    """Where one revision stands in review. The only place these states are spelled."""
+
+    REVIEW = "review"  # waiting for the next sign-off of its category's chain
+    BLOCKED = "blocked"  # the confidentiality screen found something; waits for an override
+    APPROVED = "approved"  # chain complete and screen passed (or overridden): deliveries planned
+    REJECTED = "rejected"  # sent back by a reviewer
+    SUPERSEDED = "superseded"  # a newer revision of the item arrived before this one was approved
+
+
+class DeliveryState(StrEnum):
+    """Where one (revision, channel) delivery stands. The only place these states are spelled.
+
+    waiting (for its `link_from` channel's URL) → pending → sending → sent → live; a transient failure
+    goes to retrying (due again later), a permanent one or a spent retry budget to failed; what the
+    protocol cannot do is a manual task; a newer revision supersedes rows not yet sent.
+    """
+
+    WAITING = "waiting"
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    LIVE = "live"
+    RETRYING = "retrying"
+    FAILED = "failed"
+    MANUAL = "manual"
+    SUPERSEDED = "superseded"
+
+
+# Rows not yet sent: a newer revision of the item supersedes them.
+ACTIVE = frozenset({DeliveryState.WAITING, DeliveryState.PENDING, DeliveryState.RETRYING})
+# Rows a worker claims to send.
+TO_SEND = frozenset({DeliveryState.PENDING, DeliveryState.RETRYING})
+# Rows due and not live: the lag report's open rows.
+OPEN = frozenset(DeliveryState) - {DeliveryState.LIVE, DeliveryState.SUPERSEDED}
+# Revisions still waiting for a person (the legal deadline's candidates).
+IN_REVIEW = frozenset({RevisionState.REVIEW, RevisionState.BLOCKED})
