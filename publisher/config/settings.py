@@ -253,7 +253,6 @@ def parse_config(data: Any, *, base_dir: Path, source: str = "config.yaml",
             ch.__pydantic_extra__.pop(key, None)  # type: ignore[union-attr]
     if missing or problems:
         raise ConfigError(source, missing + problems)
-        raise ConfigError(source, missing)
     return config
 
 
