@@ -31,6 +31,7 @@ from publisher.clock import CHINA
 from publisher.dispatch import outbox
 from publisher.lag import report as lag
 from publisher.lag.json_form import to_json
+from publisher.model import DeliveryState
 from publisher.units import parse_instant
 
 if TYPE_CHECKING:
@@ -40,6 +41,10 @@ log = structlog.get_logger()
 COOKIE = "publisher_session"
 _env = Environment(loader=PackageLoader("publisher.app.web", "templates"), autoescape=select_autoescape(["html"]))
 CONFIG_HEADER = "X-Publisher-Config"  # the digest of the config the daemon runs on (publisher lag compares)
+# The channel table's "pending" column: rows on their way that need nobody yet (waiting for a link, queued,
+# sending, sent and not yet seen live); retrying, failed and manual have columns of their own.
+ON_THEIR_WAY = (DeliveryState.WAITING, DeliveryState.PENDING, DeliveryState.SENDING, DeliveryState.SENT)
+RETRYABLE = frozenset({DeliveryState.FAILED, DeliveryState.RETRYING})  # late rows shown with a retry button
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
 
 
@@ -89,6 +94,8 @@ def routes(ctx: WebContext) -> list[BaseRoute]:
             plot=plot_svg(hist, report, _),
             warnings=[f for f in report.freshness if f.status in ("warning", "breached")],
             retried=request.query_params.get("retried"), other=("en" if loc == "zh-CN" else "zh-CN"),
+            states=DeliveryState, retryable=RETRYABLE,
+            on_their_way=lambda ch: sum(ch.counts.get(state, 0) for state in ON_THEIR_WAY),
         )
         response = HTMLResponse(html)
         if "lang" in request.query_params:
