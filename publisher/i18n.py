@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-LOCALES = ("zh-CN", "en")
-
 _STRINGS: dict[str, tuple[str, str]] = {  # key: (zh-CN, en)
     "title": ("发布延迟", "Publishing lag"),
     "generated": ("生成于", "Generated"),

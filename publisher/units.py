@@ -51,22 +51,6 @@ def format_duration(td: timedelta) -> str:
     return f"{secs}s"
 
 
-def human_duration(td: timedelta) -> str:
-    """Rounded for people reading a table: `3d 4h`, `12m`, `40s`."""
-    secs = int(abs(td.total_seconds()))
-    sign = "-" if td.total_seconds() < 0 else ""
-    d, rem = divmod(secs, 86400)
-    h, rem = divmod(rem, 3600)
-    m, s = divmod(rem, 60)
-    if d:
-        return f"{sign}{d}d {h}h" if h else f"{sign}{d}d"
-    if h:
-        return f"{sign}{h}h {m}m" if m else f"{sign}{h}h"
-    if m:
-        return f"{sign}{m}m"
-    return f"{sign}{s}s"
-
-
 Duration = Annotated[timedelta, BeforeValidator(parse_duration), PlainSerializer(format_duration, return_type=str)]
 
 

@@ -22,6 +22,7 @@ from starlette.routing import Route
 
 from publisher.clock import FrozenClock
 from publisher.lag.alerts import Alerter
+from publisher.model import DeliveryState, RevisionState
 from publisher.store.db import Store
 from publisher.store.schema import deliveries
 from tests.test_lag import T0, World, make_config
@@ -100,13 +101,13 @@ def _fresh_everywhere(world: World) -> None:
     for name in world.config.channels:
         for key, cat in world.config.categories.items():
             if name in cat.channels:
-                world.delivery(name, category=key, state="live", live_at=world.clock.now(), due_at=world.clock.now())
+                world.delivery(name, category=key, state=DeliveryState.LIVE, live_at=world.clock.now(), due_at=world.clock.now())
 
 
 async def test_one_alert_when_a_delivery_turns_late_and_no_repeat(world: World, receiver: Receiver) -> None:
     """A delivery past its SLA makes one webhook message; later checks stay quiet while it stays late."""
     _fresh_everywhere(world)
-    did = world.delivery("bureau_site", state="retrying", error="503 Service Unavailable")
+    did = world.delivery("bureau_site", state=DeliveryState.RETRYING, error="503 Service Unavailable")
     alerter = _alerter(world)
     world.clock.set(T0 + timedelta(minutes=15))
     assert await alerter.check() == []  # exactly at the SLA: not late yet
@@ -125,12 +126,13 @@ async def test_alert_again_only_after_recovery(world: World, receiver: Receiver)
     """Once the delivery went live the condition clears, and its recovery is announced once; if it is late
     again it alerts again."""
     _fresh_everywhere(world)
-    did = world.delivery("bureau_site", state="failed", error="boom")
+    did = world.delivery("bureau_site", state=DeliveryState.FAILED, error="boom")
     alerter = _alerter(world)
     world.clock.set(T0 + timedelta(minutes=20))
     assert len(await alerter.check()) == 1
     with world.store.tx() as conn:  # retried and went live: recovered
-        conn.execute(deliveries.update().where(deliveries.c.id == did).values(state="live", live_at=world.clock.now()))
+        conn.execute(deliveries.update().where(deliveries.c.id == did)
+                     .values(state=DeliveryState.LIVE, live_at=world.clock.now()))
     receiver.fail_next = 1  # the recovery is announced at the next check when the webhook is down
     assert await alerter.check() == []
     assert [(e.key, e.status) for e in await alerter.check()] == [(f"late:{did}", "recovered")]
@@ -139,7 +141,7 @@ async def test_alert_again_only_after_recovery(world: World, receiver: Receiver)
     assert recovery["events"][0]["status"] == "recovered" and recovery["events"][0]["kind"] == "late"
     assert await alerter.check() == []  # once
     with world.store.tx() as conn:  # an operator put it back in the queue, and it stalled again
-        conn.execute(deliveries.update().where(deliveries.c.id == did).values(state="retrying", live_at=None))
+        conn.execute(deliveries.update().where(deliveries.c.id == did).values(state=DeliveryState.RETRYING, live_at=None))
     assert [e.key for e in await alerter.check()] == [f"late:{did}"]
     assert len(receiver.posts) == 3
 
@@ -147,13 +149,14 @@ async def test_alert_again_only_after_recovery(world: World, receiver: Receiver)
 async def test_a_condition_never_announced_recovers_silently(world: World, receiver: Receiver) -> None:
     """A late delivery that went live before its alert could be sent (the webhook was down) makes no message."""
     _fresh_everywhere(world)
-    did = world.delivery("bureau_site", state="failed", error="boom")
+    did = world.delivery("bureau_site", state=DeliveryState.FAILED, error="boom")
     world.clock.set(T0 + timedelta(minutes=20))
     receiver.fail_next = 1
     alerter = _alerter(world)
     assert await alerter.check() == []
     with world.store.tx() as conn:
-        conn.execute(deliveries.update().where(deliveries.c.id == did).values(state="live", live_at=world.clock.now()))
+        conn.execute(deliveries.update().where(deliveries.c.id == did)
+                     .values(state=DeliveryState.LIVE, live_at=world.clock.now()))
     assert await alerter.check() == [] and receiver.posts == []
 
 
@@ -161,7 +164,7 @@ async def test_a_dead_channel_makes_one_message_not_a_storm(world: World, receiv
     """Thirty deliveries turning late together go out as one webhook POST listing all thirty."""
     _fresh_everywhere(world)
     for _ in range(30):
-        world.delivery("city_portal", state="retrying", error="connect timeout")
+        world.delivery("city_portal", state=DeliveryState.RETRYING, error="connect timeout")
     world.clock.set(T0 + timedelta(days=1, minutes=1))
     _fresh_everywhere(world)
     sent = await _alerter(world).check()
@@ -173,7 +176,7 @@ async def test_a_dead_channel_makes_one_message_not_a_storm(world: World, receiv
 async def test_failed_webhook_is_retried_at_the_next_check(world: World, receiver: Receiver) -> None:
     """When the webhook answers 500, the events stay unannounced and the next check sends them once."""
     _fresh_everywhere(world)
-    world.delivery("bureau_site", state="failed", error="boom")
+    world.delivery("bureau_site", state=DeliveryState.FAILED, error="boom")
     world.clock.set(T0 + timedelta(minutes=20))
     receiver.fail_next = 1
     alerter = _alerter(world)
@@ -191,7 +194,7 @@ async def test_freshness_warning_then_breach_are_two_events(tmp_path: Path, rece
     for key in ("notices", "agency", "committee", "laws", "guides", "accidents"):  # long thresholds stay fresh
         for ch in ("bureau_site", "city_portal", "provincial_feed", "microblog"):
             if ch in config.categories[key].channels:
-                world.delivery(ch, category=key, state="live", live_at=T0 + timedelta(days=13), due_at=T0)
+                world.delivery(ch, category=key, state=DeliveryState.LIVE, live_at=T0 + timedelta(days=13), due_at=T0)
     world.clock.set(T0 + timedelta(days=11))
     kinds = {(e.kind, e.status, e.channel) for e in await alerter.check()}
     assert ("freshness", "warning", "microblog") in kinds
@@ -213,7 +216,8 @@ async def test_deadline_alert_by_email(tmp_path: Path) -> None:
         world = World(config=config, store=Store.open(config.store_url), clock=FrozenClock(T0))
         world.clock.set(datetime(2015, 3, 9, 2, 0, tzinfo=T0.tzinfo))
         _fresh_everywhere(world)
-        world.item(state="review", doc_date=date(2015, 2, 10), item_id="2015-notices-0042", title="关于节后复工的通知")
+        world.item(state=RevisionState.REVIEW, doc_date=date(2015, 2, 10), item_id="2015-notices-0042",
+                   title="关于节后复工的通知")
         sent = await _alerter(world).check()
         assert [e.kind for e in sent] == ["deadline"]
         assert len(mailbox.messages) == 1

@@ -13,6 +13,7 @@ from publisher.app.web.app import create_app
 from publisher.app.web.context import WebContext
 from publisher.clock import FrozenClock
 from publisher.lag import json_form as lag_json
+from publisher.model import DeliveryState
 from publisher.store.db import Store
 from tests.test_lag import T0, World, make_config
 
@@ -41,8 +42,8 @@ def _broken_portal(world: World) -> None:
     """city_portal failed an hour ago with the portal's error; the others went live in seconds."""
     item = world.item(title="关于开展安全生产大检查的通知", item_id="2015-notices-0001")
     for ch in ("bureau_site", "provincial_feed"):
-        world.delivery(ch, item=item, due_at=T0, state="live", live_at=T0 + timedelta(seconds=4))
-    world.delivery("city_portal", item=item, due_at=T0, state="failed", attempts=1,
+        world.delivery(ch, item=item, due_at=T0, state=DeliveryState.LIVE, live_at=T0 + timedelta(seconds=4))
+    world.delivery("city_portal", item=item, due_at=T0, state=DeliveryState.FAILED, attempts=1,
                    error='401 Unauthorized: {"code": "invalid_token", "message": "token rejected"}')
     world.clock.set(T0 + timedelta(days=1, hours=1))
 
@@ -106,7 +107,7 @@ async def test_retry_requeues_the_failed_delivery(world: World, client: httpx.As
     response = await client.post("/retry", data={"item_id": "2015-notices-0001", "channel": "city_portal"})
     assert response.status_code == 303 and response.headers["location"] == "/?retried=1"
     row = next(r for r in world.store.deliveries_of("2015-notices-0001") if r["channel"] == "city_portal")
-    assert row["state"] == "pending" and row["attempts"] == 1  # counted as a repeat: a create asks `find` first
+    assert row["state"] == DeliveryState.PENDING and row["attempts"] == 1  # counted as a repeat: a create asks `find` first
     assert world.store.audit_log("2015-notices-0001")[0]["actor"].startswith("dashboard@")
     cross = await client.post("/retry", data={"item_id": "x", "channel": "city_portal"},
                               headers={"Origin": "http://evil.example"})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -20,6 +21,7 @@ from publisher.config.settings import Config, load_config
 from publisher.dispatch import outbox
 from publisher.lag import json_form as lag_json
 from publisher.lag import report as lag
+from publisher.model import DeliveryState, RevisionState
 from publisher.store.db import Store
 from publisher.store.schema import deliveries, items, revisions
 
@@ -47,7 +49,7 @@ class World:
     clock: FrozenClock
     ids: count = field(default_factory=lambda: count(1))
 
-    def item(self, *, category: str = "news", state: str = "approved", doc_date: date | None = None,
+    def item(self, *, category: str = "news", state: RevisionState = RevisionState.APPROVED, doc_date: date | None = None,
              created_at: datetime = T0, title: str = "安全生产月活动部署", item_id: str | None = None,
              retract: bool = False) -> tuple[str, int]:
         n = next(self.ids)
@@ -59,13 +61,13 @@ class World:
             rid = conn.execute(revisions.insert().values(
                 item_id=item_id, number=1, state=state, title=title, category=category, body="正文",
                 doc_date=doc_date, channels=[], attachments=[], retract=retract, findings=[],
-                created_at=created_at, approved_at=created_at if state == "approved" else None,
+                created_at=created_at, approved_at=created_at if state == RevisionState.APPROVED else None,
             )).inserted_primary_key[0]
         return item_id, int(rid)
 
-    def delivery(self, channel: str, *, due_at: datetime = T0, state: str = "pending", live_at: datetime | None = None,
-                 error: str | None = None, category: str = "news", item: tuple[str, int] | None = None,
-                 attempts: int = 0, retract: bool = False) -> int:
+    def delivery(self, channel: str, *, due_at: datetime = T0, state: DeliveryState = DeliveryState.PENDING,
+                 live_at: datetime | None = None, error: str | None = None, category: str = "news",
+                 item: tuple[str, int] | None = None, attempts: int = 0, retract: bool = False) -> int:
         item_id, rid = item or self.item(category=category)
         with self.store.tx() as conn:
             return int(conn.execute(deliveries.insert().values(
@@ -95,7 +97,7 @@ def world(request: pytest.FixtureRequest, tmp_path: Path) -> World:
 
 def test_late_exactly_after_the_sla(world: World) -> None:
     """A delivery is late only once now − due exceeds the SLA (15 min on bureau_site), not at it."""
-    world.delivery("bureau_site", state="retrying", error="503 Service Unavailable")
+    world.delivery("bureau_site", state=DeliveryState.RETRYING, error="503 Service Unavailable")
     world.clock.set(T0 + timedelta(minutes=15))
     assert world.channel("bureau_site").late_total == 0
     assert world.channel("bureau_site").status == "on_time"
@@ -108,29 +110,30 @@ def test_late_exactly_after_the_sla(world: World) -> None:
 
 def test_live_superseded_and_future_rows_are_never_late(world: World) -> None:
     """Live rows (even slow ones), superseded rows and rows not yet due are not late."""
-    world.delivery("bureau_site", state="live", live_at=T0 + timedelta(hours=3))
-    world.delivery("bureau_site", state="superseded")
-    world.delivery("bureau_site", state="pending", due_at=T0 + timedelta(days=2))  # embargoed
+    world.delivery("bureau_site", state=DeliveryState.LIVE, live_at=T0 + timedelta(hours=3))
+    world.delivery("bureau_site", state=DeliveryState.SUPERSEDED)
+    world.delivery("bureau_site", state=DeliveryState.PENDING, due_at=T0 + timedelta(days=2))  # embargoed
     world.clock.set(T0 + timedelta(days=1))
     assert world.channel("bureau_site").late_total == 0
 
 
 def test_late_items_oldest_first_with_state_and_count_beyond_limit(world: World) -> None:
     """Late rows are listed oldest first; the total counts the ones past the listing limit."""
-    for minutes, state in ((30, "failed"), (10, "sent"), (50, "manual"), (40, "waiting")):
+    for minutes, state in ((30, DeliveryState.FAILED), (10, DeliveryState.SENT), (50, DeliveryState.MANUAL),
+                          (40, DeliveryState.WAITING)):
         world.delivery("bureau_site", due_at=T0 - timedelta(minutes=minutes), state=state, error=f"e{minutes}")
     world.clock.set(T0 + timedelta(minutes=10))
     ch = world.channel("bureau_site", late_limit=3)
     assert ch.late_total == 4
-    assert [d.state for d in ch.late] == ["manual", "waiting", "failed"]
+    assert [d.state for d in ch.late] == [DeliveryState.MANUAL, DeliveryState.WAITING, DeliveryState.FAILED]
     assert ch.late[0].lag == timedelta(minutes=60)
 
 
 def test_each_channel_has_its_own_sla(world: World) -> None:
     """Two hours behind is late on bureau_site (15 min) but on time on city_portal (1 day)."""
     item = world.item()
-    world.delivery("bureau_site", item=item, state="failed")
-    world.delivery("city_portal", item=item, state="retrying")
+    world.delivery("bureau_site", item=item, state=DeliveryState.FAILED)
+    world.delivery("city_portal", item=item, state=DeliveryState.RETRYING)
     world.clock.set(T0 + timedelta(hours=2))
     report = world.report()
     status = {ch.name: ch.status for ch in report.channels}
@@ -142,9 +145,9 @@ def test_percentiles_over_the_window(world: World) -> None:
     """p50/p95/max are nearest-rank over rows due in the window; a row not live counts now − due."""
     world.clock.set(T0 + timedelta(hours=1))
     for secs in range(1, 20):  # 19 live rows with lags 1..19 s
-        world.delivery("bureau_site", due_at=T0, state="live", live_at=T0 + timedelta(seconds=secs))
-    world.delivery("bureau_site", due_at=T0, state="failed")  # lag 3600 s so far
-    world.delivery("bureau_site", due_at=T0 - timedelta(days=7, seconds=1), state="live",
+        world.delivery("bureau_site", due_at=T0, state=DeliveryState.LIVE, live_at=T0 + timedelta(seconds=secs))
+    world.delivery("bureau_site", due_at=T0, state=DeliveryState.FAILED)  # lag 3600 s so far
+    world.delivery("bureau_site", due_at=T0 - timedelta(days=7, seconds=1), state=DeliveryState.LIVE,
                    live_at=T0)  # due before the window: left out
     ch = world.channel("bureau_site")
     assert ch.window_total == 20
@@ -157,8 +160,8 @@ def test_percentiles_over_the_window(world: World) -> None:
 def test_window_boundary_and_since(world: World) -> None:
     """A row due exactly at the window's start is in it; --since narrows both stats and the late list."""
     now = T0 + timedelta(days=7)
-    world.delivery("bureau_site", due_at=T0, state="live", live_at=T0 + timedelta(seconds=5))
-    world.delivery("bureau_site", due_at=T0 + timedelta(days=6), state="failed")
+    world.delivery("bureau_site", due_at=T0, state=DeliveryState.LIVE, live_at=T0 + timedelta(seconds=5))
+    world.delivery("bureau_site", due_at=T0 + timedelta(days=6), state=DeliveryState.FAILED)
     world.clock.set(now)
     assert world.channel("bureau_site").window_total == 2
     ch = world.channel("bureau_site", since=now - timedelta(hours=12))
@@ -169,7 +172,7 @@ def test_freshness_boundaries(tmp_path: Path) -> None:
     """With a 14-day threshold and a 3-day warning: ok before 11 days, warning at 11, breached at 14."""
     config = make_config(tmp_path, lag={"freshness_warn_before": "3d"})
     world = World(config=config, store=Store.open(config.store_url), clock=FrozenClock(T0))
-    world.delivery("microblog", state="live", live_at=T0, category="news")
+    world.delivery("microblog", state=DeliveryState.LIVE, live_at=T0, category="news")
 
     def status(**kw: Any) -> dict[str | None, str]:
         return {f.category: f.status for f in world.report().freshness if f.channel == "microblog"}
@@ -185,8 +188,8 @@ def test_freshness_boundaries(tmp_path: Path) -> None:
 
 def test_freshness_per_category_and_threshold(world: World) -> None:
     """A 180-day category is fresh at 20 days while a 14-day one is breached on the same channel."""
-    world.delivery("bureau_site", state="live", live_at=T0, category="notices")
-    world.delivery("bureau_site", state="live", live_at=T0 - timedelta(days=5), category="news")
+    world.delivery("bureau_site", state=DeliveryState.LIVE, live_at=T0, category="notices")
+    world.delivery("bureau_site", state=DeliveryState.LIVE, live_at=T0 - timedelta(days=5), category="news")
     world.clock.set(T0 + timedelta(days=20))
     fresh = {f.category: f for f in world.report().freshness if f.channel == "bureau_site"}
     assert fresh["notices"].status == "ok" and fresh["notices"].threshold == timedelta(days=180)
@@ -196,8 +199,8 @@ def test_freshness_per_category_and_threshold(world: World) -> None:
 
 def test_retractions_do_not_count_as_fresh(world: World) -> None:
     """Taking an item down is not new content: freshness ignores retraction rows."""
-    world.delivery("bureau_site", state="live", live_at=T0 - timedelta(days=30), category="news")
-    world.delivery("bureau_site", state="live", live_at=T0, category="news", retract=True)
+    world.delivery("bureau_site", state=DeliveryState.LIVE, live_at=T0 - timedelta(days=30), category="news")
+    world.delivery("bureau_site", state=DeliveryState.LIVE, live_at=T0, category="news", retract=True)
     entry = next(f for f in world.report().freshness if f.channel == "bureau_site" and f.category is None)
     assert entry.last_live_at == T0 - timedelta(days=30)
 
@@ -205,7 +208,7 @@ def test_retractions_do_not_count_as_fresh(world: World) -> None:
 def test_legal_deadline_over_the_spring_festival(world: World) -> None:
     """Dated Feb 10 2015, an item must be public by the end of Mar 13 (Beijing), the 20th working day."""
     item = world.item(category="notices", doc_date=date(2015, 2, 10))
-    world.delivery("bureau_site", item=item, state="failed", due_at=datetime(2015, 2, 11, tzinfo=UTC))
+    world.delivery("bureau_site", item=item, state=DeliveryState.FAILED, due_at=datetime(2015, 2, 11, tzinfo=UTC))
     world.clock.set(datetime(2015, 3, 5, 16, 0, tzinfo=UTC))  # Mar 6 in Beijing: Mar 9–13 left, 5 days
     risk = world.report().deadlines
     assert [(d.status, d.working_days_left, d.last_day) for d in risk] == [("at_risk", 5, date(2015, 3, 13))]
@@ -219,10 +222,10 @@ def test_legal_deadline_over_the_spring_festival(world: World) -> None:
 
 def test_deadline_counts_review_and_stops_once_live_anywhere(world: World) -> None:
     """A revision stuck in review is at risk; one live on any channel is public and not listed."""
-    world.item(state="review", created_at=datetime(2015, 2, 10, 2, tzinfo=UTC), item_id="stuck")
+    world.item(state=RevisionState.REVIEW, created_at=datetime(2015, 2, 10, 2, tzinfo=UTC), item_id="stuck")
     public = world.item(doc_date=date(2015, 2, 10), item_id="public")
-    world.delivery("bureau_site", item=public, state="live", live_at=T0)
-    world.delivery("city_portal", item=public, state="failed")
+    world.delivery("bureau_site", item=public, state=DeliveryState.LIVE, live_at=T0)
+    world.delivery("city_portal", item=public, state=DeliveryState.FAILED)
     world.clock.set(datetime(2015, 3, 10, 2, tzinfo=UTC))
     assert [d.item_id for d in world.report().deadlines] == ["stuck"]
 
@@ -231,9 +234,9 @@ def test_history_buckets(world: World) -> None:
     """Lag over time: each hourly bucket of the last 24 h holds the p95 and max of the rows due in it."""
     now = T0 + timedelta(hours=24)
     world.clock.set(now)
-    world.delivery("bureau_site", due_at=now - timedelta(minutes=90), state="live",
+    world.delivery("bureau_site", due_at=now - timedelta(minutes=90), state=DeliveryState.LIVE,
                    live_at=now - timedelta(minutes=89))
-    world.delivery("bureau_site", due_at=now - timedelta(minutes=30), state="failed")
+    world.delivery("bureau_site", due_at=now - timedelta(minutes=30), state=DeliveryState.FAILED)
     buckets = lag.history(world.store, world.config, now, "24h")["bureau_site"]
     assert len(buckets) == 24
     assert (buckets[22].count, buckets[22].max) == (1, 60.0)
@@ -241,20 +244,33 @@ def test_history_buckets(world: World) -> None:
     assert sum(b.count for b in buckets) == 2
 
 
+def test_the_report_and_the_web_leave_sql_to_the_store() -> None:
+    """No module of publisher/lag or publisher/app/web imports SQLAlchemy: their SQL is in publisher/store."""
+    root = Path(lag.__file__).resolve().parent.parent
+    offenders = []
+    for path in [*(root / "lag").glob("*.py"), *(root / "app" / "web").glob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            offenders += [f"{path.name}: {n}" for n in names if n.split(".")[0] == "sqlalchemy"]
+    assert offenders == []
+
+
 def test_requeue_without_a_dispatcher(world: World) -> None:
     """The retry fallback puts failed rows back to pending, due now, and writes an audit row."""
     item = world.item(item_id="again")
-    did = world.delivery("city_portal", item=item, state="failed", attempts=5, error="401")
+    did = world.delivery("city_portal", item=item, state=DeliveryState.FAILED, attempts=5, error="401")
     assert outbox.requeue(world.store, world.config, world.clock.now(), "again", "city_portal", by="tester") == 1
     row = world.store.delivery(did)
-    assert (row["state"], row["attempts"], row["last_error"]) == ("pending", 1, None)  # a repeat: a create asks `find` first
+    # attempts 1, a repeat: a create asks `find` first
+    assert (row["state"], row["attempts"], row["last_error"]) == (DeliveryState.PENDING, 1, None)
     assert world.store.audit_log("again")[0]["action"] == "retry"
 
 
 def test_json_schema_is_stable(world: World) -> None:
     """The JSON form has exactly the documented fields (docs/LAG_JSON.md)."""
     item = world.item(doc_date=date(2015, 2, 10))
-    world.delivery("bureau_site", item=item, state="failed", error="boom", due_at=T0 - timedelta(hours=1))
+    world.delivery("bureau_site", item=item, state=DeliveryState.FAILED, error="boom", due_at=T0 - timedelta(hours=1))
     data = lag_json.to_json(world.report())
     assert set(data) == {"schema", "source", "locale", "generated_at", "window", "channels", "freshness", "deadlines"}
     assert (data["source"], data["locale"]) == ("store", "zh-CN")
@@ -274,7 +290,7 @@ def test_json_schema_is_stable(world: World) -> None:
 
 def test_cli_json_and_table(world: World, tmp_path: Path) -> None:
     """`publisher lag --json --channel` prints the schema for one channel; the table shows display names."""
-    world.delivery("bureau_site", state="failed", error="401 incorrect_password", due_at=T0 - timedelta(hours=1))
+    world.delivery("bureau_site", state=DeliveryState.FAILED, error="401 incorrect_password", due_at=T0 - timedelta(hours=1))
     runner = CliRunner()
     cfg = str(tmp_path / "config.yaml")
     result = runner.invoke(lag_command, ["--config", cfg, "--json", "--channel", "bureau_site",
@@ -295,8 +311,8 @@ def test_table_fits_an_80_column_terminal_and_keeps_names_and_counts_whole(world
     and p50/p95 give way to the max. Wider, the error and the percentiles come back. No colour when piped."""
     long = "503 Service Unavailable: upstream 城市门户 gateway timed out after 30 s while the queue was full"
     for k in range(3):
-        world.delivery("city_portal", state="manual", error=long, attempts=12, due_at=T0 - timedelta(days=3, hours=k))
-    world.delivery("bureau_site", state="live", due_at=T0 - timedelta(hours=1), live_at=T0 - timedelta(minutes=50))
+        world.delivery("city_portal", state=DeliveryState.MANUAL, error=long, attempts=12, due_at=T0 - timedelta(days=3, hours=k))
+    world.delivery("bureau_site", state=DeliveryState.LIVE, due_at=T0 - timedelta(hours=1), live_at=T0 - timedelta(minutes=50))
     runner = CliRunner()
     cfg = str(tmp_path / "config.yaml")
     narrow = runner.invoke(lag_command, ["--config", cfg, "--at", T0.isoformat(), "--store"], env={"COLUMNS": "80"})
@@ -315,6 +331,7 @@ def test_table_fits_an_80_column_terminal_and_keeps_names_and_counts_whole(world
 
 
 def test_table_cells_cut_and_wrap_count_wide_characters_twice() -> None:
+    """Chinese characters take two terminal cells when a table measures, cuts and wraps its text."""
     assert (cells("abc"), cells("渠道"), cells("e\u0301")) == (3, 4, 1)
     assert cut("市安监局门户网站", 9) == "市安监局…" and cells(cut("市安监局门户网站", 9)) == 9
     assert cut("503 Service", 20) == "503 Service"

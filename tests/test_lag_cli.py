@@ -49,6 +49,7 @@ def answering(reply: bytes | None) -> Iterator[int]:
 
 
 def test_http_get_reads_status_headers_and_body() -> None:
+    """http_get gives the status, the headers with lower-case names, and the whole body of one answer."""
     body = json.dumps({"source": "daemon"}).encode()
     reply = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Publisher-Config: abc\r\n"
              b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
@@ -63,11 +64,13 @@ def test_http_get_reads_status_headers_and_body() -> None:
     (b"", "not an HTTP response"),
 ])
 def test_http_get_refuses_a_cut_or_foreign_answer(reply: bytes, error: str) -> None:
+    """An answer shorter than its Content-Length, or one that is not HTTP, raises ValueError saying which."""
     with answering(reply) as port, pytest.raises(ValueError, match=error):
         http_get("127.0.0.1", port, "/api/lag?limit=5", {}, 5)
 
 
 def test_http_get_gives_up_on_a_silent_server() -> None:
+    """A server that accepts the connection and never answers makes http_get raise TimeoutError at its timeout."""
     with answering(None) as port, pytest.raises(TimeoutError):
         http_get("127.0.0.1", port, "/api/lag?limit=5", {}, 0.3)
 

@@ -20,7 +20,6 @@ from email.message import EmailMessage
 from typing import Any
 
 import httpx
-import sqlalchemy as sa
 import structlog
 
 from publisher import i18n
@@ -28,8 +27,8 @@ from publisher.clock import Clock
 from publisher.config.settings import Config
 from publisher.lag import report as lag
 from publisher.lag.json_form import seconds, timestamp
+from publisher.store import alert_log
 from publisher.store.db import Store
-from publisher.store.schema import alert_events
 
 log = structlog.get_logger()
 MAX_LINES = 20  # lines of text in one message; the JSON events list is complete
@@ -59,7 +58,7 @@ def conditions(report: lag.LagReport, locale: str) -> dict[str, Event]:
             out[f"late:{d.delivery_id}"] = Event(
                 key=f"late:{d.delivery_id}", kind="late", status="late", channel=ch.name, item_id=d.item_id,
                 text=text, detail={"delivery_id": d.delivery_id, "revision": d.revision, "title": d.title,
-                                   "state": d.state, "due_at": timestamp(d.due_at), "lag_s": seconds(d.lag),
+                                   "state": d.state.value, "due_at": timestamp(d.due_at), "lag_s": seconds(d.lag),
                                    "sla_s": seconds(ch.sla), "last_error": d.last_error})
     for f in report.freshness:
         if f.status not in ("warning", "breached"):
@@ -121,10 +120,10 @@ class Alerter:
         pending, recovered = await asyncio.to_thread(self._record, current, now)
         sent: list[Event] = []
         if pending and await self._announce(pending, now, "alert_subject", "alert.opened"):
-            await asyncio.to_thread(self._mark, [e.key for e in pending], notified_at=now)
+            await asyncio.to_thread(self._mark_notified, [e.key for e in pending], now)
             sent += pending
         if recovered and await self._announce(recovered, now, "alert_recovered_subject", "alert.recovered"):
-            await asyncio.to_thread(self._mark, [e.key for e in recovered], cleared_at=now)
+            await asyncio.to_thread(self._mark_cleared, [e.key for e in recovered], now)
             sent += recovered
         return sent
 
@@ -132,45 +131,44 @@ class Alerter:
         """(conditions to announce as opened, announced conditions that recovered). A condition that
         recovered stays open until its recovery is announced; one never announced, or one that only
         changed status (a freshness warning that became a breach), is cleared without a word."""
-        t = alert_events.c
         with self.store.tx() as conn:
-            rows = {r.key: r for r in conn.execute(sa.select(t.key, t.kind, t.channel, t.item_id, t.detail,
-                                                             t.cleared_at, t.notified_at))}
-            conn.execute(alert_events.delete().where(t.cleared_at < now - KEEP_CLEARED))
+            rows = alert_log.conditions(conn)
+            alert_log.forget_cleared(conn, before=now - KEEP_CLEARED)
             gone = [k for k, r in rows.items() if r.cleared_at is None and k not in current]
             subjects = {_subject(k) for k in current}
             silent = [k for k in gone if rows[k].notified_at is None or _subject(k) in subjects]
             if silent:
-                conn.execute(alert_events.update().where(t.key.in_(silent)).values(cleared_at=now))
+                alert_log.mark_cleared(conn, silent, now)
                 log.info("alert.cleared", count=len(silent), keys=silent[:20])
             recovered = []
             for key in gone:
                 if key in silent:
                     continue
                 was = rows[key]
-                detail = dict(was.detail or {})
-                text = i18n.t("alert_recovered", self.config.locale, text=detail.get("text", key))
+                text = i18n.t("alert_recovered", self.config.locale, text=was.detail.get("text", key))
                 recovered.append(Event(key=key, kind=was.kind, status="recovered", channel=was.channel,
-                                       item_id=was.item_id, text=text, detail=detail))
+                                       item_id=was.item_id, text=text, detail=dict(was.detail)))
             pending = []
             for key, ev in current.items():
-                values = {"kind": ev.kind, "channel": ev.channel, "item_id": ev.item_id,
-                          "detail": {**ev.detail, "text": ev.text, "status": ev.status}}
+                condition = alert_log.Condition(kind=ev.kind, channel=ev.channel, item_id=ev.item_id,
+                                                detail={**ev.detail, "text": ev.text, "status": ev.status})
                 row = rows.get(key)
                 if row is None:
-                    conn.execute(alert_events.insert().values(key=key, opened_at=now, **values))
+                    alert_log.open_condition(conn, key, condition, now)
                 elif row.cleared_at is not None:  # it recovered and came back: a new event
-                    conn.execute(alert_events.update().where(t.key == key).values(
-                        opened_at=now, cleared_at=None, notified_at=None, **values))
+                    alert_log.reopen(conn, key, condition, now)
                 elif row.notified_at is not None:
                     continue
                 pending.append(ev)
         return pending, recovered
 
-    def _mark(self, keys: list[str], **values: datetime) -> None:
+    def _mark_notified(self, keys: list[str], at: datetime) -> None:
         with self.store.tx() as conn:
-            for i in range(0, len(keys), 500):
-                conn.execute(alert_events.update().where(alert_events.c.key.in_(keys[i:i + 500])).values(**values))
+            alert_log.mark_notified(conn, keys, at)
+
+    def _mark_cleared(self, keys: list[str], at: datetime) -> None:
+        with self.store.tx() as conn:
+            alert_log.mark_cleared(conn, keys, at)
 
     async def _announce(self, events: list[Event], now: datetime, subject: str, event_name: str) -> bool:
         """Send to every configured destination; True only when all of them took it."""

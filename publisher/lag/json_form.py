@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from publisher.lag.report import OPEN, LagReport
+from publisher.lag.report import OPEN_STATES, LagReport
 
 SCHEMA = "publisher.lag/1"
 
@@ -32,11 +32,11 @@ def to_json(report: LagReport, *, source: str = "store") -> dict[str, Any]:
         "channels": [{
             "name": ch.name, "display_name": ch.display, "type": ch.type, "status": ch.status,
             "sla_s": seconds(ch.sla),
-            "counts": {state: ch.counts.get(state, 0) for state in OPEN},
+            "counts": {state.value: ch.counts.get(state, 0) for state in OPEN_STATES},
             "late_total": ch.late_total,
             "late": [{
                 "delivery_id": d.delivery_id, "item_id": d.item_id, "revision": d.revision, "title": d.title,
-                "state": d.state, "retract": d.retract, "due_at": timestamp(d.due_at), "sent_at": timestamp(d.sent_at),
+                "state": d.state.value, "retract": d.retract, "due_at": timestamp(d.due_at), "sent_at": timestamp(d.sent_at),
                 "lag_s": seconds(d.lag), "over_sla_s": seconds(d.over_sla), "attempts": d.attempts,
                 "last_error": d.last_error, "next_attempt_at": timestamp(d.next_attempt_at),
             } for d in ch.late],
@@ -52,7 +52,7 @@ def to_json(report: LagReport, *, source: str = "store") -> dict[str, Any]:
         } for f in report.freshness],
         "deadlines": [{
             "item_id": d.item_id, "revision": d.revision, "title": d.title, "category": d.category,
-            "category_name": config.category_name(d.category), "state": d.state,
+            "category_name": config.category_name(d.category), "state": d.state.value,
             "start": d.start.isoformat(), "last_day": d.last_day.isoformat(),
             "deadline": timestamp(d.deadline),
             "working_days_left": d.working_days_left, "status": d.status, "calendar_known": d.calendar_known,

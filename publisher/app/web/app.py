@@ -15,13 +15,14 @@ from starlette.routing import BaseRoute, Route
 from channels.base import parse_http_date
 from publisher.app.web import dashboard
 from publisher.app.web.context import WebContext
+from publisher.store import reads
 
 
 def create_app(ctx: WebContext) -> Starlette:
     async def healthz(request: Request) -> Response:
         try:
             with ctx.store.read() as conn:
-                conn.exec_driver_sql("SELECT 1")
+                reads.ping(conn)
         except Exception as exc:  # any store failure means unhealthy; say which
             return JSONResponse({"status": "error", "store": str(exc)}, status_code=503)
         return JSONResponse({"status": "ok", **{k: str(v) for k, v in ctx.health.items()}})

@@ -1,4 +1,5 @@
-"""The dashboard: one server-rendered page, `/api/lag` (JSON), `/metrics` (Prometheus), retry, token login.
+"""The dashboard: one server-rendered page, `/api/lag` (JSON), `/metrics` (Prometheus, drawn by
+publisher/app/web/metrics.py), retry, token login.
 
 Mounted by publisher/app/web/app.py (`routes(ctx)`). No JavaScript and no build step: the page is jinja2,
 the lag plot inline SVG, the retry button a form. Store reads run in a worker thread so that the
@@ -11,27 +12,26 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from datetime import timedelta
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-import sqlalchemy as sa
 import structlog
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup, escape
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from publisher import i18n
+from publisher.app.web.metrics import LagMetrics
 from publisher.clock import CHINA
 from publisher.dispatch import outbox
 from publisher.lag import report as lag
 from publisher.lag.json_form import to_json
-from publisher.store.schema import deliveries
+from publisher.model import DeliveryState
 from publisher.units import parse_instant
 
 if TYPE_CHECKING:
@@ -40,8 +40,11 @@ if TYPE_CHECKING:
 log = structlog.get_logger()
 COOKIE = "publisher_session"
 _env = Environment(loader=PackageLoader("publisher.app.web", "templates"), autoescape=select_autoescape(["html"]))
-LAG_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 28800, 86400, 172800, 604800)
 CONFIG_HEADER = "X-Publisher-Config"  # the digest of the config the daemon runs on (publisher lag compares)
+# The channel table's "pending" column: rows on their way that need nobody yet (waiting for a link, queued,
+# sending, sent and not yet seen live); retrying, failed and manual have columns of their own.
+ON_THEIR_WAY = (DeliveryState.WAITING, DeliveryState.PENDING, DeliveryState.SENDING, DeliveryState.SENT)
+RETRYABLE = frozenset({DeliveryState.FAILED, DeliveryState.RETRYING})  # late rows shown with a retry button
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
 
 
@@ -91,6 +94,8 @@ def routes(ctx: WebContext) -> list[BaseRoute]:
             plot=plot_svg(hist, report, _),
             warnings=[f for f in report.freshness if f.status in ("warning", "breached")],
             retried=request.query_params.get("retried"), other=("en" if loc == "zh-CN" else "zh-CN"),
+            states=DeliveryState, retryable=RETRYABLE,
+            on_their_way=lambda ch: sum(ch.counts.get(state, 0) for state in ON_THEIR_WAY),
         )
         response = HTMLResponse(html)
         if "lang" in request.query_params:
@@ -165,71 +170,6 @@ def routes(ctx: WebContext) -> list[BaseRoute]:
         Route("/retry", retry, methods=["POST"]),
         Route("/login", login, methods=["GET", "POST"]),
     ]
-
-
-# --- /metrics --------------------------------------------------------------------------------------
-
-class LagMetrics:
-    """The histogram counts each delivery once, when it is seen live (so rate() works); the gauges
-    are read from the store at each scrape."""
-
-    OVERLAP = timedelta(minutes=5)  # rows committed slightly out of live_at order are still seen, once
-
-    def __init__(self, ctx: WebContext) -> None:
-        self.ctx = ctx
-        self.registry = CollectorRegistry()
-        self.histogram = Histogram("publisher_delivery_lag_seconds", "Time from due to live, per delivery",
-                                   ["channel"], buckets=LAG_BUCKETS, registry=self.registry)
-        for name in ctx.config.channels:
-            self.histogram.labels(channel=name)  # every channel shows, even before its first delivery
-        self.registry.register(self)  # type: ignore[arg-type]  # a custom collector: .collect()
-        self.watermark = ctx.clock.now()
-        self.seen: dict[int, datetime] = {}
-
-    def observe_new(self) -> None:
-        since = self.watermark - self.OVERLAP
-        rows: list[Any] = []
-        with self.ctx.store.read() as conn:
-            for name in self.ctx.config.channels:  # one range of ix_deliveries_channel_live each
-                # live_at is set only when a row turns live; no `state` term, so no planner picks the state index
-                rows += conn.execute(
-                    sa.select(deliveries.c.id, deliveries.c.channel, deliveries.c.due_at, deliveries.c.live_at)
-                    .where(deliveries.c.channel == name).where(deliveries.c.live_at > since)
-                    .where(deliveries.c.retract.is_(False))).all()
-        for rid, channel, due, live in rows:
-            if rid in self.seen:
-                continue
-            self.seen[rid] = live
-            self.histogram.labels(channel=channel).observe(max(0.0, (live - due).total_seconds()))
-            self.watermark = max(self.watermark, live)
-        floor = self.watermark - self.OVERLAP
-        self.seen = {k: v for k, v in self.seen.items() if v > floor}
-
-    def collect(self) -> Any:
-        config, now = self.ctx.config, self.ctx.clock.now()
-        # Live rows (the million) are counted by the histogram's _count; a scrape never counts the whole table.
-        states = GaugeMetricFamily("publisher_deliveries", "Delivery rows due and not live, by channel and state",
-                                   labels=["channel", "state"])
-        last = GaugeMetricFamily("publisher_channel_last_live_timestamp_seconds",
-                                 "When an item last went live on the channel (Unix time)", labels=["channel"])
-        late = GaugeMetricFamily("publisher_channel_late_deliveries", "Deliveries past the channel's SLA, not live",
-                                 labels=["channel"])
-        sla = GaugeMetricFamily("publisher_channel_sla_seconds", "The channel's SLA", labels=["channel"])
-        with self.ctx.store.read() as conn:
-            by_state = lag.open_counts(conn, list(config.channels))
-            for name, cfg in config.channels.items():
-                for state in lag.OPEN:
-                    states.add_metric([name, state], by_state[name].get(state, 0))
-                newest, _entries = lag.freshness(conn, config, name, now)
-                if newest is not None:
-                    last.add_metric([name], newest.timestamp())
-                late.add_metric([name], lag.late_deliveries(conn, config, name, now, limit=0)[0])
-                sla.add_metric([name], cfg.sla.total_seconds())
-        yield from (states, last, late, sla)
-
-    def render(self) -> bytes:
-        self.observe_new()
-        return generate_latest(self.registry)
 
 
 # --- the lag-over-time plot (inline SVG) ------------------------------------------------------------
