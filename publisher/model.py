@@ -1,18 +1,24 @@
-"""The core's vocabulary: the revision every adapter receives, and the two state machines.
+"""The core's vocabulary: the revision every adapter receives, the two state machines, their allowed
+transitions, and the delivery row as the core reads it.
 
-Imports nothing of the project but the standard library and pydantic, so that every unit (the
-adapters in channels/ included) may import it, and it imports none of them.
+Imports nothing of the project but the standard library, pydantic and the error root (publisher.errors),
+so that every unit (the adapters in channels/ included) may import it, and it imports none of them.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import mimetypes
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from publisher.errors import PublisherError
 
 
 class Attachment(BaseModel):
@@ -111,3 +117,97 @@ TO_SEND = frozenset({DeliveryState.PENDING, DeliveryState.RETRYING})
 OPEN = frozenset(DeliveryState) - {DeliveryState.LIVE, DeliveryState.SUPERSEDED}
 # Revisions still waiting for a person (the legal deadline's candidates).
 IN_REVIEW = frozenset({RevisionState.REVIEW, RevisionState.BLOCKED})
+
+# The only moves a delivery may make, from → to. The store guards each UPDATE with the from-states of
+# its transition, so a row that moved on meanwhile (a person's retry, a newer revision) is never
+# overwritten by a late outcome; a new row starts as waiting, pending or failed (publisher.dispatch.outbox).
+TRANSITIONS: dict[DeliveryState, frozenset[DeliveryState]] = {
+    DeliveryState.WAITING: frozenset({DeliveryState.PENDING, DeliveryState.FAILED, DeliveryState.SUPERSEDED}),
+    DeliveryState.PENDING: frozenset({DeliveryState.SENDING, DeliveryState.SUPERSEDED}),
+    DeliveryState.RETRYING: frozenset({DeliveryState.SENDING, DeliveryState.PENDING, DeliveryState.SUPERSEDED}),
+    # sent, or live at once for a retraction; retry, fail, manual task; pending again when reconciled
+    DeliveryState.SENDING: frozenset({DeliveryState.SENT, DeliveryState.LIVE, DeliveryState.RETRYING,
+                                      DeliveryState.FAILED, DeliveryState.MANUAL, DeliveryState.PENDING}),
+    # seen; not yet (checked again later); unseen and sent once more; a verify that hit an adapter defect
+    DeliveryState.SENT: frozenset({DeliveryState.LIVE, DeliveryState.SENT, DeliveryState.PENDING,
+                                   DeliveryState.FAILED}),
+    DeliveryState.FAILED: frozenset({DeliveryState.PENDING}),  # a person's retry
+    DeliveryState.LIVE: frozenset(),
+    DeliveryState.MANUAL: frozenset(),
+    DeliveryState.SUPERSEDED: frozenset(),
+}
+
+# A revision waits in review or blocked until it is approved, rejected or superseded by a newer one;
+# review ↔ blocked as the screen's findings and the overrides come and go.
+REVISION_TRANSITIONS: dict[RevisionState, frozenset[RevisionState]] = {
+    RevisionState.REVIEW: frozenset(RevisionState),
+    RevisionState.BLOCKED: frozenset(RevisionState),
+    RevisionState.APPROVED: frozenset(),
+    RevisionState.REJECTED: frozenset(),
+    RevisionState.SUPERSEDED: frozenset(),
+}
+
+# What a reviewer's sign-off row records (approvals.action).
+APPROVAL_ACTIONS = ("approve", "reject", "override")
+
+
+def sources(to: DeliveryState) -> frozenset[DeliveryState]:
+    """The states a delivery may reach `to` from."""
+    return frozenset(s for s, targets in TRANSITIONS.items() if to in targets)
+
+
+class IllegalTransition(PublisherError):
+    """A state change the row's current state does not allow (or a row that does not exist).
+
+    Usually the row moved on meanwhile (a person retried it, a newer revision superseded it): the
+    outcome that raised this is stale and was not recorded; `publisher show ITEM` shows where it stands."""
+
+    def __init__(self, *, table: str, row_id: int, current: str | None, transition: str, to: str) -> None:
+        self.table, self.row_id, self.current, self.transition, self.to = table, row_id, current, transition, to
+        where = "does not exist" if current is None else f"is {current}"
+        super().__init__(f"{table} row {row_id} {where}: cannot {transition} (→ {to}); "
+                         "`publisher show ITEM` shows where it stands")
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One row of the deliveries table, as the core reads it (`revision` is the revision's number,
+    present when the row was read together with its revision)."""
+
+    id: int
+    revision_id: int
+    item_id: str
+    channel: str
+    state: DeliveryState
+    retract: bool
+    due_at: datetime
+    next_attempt_at: datetime
+    attempts: int
+    verify_attempts: int
+    lease_owner: str | None
+    lease_until: datetime | None
+    sent_at: datetime | None
+    live_at: datetime | None
+    remote_id: str | None
+    url: str | None
+    last_error: str | None
+    created_at: datetime
+    updated_at: datetime
+    retry_from: datetime | None
+    revision: int | None = None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Delivery:
+        values = {name: row[name] for name in _DELIVERY_FIELDS if name in row}
+        values["state"] = DeliveryState(row["state"])
+        values["retract"] = bool(row["retract"])
+        return cls(**values)
+
+    def __getitem__(self, key: str) -> Any:
+        """Mapping-style access, for readers written against the store's earlier plain rows."""
+        if key not in _DELIVERY_FIELDS:
+            raise KeyError(key)
+        return getattr(self, key)
+
+
+_DELIVERY_FIELDS = frozenset(f.name for f in fields(Delivery))
