@@ -1,8 +1,9 @@
-"""The core's vocabulary: the revision every adapter receives, the two state machines, their allowed
-transitions, and the delivery row as the core reads it.
+"""The core's vocabulary: the revision every adapter receives, the two state machines and their allowed
+transitions (spelled in publisher/states.py, re-exported here), and the delivery row as the core reads it.
 
-Imports nothing of the project but the standard library, pydantic and the error root (publisher.errors),
-so that every unit (the adapters in channels/ included) may import it, and it imports none of them.
+Imports nothing of the project but the standard library, pydantic, publisher.states and the error root
+(publisher.errors), so that every unit (the adapters in channels/ included) may import it, and it
+imports none of them.
 """
 
 from __future__ import annotations
@@ -12,13 +13,24 @@ import mimetypes
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import datetime
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from publisher.errors import PublisherError
+from publisher.states import (
+    ACTIVE,
+    APPROVAL_ACTIONS,
+    IN_REVIEW,
+    OPEN,
+    REVISION_TRANSITIONS,
+    TO_SEND,
+    TRANSITIONS,
+    DeliveryState,
+    RevisionState,
+    sources,
+)
 
 
 class Attachment(BaseModel):
@@ -80,82 +92,6 @@ class Revision(BaseModel):
         return self.title
 
 
-class RevisionState(StrEnum):
-    """Where one revision stands in review. The only place these states are spelled."""
-
-    REVIEW = "review"  # waiting for the next sign-off of its category's chain
-    BLOCKED = "blocked"  # the confidentiality screen found something; waits for an override
-    APPROVED = "approved"  # chain complete and screen passed (or overridden): deliveries planned
-    REJECTED = "rejected"  # sent back by a reviewer
-    SUPERSEDED = "superseded"  # a newer revision of the item arrived before this one was approved
-
-
-class DeliveryState(StrEnum):
-    """Where one (revision, channel) delivery stands. The only place these states are spelled.
-
-    waiting (for its `link_from` channel's URL) → pending → sending → sent → live; a transient failure
-    goes to retrying (due again later), a permanent one or a spent retry budget to failed; what the
-    protocol cannot do is a manual task; a newer revision supersedes rows not yet sent.
-    """
-
-    WAITING = "waiting"
-    PENDING = "pending"
-    SENDING = "sending"
-    SENT = "sent"
-    LIVE = "live"
-    RETRYING = "retrying"
-    FAILED = "failed"
-    MANUAL = "manual"
-    SUPERSEDED = "superseded"
-
-
-# Rows not yet sent: a newer revision of the item supersedes them.
-ACTIVE = frozenset({DeliveryState.WAITING, DeliveryState.PENDING, DeliveryState.RETRYING})
-# Rows a worker claims to send.
-TO_SEND = frozenset({DeliveryState.PENDING, DeliveryState.RETRYING})
-# Rows due and not live: the lag report's open rows.
-OPEN = frozenset(DeliveryState) - {DeliveryState.LIVE, DeliveryState.SUPERSEDED}
-# Revisions still waiting for a person (the legal deadline's candidates).
-IN_REVIEW = frozenset({RevisionState.REVIEW, RevisionState.BLOCKED})
-
-# The only moves a delivery may make, from → to. The store guards each UPDATE with the from-states of
-# its transition, so a row that moved on meanwhile (a person's retry, a newer revision) is never
-# overwritten by a late outcome; a new row starts as waiting, pending or failed (publisher.dispatch.outbox).
-TRANSITIONS: dict[DeliveryState, frozenset[DeliveryState]] = {
-    DeliveryState.WAITING: frozenset({DeliveryState.PENDING, DeliveryState.FAILED, DeliveryState.SUPERSEDED}),
-    DeliveryState.PENDING: frozenset({DeliveryState.SENDING, DeliveryState.SUPERSEDED}),
-    DeliveryState.RETRYING: frozenset({DeliveryState.SENDING, DeliveryState.PENDING, DeliveryState.SUPERSEDED}),
-    # sent, or live at once for a retraction; retry, fail, manual task; pending again when reconciled
-    DeliveryState.SENDING: frozenset({DeliveryState.SENT, DeliveryState.LIVE, DeliveryState.RETRYING,
-                                      DeliveryState.FAILED, DeliveryState.MANUAL, DeliveryState.PENDING}),
-    # seen; not yet (checked again later); unseen and sent once more; a verify that hit an adapter defect
-    DeliveryState.SENT: frozenset({DeliveryState.LIVE, DeliveryState.SENT, DeliveryState.PENDING,
-                                   DeliveryState.FAILED}),
-    DeliveryState.FAILED: frozenset({DeliveryState.PENDING}),  # a person's retry
-    DeliveryState.LIVE: frozenset(),
-    DeliveryState.MANUAL: frozenset(),
-    DeliveryState.SUPERSEDED: frozenset(),
-}
-
-# A revision waits in review or blocked until it is approved, rejected or superseded by a newer one;
-# review ↔ blocked as the screen's findings and the overrides come and go.
-REVISION_TRANSITIONS: dict[RevisionState, frozenset[RevisionState]] = {
-    RevisionState.REVIEW: frozenset(RevisionState),
-    RevisionState.BLOCKED: frozenset(RevisionState),
-    RevisionState.APPROVED: frozenset(),
-    RevisionState.REJECTED: frozenset(),
-    RevisionState.SUPERSEDED: frozenset(),
-}
-
-# What a reviewer's sign-off row records (approvals.action).
-APPROVAL_ACTIONS = ("approve", "reject", "override")
-
-
-def sources(to: DeliveryState) -> frozenset[DeliveryState]:
-    """The states a delivery may reach `to` from."""
-    return frozenset(s for s, targets in TRANSITIONS.items() if to in targets)
-
-
 class IllegalTransition(PublisherError):
     """A state change the row's current state does not allow (or a row that does not exist).
 
@@ -197,7 +133,7 @@ class Delivery:
     revision: int | None = None
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> Delivery:
+    def from_row(cls, row: Mapping[Any, Any]) -> Delivery:
         values = {name: row[name] for name in _DELIVERY_FIELDS if name in row}
         values["state"] = DeliveryState(row["state"])
         values["retract"] = bool(row["retract"])
@@ -211,3 +147,7 @@ class Delivery:
 
 
 _DELIVERY_FIELDS = frozenset(f.name for f in fields(Delivery))
+
+
+__all__ = ["ACTIVE", "APPROVAL_ACTIONS", "IN_REVIEW", "OPEN", "REVISION_TRANSITIONS", "TO_SEND", "TRANSITIONS",
+           "Attachment", "Delivery", "DeliveryState", "IllegalTransition", "Revision", "RevisionState", "sources"]

@@ -95,7 +95,7 @@ metadata = MetaData(naming_convention={
 })
 
 
-def _ts(name: str, nullable: bool = True) -> Column:
+def _ts(name: str, nullable: bool = True) -> Column[datetime]:
     return Column(name, UTCDateTime(), nullable=nullable)
 
 
