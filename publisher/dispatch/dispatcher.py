@@ -31,16 +31,9 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 from channels.base import Channel, ManualTask, PermanentError, Receipt, TransientError
 from publisher.clock import Clock
 from publisher.config.settings import Config
+from publisher.dispatch import policy
 from publisher.dispatch.outbox import requeue, revision_from_row
-from publisher.dispatch.policy import (
-    LEASE_SLACK,
-    RESEND_AFTER_CHECKS,
-    Deadlines,
-    backoff,
-    defect_summary,
-    describe,
-    verify_wait,
-)
+from publisher.dispatch.policy import Deadlines, describe
 from publisher.dispatch.ratelimit import RateLimits
 from publisher.model import Delivery, DeliveryState, IllegalTransition, Revision
 from publisher.store.db import Store
@@ -52,7 +45,7 @@ T = TypeVar("T")
 class Dispatcher:
     def __init__(self, *, store: Store, config: Config, channels: dict[str, Channel], clock: Clock,
                  owner: str | None = None, rng: random.Random | None = None, read_retries: int = 3,
-                 lease_slack: timedelta = LEASE_SLACK) -> None:
+                 lease_slack: timedelta = policy.LEASE_SLACK) -> None:
         self.store = store
         self.config = config
         self.channels = channels
@@ -200,8 +193,11 @@ class Dispatcher:
         except ManualTask as exc:
             self._manual(row, exc)
             return
-        except (TransientError, PermanentError) as exc:
-            self._failure(row, exc)
+        except TransientError as exc:
+            self._transient(row, exc)
+            return
+        except PermanentError as exc:
+            self._permanent(row, describe(exc))
             return
         except TimeoutError:
             if not bound.expired():
@@ -268,7 +264,7 @@ class Dispatcher:
                 log.info("delivery.live", lag_s=round((now - row.due_at).total_seconds(), 3))
                 return
             n = row.verify_attempts + 1
-            if n == RESEND_AFTER_CHECKS and row.attempts < 2 and not row.retract and channel.can_update:
+            if n == policy.RESEND_AFTER_CHECKS and row.attempts < 2 and not row.retract and channel.can_update:
                 # Sent but never seen (say, a feed entry that left the window before the collector came):
                 # send it once more, as an update, which cannot make a second copy; then only report it.
                 self.store.resend_unseen(conn, row.id, now, error=f"not seen after {n} checks; sending again")
@@ -276,7 +272,7 @@ class Dispatcher:
                                  checks=n)
                 log.warning("delivery.resend_unseen", checks=n)
                 return
-            wait = verify_wait(n)
+            wait = policy.verify_wait(n)
             self.store.not_live_yet(conn, row.id, now, checks=n, next_check=now + wait,
                                     error=error or f"sent, but readers cannot see it yet (check {n})")
         log.info("delivery.not_live_yet", check=n, next_s=wait.total_seconds())
@@ -316,12 +312,6 @@ class Dispatcher:
         if not retract:
             self.wake(row.channel)  # its verification may be due at once
 
-    def _failure(self, row: Delivery, exc: TransientError | PermanentError) -> None:
-        if isinstance(exc, TransientError):
-            self._transient(row, exc)
-        else:
-            self._permanent(row, describe(exc))
-
     def _transient(self, row: Delivery, exc: TransientError) -> None:
         now = self.clock.now()
         policy = self.config.channels[row.channel].retry
@@ -331,7 +321,7 @@ class Dispatcher:
             self._permanent(row, describe(PermanentError(
                 f"gave up after {row.attempts} attempts over {age}: {message}", status=exc.status, remote=exc.remote)))
             return
-        wait = backoff(row.attempts, policy.base, policy.cap, self.rng, exc.retry_after)
+        wait = policy.backoff(row.attempts, policy.base, policy.cap, self.rng, exc.retry_after)
         with self.store.tx() as conn:
             self.store.schedule_retry(conn, row.id, now, at=now + wait, error=message)
         log.warning("delivery.retry_scheduled", attempt=row.attempts, wait_s=round(wait.total_seconds(), 3),
@@ -348,7 +338,7 @@ class Dispatcher:
         log.error("delivery.failed", error=message)
 
     def _defect(self, row: Delivery, exc: Exception) -> None:
-        message = defect_summary(exc)
+        message = policy.defect_summary(exc)
         log.error("dispatch.adapter_bug", error=message, exc_info=exc)
         try:
             self._permanent(row, message)
@@ -405,4 +395,4 @@ class Dispatcher:
         return cached.model_copy(update={"link": link}) if link != cached.link else cached
 
 
-__all__ = ["Dispatcher", "backoff"]
+__all__ = ["Dispatcher"]
