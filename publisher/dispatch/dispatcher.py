@@ -314,14 +314,14 @@ class Dispatcher:
 
     def _transient(self, row: Delivery, exc: TransientError) -> None:
         now = self.clock.now()
-        policy = self.config.channels[row.channel].retry
+        budget = self.config.channels[row.channel].retry
         message = describe(exc)
         age = now - (row.retry_from or row.due_at)  # a person's retry gets the whole budget again
-        if row.attempts >= policy.max_attempts or age >= policy.max_age:
+        if row.attempts >= budget.max_attempts or age >= budget.max_age:
             self._permanent(row, describe(PermanentError(
                 f"gave up after {row.attempts} attempts over {age}: {message}", status=exc.status, remote=exc.remote)))
             return
-        wait = policy.backoff(row.attempts, policy.base, policy.cap, self.rng, exc.retry_after)
+        wait = policy.backoff(row.attempts, budget.base, budget.cap, self.rng, exc.retry_after)
         with self.store.tx() as conn:
             self.store.schedule_retry(conn, row.id, now, at=now + wait, error=message)
         log.warning("delivery.retry_scheduled", attempt=row.attempts, wait_s=round(wait.total_seconds(), 3),
