@@ -1,18 +1,36 @@
-"""The core's vocabulary: the revision every adapter receives, and the two state machines.
+"""The core's vocabulary: the revision every adapter receives, the two state machines and their allowed
+transitions (spelled in publisher/states.py, re-exported here), and the delivery row as the core reads it.
 
-Imports nothing of the project but the standard library and pydantic, so that every unit (the
-adapters in channels/ included) may import it, and it imports none of them.
+Imports nothing of the project but the standard library, pydantic, publisher.states and the error root
+(publisher.errors), so that every unit (the adapters in channels/ included) may import it, and it
+imports none of them.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import mimetypes
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from datetime import datetime
-from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from publisher.errors import PublisherError
+from publisher.states import (
+    ACTIVE,
+    APPROVAL_ACTIONS,
+    IN_REVIEW,
+    OPEN,
+    REVISION_TRANSITIONS,
+    TO_SEND,
+    TRANSITIONS,
+    DeliveryState,
+    RevisionState,
+    sources,
+)
 
 
 class Attachment(BaseModel):
@@ -74,40 +92,62 @@ class Revision(BaseModel):
         return self.title
 
 
-class RevisionState(StrEnum):
-    """Where one revision stands in review. The only place these states are spelled."""
+class IllegalTransition(PublisherError):
+    """A state change the row's current state does not allow (or a row that does not exist).
 
-    REVIEW = "review"  # waiting for the next sign-off of its category's chain
-    BLOCKED = "blocked"  # the confidentiality screen found something; waits for an override
-    APPROVED = "approved"  # chain complete and screen passed (or overridden): deliveries planned
-    REJECTED = "rejected"  # sent back by a reviewer
-    SUPERSEDED = "superseded"  # a newer revision of the item arrived before this one was approved
+    Usually the row moved on meanwhile (a person retried it, a newer revision superseded it): the
+    outcome that raised this is stale and was not recorded; `publisher show ITEM` shows where it stands."""
 
-
-class DeliveryState(StrEnum):
-    """Where one (revision, channel) delivery stands. The only place these states are spelled.
-
-    waiting (for its `link_from` channel's URL) → pending → sending → sent → live; a transient failure
-    goes to retrying (due again later), a permanent one or a spent retry budget to failed; what the
-    protocol cannot do is a manual task; a newer revision supersedes rows not yet sent.
-    """
-
-    WAITING = "waiting"
-    PENDING = "pending"
-    SENDING = "sending"
-    SENT = "sent"
-    LIVE = "live"
-    RETRYING = "retrying"
-    FAILED = "failed"
-    MANUAL = "manual"
-    SUPERSEDED = "superseded"
+    def __init__(self, *, table: str, row_id: int, current: str | None, transition: str, to: str) -> None:
+        self.table, self.row_id, self.current, self.transition, self.to = table, row_id, current, transition, to
+        where = "does not exist" if current is None else f"is {current}"
+        super().__init__(f"{table} row {row_id} {where}: cannot {transition} (→ {to}); "
+                         "`publisher show ITEM` shows where it stands")
 
 
-# Rows not yet sent: a newer revision of the item supersedes them.
-ACTIVE = frozenset({DeliveryState.WAITING, DeliveryState.PENDING, DeliveryState.RETRYING})
-# Rows a worker claims to send.
-TO_SEND = frozenset({DeliveryState.PENDING, DeliveryState.RETRYING})
-# Rows due and not live: the lag report's open rows.
-OPEN = frozenset(DeliveryState) - {DeliveryState.LIVE, DeliveryState.SUPERSEDED}
-# Revisions still waiting for a person (the legal deadline's candidates).
-IN_REVIEW = frozenset({RevisionState.REVIEW, RevisionState.BLOCKED})
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One row of the deliveries table, as the core reads it (`revision` is the revision's number,
+    present when the row was read together with its revision)."""
+
+    id: int
+    revision_id: int
+    item_id: str
+    channel: str
+    state: DeliveryState
+    retract: bool
+    due_at: datetime
+    next_attempt_at: datetime
+    attempts: int
+    verify_attempts: int
+    lease_owner: str | None
+    lease_until: datetime | None
+    sent_at: datetime | None
+    live_at: datetime | None
+    remote_id: str | None
+    url: str | None
+    last_error: str | None
+    created_at: datetime
+    updated_at: datetime
+    retry_from: datetime | None
+    revision: int | None = None
+
+    @classmethod
+    def from_row(cls, row: Mapping[Any, Any]) -> Delivery:
+        values = {name: row[name] for name in _DELIVERY_FIELDS if name in row}
+        values["state"] = DeliveryState(row["state"])
+        values["retract"] = bool(row["retract"])
+        return cls(**values)
+
+    def __getitem__(self, key: str) -> Any:
+        """Mapping-style access, for readers written against the store's earlier plain rows."""
+        if key not in _DELIVERY_FIELDS:
+            raise KeyError(key)
+        return getattr(self, key)
+
+
+_DELIVERY_FIELDS = frozenset(f.name for f in fields(Delivery))
+
+
+__all__ = ["ACTIVE", "APPROVAL_ACTIONS", "IN_REVIEW", "OPEN", "REVISION_TRANSITIONS", "TO_SEND", "TRANSITIONS",
+           "Attachment", "Delivery", "DeliveryState", "IllegalTransition", "Revision", "RevisionState", "sources"]

@@ -43,7 +43,8 @@ def _seed(store: Store, n: int) -> None:
 
 
 def test_upgrade_from_the_first_release_keeps_every_row(url: str) -> None:
-    """A store made by migration 0001 and filled, then upgraded to the newest schema, loses nothing."""
+    """A store made by migration 0001 and filled, then upgraded to the newest schema, loses nothing, and
+    from then on the database refuses a state the enums do not know (0006's CHECK constraints)."""
     engine = make_engine(url)
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(Path(publisher.store.__file__).parent / "migrations"))
@@ -64,6 +65,24 @@ def test_upgrade_from_the_first_release_keeps_every_row(url: str) -> None:
         assert conn.execute(sa.text("SELECT count(*) FROM revisions WHERE title = '标题'")).scalar() == 3
         head = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
     assert head != "0001"
+    with new.read() as conn:  # the rebuilt tables (SQLite) kept their foreign keys and every index
+        if url.startswith("sqlite"):
+            assert conn.exec_driver_sql("PRAGMA foreign_key_check").all() == []
+            assert conn.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
+            indexes = dict(conn.exec_driver_sql("SELECT name, sql FROM sqlite_master WHERE type = 'index' "
+                                                "AND tbl_name = 'deliveries' AND sql IS NOT NULL").all())
+            assert indexes["ix_deliveries_open"].endswith("WHERE state NOT IN ('live', 'superseded')")
+        else:
+            indexes = dict(conn.exec_driver_sql("SELECT indexname, indexdef FROM pg_indexes "
+                                                "WHERE tablename = 'deliveries'").all())
+    assert {"ix_deliveries_open", "ix_deliveries_live_revision", "ix_deliveries_window",
+            "ix_deliveries_work", "ix_deliveries_item", "ix_deliveries_channel_sent"} <= set(indexes)
+    for bad in ("UPDATE deliveries SET state = 'lost' WHERE id = 2", "UPDATE revisions SET state = 'lost'"):
+        with pytest.raises(sa.exc.IntegrityError), new.tx() as conn:
+            conn.exec_driver_sql(bad)
+    with new.read() as conn:
+        assert conn.exec_driver_sql("SELECT state FROM deliveries ORDER BY id").scalars().all() == [
+            "live", "pending", "pending"]
     new.close()
 
 

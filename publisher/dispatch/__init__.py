@@ -1,6 +1,7 @@
 """Dispatch, from an approved revision to the channels: `outbox` (which delivery rows an approval or a
 retraction creates, and a person's retry), `dispatcher` (one worker per channel: claim, send through
 the adapter, verify, record the outcome; it owns all bookkeeping), `ratelimit` (the client-side
-limits). May import the core's leaf modules, config, store and `channels` (the adapter contract);
+limits), `policy` (the lease and the adapter call's deadline, the retry and read-back backoff, how an
+outcome is worded). May import the core's leaf modules, config, store and `channels` (the adapter contract);
 adapters never reach back into it.
 """

@@ -9,6 +9,9 @@ or dead channel only ever holds its own worker. Three rules give exactly-once:
 2. A create is retried only after `find` said the item is not there (or with the same
    idempotency key, which the adapters send where the protocol has one).
 3. The receipt, the row's new state and the item's placement on the channel commit together.
+
+An adapter call is bounded by a deadline below the claim's lease (publisher/dispatch/policy.py), and
+an exception an adapter was not meant to raise is a defect: the row fails at once, never retried.
 """
 
 from __future__ import annotations
@@ -21,38 +24,28 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import structlog
-from sqlalchemy.engine import RowMapping
+from sqlalchemy.exc import DBAPIError
+from structlog.contextvars import bound_contextvars
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from channels.base import Channel, ManualTask, PermanentError, Receipt, TransientError
 from publisher.clock import Clock
 from publisher.config.settings import Config
+from publisher.dispatch import policy
 from publisher.dispatch.outbox import requeue, revision_from_row
+from publisher.dispatch.policy import Deadlines, describe
 from publisher.dispatch.ratelimit import RateLimits
-from publisher.model import Revision
+from publisher.model import Delivery, DeliveryState, IllegalTransition, Revision
 from publisher.store.db import Store
 
 log = structlog.get_logger()
 T = TypeVar("T")
 
-VERIFY_CAP = timedelta(minutes=30)
-VERIFY_BASE = timedelta(seconds=5)
-RESEND_AFTER_CHECKS = 5  # read-backs that found nothing before an unseen delivery is sent once more
-
-
-def backoff(attempt: int, base: timedelta, cap: timedelta, rng: random.Random,
-            retry_after: float | None = None) -> timedelta:
-    """Full jitter (sleep = random(0, min(cap, base·2^attempt))), never sooner than Retry-After."""
-    ceiling = min(cap.total_seconds(), base.total_seconds() * 2 ** max(0, attempt - 1))
-    wait = rng.uniform(0, ceiling)
-    if retry_after is not None:
-        wait = max(wait, retry_after)
-    return timedelta(seconds=wait)
-
 
 class Dispatcher:
     def __init__(self, *, store: Store, config: Config, channels: dict[str, Channel], clock: Clock,
-                 owner: str | None = None, rng: random.Random | None = None, read_retries: int = 3) -> None:
+                 owner: str | None = None, rng: random.Random | None = None, read_retries: int = 3,
+                 lease_slack: timedelta = policy.LEASE_SLACK) -> None:
         self.store = store
         self.config = config
         self.channels = channels
@@ -60,6 +53,7 @@ class Dispatcher:
         self.owner = owner or socket.gethostname()
         self.rng = rng or random.Random()
         self.read_retries = read_retries
+        self.lease_slack = lease_slack
         self._wake = {name: asyncio.Event() for name in channels}
         self._revisions: dict[int, Revision] = {}
         self.limits = RateLimits(store, config, channels)
@@ -82,7 +76,11 @@ class Dispatcher:
         """Reconcile rows left `sending` by a crash: ask the channel before anything is re-sent."""
         rows = self.store.stale_sending(self.clock.now(), owner=self.owner)
         for row in rows:
-            await self._reconcile(row)
+            with bound_contextvars(channel=row.channel, item_id=row.item_id):
+                try:
+                    await self._reconcile(row)
+                except IllegalTransition as exc:  # another node reconciled it first
+                    log.warning("dispatch.outcome_stale", error=str(exc))
         return len(rows)
 
     async def run_once(self) -> None:
@@ -106,6 +104,9 @@ class Dispatcher:
         self.wake(channel)
         return n
 
+    def deadlines(self, name: str) -> Deadlines:
+        return Deadlines(self.config.channels[name].timeout, self.lease_slack)
+
     # --- the per-channel loop --------------------------------------------------------------------
 
     async def _worker(self, name: str, stop: asyncio.Event) -> None:
@@ -114,10 +115,10 @@ class Dispatcher:
             event.clear()
             try:
                 await self._drain(name, stop)
-            except Exception:  # the store went away for a moment; keep the worker alive
+                timeout = self._idle_timeout(name)
+            except Exception:  # the store went away for a moment; keep the worker alive, look again soon
                 log.exception("dispatch.worker_error", channel=name)
-                await asyncio.sleep(1)
-            timeout = self._idle_timeout(name)
+                timeout = 1.0
             try:
                 await asyncio.wait_for(event.wait(), timeout)
             except TimeoutError:
@@ -142,7 +143,7 @@ class Dispatcher:
     async def _drain(self, name: str, stop: asyncio.Event | None = None) -> int:
         """Work the channel's due rows, `concurrency` at a time, until none is left; returns how many."""
         cfg = self.config.channels[name]
-        lease = cfg.timeout * 3 + timedelta(seconds=30)
+        lease = self.deadlines(name).lease
         handled = 0
         sending: set[asyncio.Task[None]] = set()
         reading: set[asyncio.Task[None]] = set()
@@ -155,7 +156,7 @@ class Dispatcher:
                                         send=allowed > 0)  # read-backs go on while the limit holds sends back
                 for row in rows:
                     task = asyncio.create_task(self._handle(row))
-                    (reading if row["state"] == "sent" else sending).add(task)
+                    (reading if row.state == DeliveryState.SENT else sending).add(task)
                 handled += len(rows)
             if not sending and not reading:
                 return handled
@@ -165,76 +166,92 @@ class Dispatcher:
 
     # --- one row ------------------------------------------------------------------------------------
 
-    async def _handle(self, row: RowMapping) -> None:
-        try:
-            if row["state"] == "sent":
-                await self._verify(row)
-            else:
-                await self._send(row)
-        except Exception as exc:  # an adapter bug must not lose the row: retry it like a transient fault
-            log.exception("dispatch.unexpected_error", channel=row["channel"], item_id=row["item_id"])
-            self._transient(row, TransientError(f"unexpected {type(exc).__name__}: {exc}"))
+    async def _handle(self, row: Delivery) -> None:
+        # each row runs in its own task: the bound fields reach every log line of it, the adapter's too
+        with bound_contextvars(channel=row.channel, item_id=row.item_id):
+            try:
+                if row.state == DeliveryState.SENT:
+                    await self._verify(row)
+                else:
+                    await self._send(row)
+            except IllegalTransition as exc:  # the row moved on meanwhile (a person's retry): this outcome is stale
+                log.warning("dispatch.outcome_stale", error=str(exc))
+            except DBAPIError:  # the store, not the row: the lease runs out and the row is taken again
+                log.exception("dispatch.store_error")
+            except Exception as exc:  # a defect (the adapter's, or ours): fail the row now, never retry it
+                self._defect(row, exc)
 
-    async def _send(self, row: RowMapping) -> None:
+    async def _send(self, row: Delivery) -> None:
         placed = self._placement(row)
-        rev = None if row["retract"] else self._revision(row)
-        if rev is None and not row["retract"]:
+        rev = None if row.retract else self._revision(row)
+        if rev is None and not row.retract:
             return  # _revision has already failed the row (no upstream link)
+        deadline = self.deadlines(row.channel).call
         try:
-            receipt = await self._call_channel(row, placed, rev)
+            async with asyncio.timeout(deadline.total_seconds()) as bound:
+                receipt = await self._call_channel(row, placed, rev)
         except ManualTask as exc:
             self._manual(row, exc)
             return
-        except (TransientError, PermanentError) as exc:
-            self._failure(row, exc)
+        except TransientError as exc:
+            self._transient(row, exc)
             return
-        self._succeeded(row, receipt, retract=row["retract"])
+        except PermanentError as exc:
+            self._permanent(row, describe(exc))
+            return
+        except TimeoutError:
+            if not bound.expired():
+                raise  # not our deadline: the adapter let a TimeoutError of its own out, a defect
+            # cancelled: the next attempt of a create asks `find` first (attempts > 1)
+            self._transient(row, TransientError(f"the call to {row.channel} took longer than "
+                                                f"{deadline.total_seconds():g} s and was cancelled"))
+            return
+        self._succeeded(row, receipt, retract=row.retract)
 
-    async def _call_channel(self, row: RowMapping, placed: Receipt | None, rev: Revision | None) -> Receipt | None:
+    async def _call_channel(self, row: Delivery, placed: Receipt | None, rev: Revision | None) -> Receipt | None:
         """The one adapter call this row needs: retract, update what is there, or create (after `find`)."""
-        channel = self.channels[row["channel"]]
-        if row["retract"]:
+        channel = self.channels[row.channel]
+        if row.retract:
             if placed is not None:
                 await channel.retract(placed)
             return placed
         assert rev is not None
         if placed is not None:
             return await channel.update(rev, placed)
-        if row["attempts"] > 1:  # an earlier attempt may have landed: never post twice
+        if row.attempts > 1:  # an earlier attempt may have landed: never post twice
             found = await self._read(channel.find, rev)
             if found is not None:
-                log.info("dispatch.found_earlier", channel=row["channel"], item_id=row["item_id"])
+                log.info("dispatch.found_earlier")
                 return found
         return await channel.publish(rev)
 
-    async def _reconcile(self, row: RowMapping) -> None:
-        channel = self.channels.get(row["channel"])
+    async def _reconcile(self, row: Delivery) -> None:
+        channel = self.channels.get(row.channel)
         now = self.clock.now()
         found = None
-        if channel is not None and not row["retract"] and self._placement(row) is None:
+        if channel is not None and not row.retract and self._placement(row) is None:
             rev = self._revision(row)
             if rev is None:
                 return
             try:
                 found = await self._read(channel.find, rev)
             except (TransientError, PermanentError) as exc:
-                log.warning("dispatch.reconcile_unknown", channel=row["channel"], item_id=row["item_id"],
-                            error=str(exc))
+                log.warning("dispatch.reconcile_unknown", error=str(exc))
         if found is not None:
             self._succeeded(row, found, reconciled=True)
             return
         with self.store.tx() as conn:
             # Not there (or an update/retraction, which repeat safely): send it again; attempts > 1 keeps `find` first.
-            self.store.update_delivery(conn, row["id"], now, state="pending", next_attempt_at=now)
-            self.store.audit(conn, now, "daemon", "reconcile", item_id=row["item_id"], channel=row["channel"],
+            self.store.back_to_pending(conn, row.id, now)
+            self.store.audit(conn, now, "daemon", "reconcile", item_id=row.item_id, channel=row.channel,
                              outcome="not_found")
-        log.info("dispatch.reconciled", channel=row["channel"], item_id=row["item_id"], found=False)
+        log.info("dispatch.reconciled", found=False)
 
-    async def _verify(self, row: RowMapping) -> None:
-        channel = self.channels[row["channel"]]
+    async def _verify(self, row: Delivery) -> None:
+        channel = self.channels[row.channel]
         placed = self._placement(row)
-        receipt = (placed if placed is not None and placed.remote_id == row["remote_id"]
-                   else Receipt(remote_id=row["remote_id"] or "", url=row["url"]))
+        receipt = (placed if placed is not None and placed.remote_id == row.remote_id
+                   else Receipt(remote_id=row.remote_id or "", url=row.url))
         error = None
         try:
             live = await self._read(channel.verify, receipt)
@@ -243,107 +260,104 @@ class Dispatcher:
         now = self.clock.now()
         with self.store.tx() as conn:
             if live:
-                self.store.update_delivery(conn, row["id"], now, state="live", live_at=now, last_error=None)
-                log.info("delivery.live", channel=row["channel"], item_id=row["item_id"],
-                         lag_s=round((now - row["due_at"]).total_seconds(), 3))
+                self.store.mark_live(conn, row.id, now)
+                log.info("delivery.live", lag_s=round((now - row.due_at).total_seconds(), 3))
                 return
-            n = row["verify_attempts"] + 1
-            if n == RESEND_AFTER_CHECKS and row["attempts"] < 2 and not row["retract"] and channel.can_update:
+            n = row.verify_attempts + 1
+            if n == policy.RESEND_AFTER_CHECKS and row.attempts < 2 and not row.retract and channel.can_update:
                 # Sent but never seen (say, a feed entry that left the window before the collector came):
                 # send it once more, as an update, which cannot make a second copy; then only report it.
-                self.store.update_delivery(conn, row["id"], now, state="pending", next_attempt_at=now,
-                                           verify_attempts=0, last_error=f"not seen after {n} checks; sending again")
-                self.store.audit(conn, now, "daemon", "resend_unseen", item_id=row["item_id"], channel=row["channel"],
+                self.store.resend_unseen(conn, row.id, now, error=f"not seen after {n} checks; sending again")
+                self.store.audit(conn, now, "daemon", "resend_unseen", item_id=row.item_id, channel=row.channel,
                                  checks=n)
-                log.warning("delivery.resend_unseen", channel=row["channel"], item_id=row["item_id"], checks=n)
+                log.warning("delivery.resend_unseen", checks=n)
                 return
-            wait = min(VERIFY_CAP, VERIFY_BASE * 2 ** min(n, 12))
-            self.store.update_delivery(conn, row["id"], now, verify_attempts=n, next_attempt_at=now + wait,
-                                       last_error=error or f"sent, but readers cannot see it yet (check {n})")
-        log.info("delivery.not_live_yet", channel=row["channel"], item_id=row["item_id"], check=n,
-                 next_s=wait.total_seconds())
+            wait = policy.verify_wait(n)
+            self.store.not_live_yet(conn, row.id, now, checks=n, next_check=now + wait,
+                                    error=error or f"sent, but readers cannot see it yet (check {n})")
+        log.info("delivery.not_live_yet", check=n, next_s=wait.total_seconds())
 
     # --- outcomes -----------------------------------------------------------------------------------
 
-    def _succeeded(self, row: RowMapping, receipt: Receipt | None, *, retract: bool = False,
+    def _succeeded(self, row: Delivery, receipt: Receipt | None, *, retract: bool = False,
                    reconciled: bool = False) -> None:
         now = self.clock.now()
-        cfg = self.config.channels[row["channel"]]
-        dependents = [n for n, c in self.config.channels.items() if c.link_from == row["channel"]]
+        cfg = self.config.channels[row.channel]
         with self.store.tx() as conn:
             if retract:
-                # For a retraction, "live" means: readers no longer see it.
-                self.store.update_delivery(conn, row["id"], now, state="live", sent_at=now, live_at=now,
-                                           remote_id=receipt.remote_id if receipt else None,
-                                           url=receipt.url if receipt else None, last_error=None)
+                self.store.retraction_done(conn, row.id, now, remote_id=receipt.remote_id if receipt else None,
+                                           url=receipt.url if receipt else None)
                 if receipt is not None:
-                    self.store.set_placement(conn, row["item_id"], row["channel"], remote_id=receipt.remote_id,
+                    self.store.set_placement(conn, row.item_id, row.channel, remote_id=receipt.remote_id,
                                              url=receipt.url, extra=receipt.extra, revision=0, retracted=True, now=now)
-                self.store.audit(conn, now, "daemon", "retracted", item_id=row["item_id"], channel=row["channel"])
+                self.store.audit(conn, now, "daemon", "retracted", item_id=row.item_id, channel=row.channel)
             else:
                 assert receipt is not None
                 rev = self._revision(row)
-                self.store.update_delivery(conn, row["id"], now, state="sent", sent_at=now,
-                                           remote_id=receipt.remote_id, url=receipt.url, last_error=None,
-                                           next_attempt_at=now + cfg.verify_after)
-                self.store.set_placement(conn, row["item_id"], row["channel"], remote_id=receipt.remote_id,
+                self.store.mark_sent(conn, row.id, now, remote_id=receipt.remote_id, url=receipt.url,
+                                     verify_at=now + cfg.verify_after)
+                self.store.set_placement(conn, row.item_id, row.channel, remote_id=receipt.remote_id,
                                          url=receipt.url, extra=receipt.extra,
                                          revision=rev.revision if rev else 0, retracted=False, now=now)
-                released = self.store.release_waiting(conn, row["item_id"], dependents, now) if receipt.url else []
-                self.store.audit(conn, now, "daemon", "reconcile" if reconciled else "send", item_id=row["item_id"],
-                                 revision=rev.revision if rev else None, channel=row["channel"],
-                                 remote_id=receipt.remote_id, url=receipt.url, attempt=row["attempts"],
+                released = (self.store.release_waiting(conn, row.item_id, self._dependents(row), now)
+                            if receipt.url else [])
+                self.store.audit(conn, now, "daemon", "reconcile" if reconciled else "send", item_id=row.item_id,
+                                 revision=rev.revision if rev else None, channel=row.channel,
+                                 remote_id=receipt.remote_id, url=receipt.url, attempt=row.attempts,
                                  outcome="found" if reconciled else "sent")
                 for name in released:
                     self.wake(name)
-        log.info("delivery.sent", channel=row["channel"], item_id=row["item_id"], remote_id=getattr(receipt, "remote_id", None),
-                 attempt=row["attempts"], retract=retract, reconciled=reconciled)
+        log.info("delivery.sent", remote_id=getattr(receipt, "remote_id", None), attempt=row.attempts,
+                 retract=retract, reconciled=reconciled)
         if not retract:
-            self.wake(row["channel"])  # its verification may be due at once
+            self.wake(row.channel)  # its verification may be due at once
 
-    def _failure(self, row: RowMapping, exc: TransientError | PermanentError) -> None:
-        if isinstance(exc, TransientError):
-            self._transient(row, exc)
-        else:
-            self._permanent(row, exc)
-
-    def _transient(self, row: RowMapping, exc: TransientError) -> None:
+    def _transient(self, row: Delivery, exc: TransientError) -> None:
         now = self.clock.now()
-        policy = self.config.channels[row["channel"]].retry
-        message = _describe(exc)
-        age = now - (row["retry_from"] or row["due_at"])  # a person's retry gets the whole budget again
-        if row["attempts"] >= policy.max_attempts or age >= policy.max_age:
-            spent = f"gave up after {row['attempts']} attempts over {age}: {message}"
-            self._permanent(row, PermanentError(spent, status=exc.status, remote=exc.remote))
+        budget = self.config.channels[row.channel].retry
+        message = describe(exc)
+        age = now - (row.retry_from or row.due_at)  # a person's retry gets the whole budget again
+        if row.attempts >= budget.max_attempts or age >= budget.max_age:
+            self._permanent(row, describe(PermanentError(
+                f"gave up after {row.attempts} attempts over {age}: {message}", status=exc.status, remote=exc.remote)))
             return
-        wait = backoff(row["attempts"], policy.base, policy.cap, self.rng, exc.retry_after)
+        wait = policy.backoff(row.attempts, budget.base, budget.cap, self.rng, exc.retry_after)
         with self.store.tx() as conn:
-            self.store.update_delivery(conn, row["id"], now, state="retrying", next_attempt_at=now + wait,
-                                       last_error=message)
-        log.warning("delivery.retry_scheduled", channel=row["channel"], item_id=row["item_id"],
-                    attempt=row["attempts"], wait_s=round(wait.total_seconds(), 3), error=message)
+            self.store.schedule_retry(conn, row.id, now, at=now + wait, error=message)
+        log.warning("delivery.retry_scheduled", attempt=row.attempts, wait_s=round(wait.total_seconds(), 3),
+                    error=message)
 
-    def _permanent(self, row: RowMapping, exc: PermanentError) -> None:
+    def _permanent(self, row: Delivery, message: str) -> None:
         now = self.clock.now()
-        message = _describe(exc)
-        dependents = [n for n, c in self.config.channels.items() if c.link_from == row["channel"]]
         with self.store.tx() as conn:
-            self.store.update_delivery(conn, row["id"], now, state="failed", last_error=message)
-            self.store.fail_waiting(conn, row["item_id"], dependents, now,
-                                    f"{row['channel']} failed, so there is no article to link to: {message}")
-            self.store.audit(conn, now, "daemon", "failed", item_id=row["item_id"], channel=row["channel"],
+            self.store.fail(conn, row.id, now, error=message)
+            self.store.fail_waiting(conn, row.item_id, self._dependents(row), now,
+                                    f"{row.channel} failed, so there is no article to link to: {message}")
+            self.store.audit(conn, now, "daemon", "failed", item_id=row.item_id, channel=row.channel,
                              error=message)
-        log.error("delivery.failed", channel=row["channel"], item_id=row["item_id"], error=message)
+        log.error("delivery.failed", error=message)
 
-    def _manual(self, row: RowMapping, exc: ManualTask) -> None:
+    def _defect(self, row: Delivery, exc: Exception) -> None:
+        message = policy.defect_summary(exc)
+        log.error("dispatch.adapter_bug", error=message, exc_info=exc)
+        try:
+            self._permanent(row, message)
+        except Exception:  # the store is unreachable too: the lease runs out and the row is taken again
+            log.exception("dispatch.store_error")
+
+    def _manual(self, row: Delivery, exc: ManualTask) -> None:
         now = self.clock.now()
         with self.store.tx() as conn:
-            self.store.update_delivery(conn, row["id"], now, state="manual", last_error=str(exc))
-            self.store.audit(conn, now, "daemon", "manual_task", item_id=row["item_id"], channel=row["channel"],
+            self.store.to_manual(conn, row.id, now, task=str(exc))
+            self.store.audit(conn, now, "daemon", "manual_task", item_id=row.item_id, channel=row.channel,
                              task=str(exc))
-        log.warning("delivery.manual_task", channel=row["channel"], item_id=row["item_id"], task=str(exc))
+        log.warning("delivery.manual_task", task=str(exc))
 
     # --- helpers ------------------------------------------------------------------------------------
+
+    def _dependents(self, row: Delivery) -> list[str]:
+        """The channels that link to the item on this row's channel (their `link_from`)."""
+        return [n for n, c in self.config.channels.items() if c.link_from == row.channel]
 
     async def _read(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         """Reads (find, verify) are idempotent: a few quick in-process retries before giving up."""
@@ -354,42 +368,31 @@ class Dispatcher:
                 return await fn(*args)
         raise AssertionError("unreachable")
 
-    def _placement(self, row: RowMapping) -> Receipt | None:
+    def _placement(self, row: Delivery) -> Receipt | None:
         with self.store.read() as conn:
-            p = self.store.placement(conn, row["item_id"], row["channel"])
+            p = self.store.placement(conn, row.item_id, row.channel)
         if p is None or p["retracted"]:
             return None
         return Receipt(remote_id=p["remote_id"], url=p["url"], extra=p["extra"] or {})
 
-    def _revision(self, row: RowMapping) -> Revision | None:
-        cached = self._revisions.get(row["revision_id"])
-        upstream = self.config.channels[row["channel"]].link_from
+    def _revision(self, row: Delivery) -> Revision | None:
+        cached = self._revisions.get(row.revision_id)
+        upstream = self.config.channels[row.channel].link_from
         with self.store.read() as conn:
             link = None
             if upstream is not None:
-                p = self.store.placement(conn, row["item_id"], upstream)
+                p = self.store.placement(conn, row.item_id, upstream)
                 link = p["url"] if p is not None and not p["retracted"] else None
             if cached is None:
-                r = self.store.revision_by_id(conn, row["revision_id"])
+                r = self.store.revision_by_id(conn, row.revision_id)
                 cached = revision_from_row(r, self.config)
                 if len(self._revisions) > 2048:
                     self._revisions.clear()
-                self._revisions[row["revision_id"]] = cached
+                self._revisions[row.revision_id] = cached
         if upstream is not None and link is None:
-            self._permanent(row, PermanentError(f"no public link on {upstream} yet; retry once it is published there"))
+            self._permanent(row, f"no public link on {upstream} yet; retry once it is published there")
             return None
         return cached.model_copy(update={"link": link}) if link != cached.link else cached
 
 
-def _describe(exc: Exception) -> str:
-    status = getattr(exc, "status", None)
-    remote = getattr(exc, "remote", None)
-    text = str(exc)
-    if status is not None and str(status) not in text:
-        text = f"{text} (HTTP {status})"
-    if remote and remote not in text:
-        text = f"{text}; the remote said: {remote[:300]}"
-    return text
-
-
-__all__ = ["Dispatcher", "backoff"]
+__all__ = ["Dispatcher"]

@@ -15,7 +15,7 @@ from sqlalchemy.engine import Connection, RowMapping
 
 from channels.base import adapter_class
 from publisher.config.settings import Config
-from publisher.model import Attachment, Revision
+from publisher.model import Attachment, DeliveryState, Revision
 from publisher.store.db import Store
 
 
@@ -33,15 +33,15 @@ def plan_publication(conn: Connection, store: Store, config: Config, rev: RowMap
     rows: list[dict[str, Any]] = []
     for name in channels:
         upstream = config.channels[name].link_from
-        state = "pending"
+        state = DeliveryState.PENDING
         error = None
         if upstream is not None:
             placed = store.placement(conn, rev["item_id"], upstream)
             if placed is None or not placed["url"] or placed["retracted"]:
                 if upstream in channels:
-                    state = "waiting"
+                    state = DeliveryState.WAITING
                 else:
-                    state, error = "failed", (f"this channel links to the item on {upstream}, "
+                    state, error = DeliveryState.FAILED, (f"this channel links to the item on {upstream}, "
                                               f"but the item is not routed to {upstream}; add it to the item's channels")
         rows.append({"revision_id": rev["id"], "item_id": rev["item_id"], "channel": name, "state": state,
                      "retract": False, "due_at": due, "next_attempt_at": due, "last_error": error})
@@ -53,10 +53,10 @@ def plan_retraction(conn: Connection, store: Store, config: Config, rev: RowMapp
     """Retract the item from every channel that holds it; unsent rows are simply superseded."""
     all_channels = list(config.channels)
     store.supersede_active(conn, rev["item_id"], all_channels, now)
-    held = [p["channel"] for p in store.placements_of_conn(conn, rev["item_id"])
+    held = [p["channel"] for p in store.placements_of(conn, rev["item_id"])
             if not p["retracted"] and p["channel"] in config.channels]
-    rows = [{"revision_id": rev["id"], "item_id": rev["item_id"], "channel": name, "state": "pending",
-             "retract": True, "due_at": now, "next_attempt_at": now} for name in held]
+    rows = [{"revision_id": rev["id"], "item_id": rev["item_id"], "channel": name,
+             "state": DeliveryState.PENDING, "retract": True, "due_at": now, "next_attempt_at": now} for name in held]
     store.add_deliveries(conn, rows, now)
     store.set_item_retracted(conn, rev["item_id"], now)
     return held
@@ -68,8 +68,8 @@ def requeue(store: Store, config: Config, now: datetime, item_id: str, channel: 
     resend = [name for name, c in config.channels.items() if adapter_class(c.type).can_update]
     with store.tx() as conn:
         rows = store.requeue(conn, item_id, channel, now, resend_sent=resend)
-        for r in rows:
-            store.audit(conn, now, by, "retry", item_id=item_id, channel=r["channel"], previous=r["state"])
+        for d in rows:
+            store.audit(conn, now, by, "retry", item_id=item_id, channel=d.channel, previous=d.state.value)
     return len(rows)
 
 

@@ -29,6 +29,7 @@ import structlog
 from publisher.clock import CHINA, Clock
 from publisher.config.settings import Config
 from publisher.intake.items import ItemFileError, ParsedItem, parse_item_file
+from publisher.model import RevisionState
 from publisher.review.chain import Review, findings_for
 from publisher.store.db import Store
 
@@ -173,19 +174,19 @@ class Intake:
         state = self._store(item, name, digest, attachments, now)
         self._release(claimed, item)
         self.counts["accepted"] += 1
-        log.info("intake.accepted", file=name, item_id=item.item_id, state=state)
-        if state == "approved":
+        log.info("intake.accepted", file=name, item_id=item.item_id, state=state.value)
+        if state == RevisionState.APPROVED:
             self.on_approved()
 
     def _store(self, item: ParsedItem, name: str, digest: str, attachments: list[dict[str, Any]],
-               now: datetime) -> str:
+               now: datetime) -> RevisionState:
         f = item.front
         findings = [] if f.retract else findings_for(self.config, f.title, f"{f.summary or ''}\n{item.body}")
         fields: dict[str, Any] = {
             "item_id": item.item_id, "title": f.title, "category": f.category, "body": item.body,
             "summary": f.summary, "doc_date": f.date, "source": f.source, "author": f.author,
             "publish_at": f.publish_at, "channels": f.channels, "attachments": attachments,
-            "retract": f.retract, "file_name": name, "file_sha256": digest, "state": "review",
+            "retract": f.retract, "file_name": name, "file_sha256": digest, "state": RevisionState.REVIEW,
             "findings": findings,
         }
         with self.store.tx() as conn:

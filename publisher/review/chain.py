@@ -13,10 +13,11 @@ from typing import Any
 import structlog
 from sqlalchemy.engine import Connection, RowMapping
 
-from channels.base import PublisherError
 from publisher.clock import Clock
 from publisher.config.settings import Config
 from publisher.dispatch.outbox import plan_publication, plan_retraction
+from publisher.errors import PublisherError
+from publisher.model import IN_REVIEW, RevisionState
 from publisher.review.screen import screen
 from publisher.store.db import Store
 
@@ -33,7 +34,7 @@ class Waiting:
     revision: int
     title: str
     category: str
-    state: str  # review | blocked
+    state: RevisionState  # review | blocked
     next_role: str | None
     signed: list[str]
     findings: list[dict[str, Any]]
@@ -52,33 +53,33 @@ class Review:
 
     # --- called by intake inside the ingest transaction -----------------------------------------
 
-    def settle(self, conn: Connection, revision_id: int, actor: str = "daemon") -> str:
+    def settle(self, conn: Connection, revision_id: int, actor: str = "daemon") -> RevisionState:
         """Move a revision as far as it can go by itself: approve it when nothing is missing."""
         rev = self.store.revision_by_id(conn, revision_id)
         now = self.clock.now()
         if rev["retract"]:
             # Taking an item down is the safe direction: it needs no chain and is never blocked.
-            self.store.set_revision_state(conn, revision_id, "approved", approved_at=now)
+            self.store.approve_revision(conn, revision_id, now)
             held = plan_retraction(conn, self.store, self.config, rev, now)
             self.store.audit(conn, now, actor, "retract", item_id=rev["item_id"], revision=rev["number"],
                              channels=held)
-            return "approved"
-        if rev["state"] in ("approved", "rejected", "superseded"):
-            return str(rev["state"])
+            return RevisionState.APPROVED
+        if rev["state"] not in IN_REVIEW:  # approved, rejected or superseded: nothing left to settle
+            return RevisionState(rev["state"])
         approvals = self.store.approvals(revision_id, conn)
         overridden = any(a["action"] == "override" for a in approvals)
         if rev["findings"] and not overridden:
-            self.store.set_revision_state(conn, revision_id, "blocked")
-            return "blocked"
+            self.store.block_revision(conn, revision_id)
+            return RevisionState.BLOCKED
         if self._next_role(rev, approvals) is not None:
-            self.store.set_revision_state(conn, revision_id, "review")
-            return "review"
-        self.store.set_revision_state(conn, revision_id, "approved", approved_at=now)
+            self.store.await_review(conn, revision_id)
+            return RevisionState.REVIEW
+        self.store.approve_revision(conn, revision_id, now)
         channels = plan_publication(conn, self.store, self.config, rev, now)
         self.store.audit(conn, now, actor, "approved", item_id=rev["item_id"], revision=rev["number"],
                          channels=channels, publish_at=rev["publish_at"].isoformat() if rev["publish_at"] else None)
         log.info("review.approved", item_id=rev["item_id"], revision=rev["number"], channels=channels)
-        return "approved"
+        return RevisionState.APPROVED
 
     def _next_role(self, rev: RowMapping, approvals: list[RowMapping]) -> str | None:
         chain = self.config.categories[rev["category"]].review if rev["category"] in self.config.categories else []
@@ -96,10 +97,10 @@ class Review:
             raise ReviewError(f"no item with id {item_id!r}; `publisher items` lists them")
         return rev
 
-    def approve(self, item_id: str, *, role: str, by: str) -> str:
+    def approve(self, item_id: str, *, role: str, by: str) -> RevisionState:
         with self.store.tx() as conn:
             rev = self._current(conn, item_id)
-            if rev["state"] not in ("review", "blocked"):
+            if rev["state"] not in IN_REVIEW:
                 raise ReviewError(f"{item_id} revision {rev['number']} is {rev['state']}, not waiting for review")
             if role not in self.config.roles:
                 raise ReviewError(f"unknown role {role!r}; roles: {', '.join(self.config.roles)}")
@@ -121,19 +122,19 @@ class Review:
             raise ReviewError("a rejection needs a reason the editor can act on (--reason)")
         with self.store.tx() as conn:
             rev = self._current(conn, item_id)
-            if rev["state"] not in ("review", "blocked"):
+            if rev["state"] not in IN_REVIEW:
                 raise ReviewError(f"{item_id} revision {rev['number']} is {rev['state']}, not waiting for review")
             now = self.clock.now()
             self.store.add_approval(conn, rev["id"], "reject", by, now, reason=reason)
-            self.store.set_revision_state(conn, rev["id"], "rejected")
+            self.store.reject_revision(conn, rev["id"])
             self.store.audit(conn, now, by, "reject", item_id=item_id, revision=rev["number"], reason=reason)
 
-    def override(self, item_id: str, *, reason: str, by: str) -> str:
+    def override(self, item_id: str, *, reason: str, by: str) -> RevisionState:
         if not reason.strip():
             raise ReviewError("an override needs a reason for the audit log (--reason)")
         with self.store.tx() as conn:
             rev = self._current(conn, item_id)
-            if rev["state"] != "blocked":
+            if rev["state"] != RevisionState.BLOCKED:
                 raise ReviewError(f"{item_id} revision {rev['number']} is {rev['state']}; only a blocked item "
                                   "can be overridden")
             now = self.clock.now()
@@ -144,15 +145,15 @@ class Review:
 
     def waiting(self) -> list[Waiting]:
         out = []
-        for rev in self.store.revisions_in(("review", "blocked")):
+        for rev in self.store.revisions_in(IN_REVIEW):
             approvals = self.store.approvals(rev["id"])
             out.append(Waiting(
                 item_id=rev["item_id"], revision=rev["number"], title=rev["title"], category=rev["category"],
-                state=rev["state"], next_role=self._next_role(rev, approvals),
+                state=RevisionState(rev["state"]), next_role=self._next_role(rev, approvals),
                 signed=[a["role"] for a in approvals if a["action"] == "approve"], findings=rev["findings"]))
         return out
 
-    def retract(self, item_id: str, *, by: str, reason: str = "") -> str:
+    def retract(self, item_id: str, *, by: str, reason: str = "") -> RevisionState:
         """Take the item down everywhere: a retraction revision, planned at once (no chain needed)."""
         with self.store.tx() as conn:
             rev = self._current(conn, item_id)
@@ -161,6 +162,6 @@ class Review:
                                           "channels", "attachments")}
             rid, number = self.store.add_revision(conn, {
                 **fields, "item_id": item_id, "publish_at": None, "retract": True, "findings": [],
-                "state": "review", "file_name": None, "file_sha256": None}, now)
+                "state": RevisionState.REVIEW, "file_name": None, "file_sha256": None}, now)
             self.store.audit(conn, now, by, "retract_requested", item_id=item_id, revision=number, reason=reason)
             return self.settle(conn, rid, actor=by)

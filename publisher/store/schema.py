@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     Boolean,
+    CheckConstraint,
     Column,
     Computed,
     Date,
@@ -26,6 +29,8 @@ from sqlalchemy import (
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import FunctionElement
 from sqlalchemy.types import TypeDecorator
+
+from publisher.model import APPROVAL_ACTIONS, IN_REVIEW, OPEN, DeliveryState, RevisionState
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -69,7 +74,20 @@ def _elapsed_default(element: elapsed, compiler: Any, **kw: Any) -> str:
     return f"round(EXTRACT(EPOCH FROM ({end}) - ({start})), 3)"
 
 
+def states_sql(states: Iterable[StrEnum], *, of: type[StrEnum]) -> str:
+    """`'a', 'b'`: the states' values quoted, in the enum's declaration order (so the text is stable:
+    planners match partial-index predicates verbatim)."""
+    chosen = set(states)
+    return ", ".join(f"'{s.value}'" for s in of if s in chosen)
+
+
+def one_of(column: str, values: Iterable[str]) -> str:
+    """`column IN ('a', 'b')`, the predicate of a CHECK constraint."""
+    return f"{column} IN ({', '.join(repr(str(v)) for v in values)})"
+
+
 metadata = MetaData(naming_convention={
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
@@ -77,7 +95,7 @@ metadata = MetaData(naming_convention={
 })
 
 
-def _ts(name: str, nullable: bool = True) -> Column:
+def _ts(name: str, nullable: bool = True) -> Column[datetime]:
     return Column(name, UTCDateTime(), nullable=nullable)
 
 
@@ -97,7 +115,7 @@ revisions = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("item_id", String(200), ForeignKey("items.id"), nullable=False),
     Column("number", Integer, nullable=False),
-    # review → approved | blocked (screen hit) | rejected | superseded; retract for retraction revisions
+    # a RevisionState (publisher/model.py); `retract` marks a retraction revision
     Column("state", String(16), nullable=False),
     Column("title", Text, nullable=False),
     Column("category", String(64), nullable=False),
@@ -118,6 +136,7 @@ revisions = Table(
     UniqueConstraint("item_id", "number"),
     Index("ix_revisions_state", "state"),
     Index("ix_revisions_file_sha256", "file_sha256"),
+    CheckConstraint(one_of("state", RevisionState), name="state"),  # migration 0006
 )
 
 approvals = Table(
@@ -129,6 +148,7 @@ approvals = Table(
     Column("by", String(200), nullable=False),
     Column("reason", Text),
     _ts("at", False),
+    CheckConstraint(one_of("action", APPROVAL_ACTIONS), name="action"),  # migration 0006
 )
 
 deliveries = Table(
@@ -137,7 +157,7 @@ deliveries = Table(
     Column("revision_id", Integer, ForeignKey("revisions.id"), nullable=False),
     Column("item_id", String(200), nullable=False),
     Column("channel", String(64), nullable=False),
-    # waiting (for link_from) → pending → sending → sent → live; retrying; failed; manual; superseded
+    # a DeliveryState; its moves are publisher.model.TRANSITIONS
     Column("state", String(16), nullable=False),
     Column("retract", Boolean, nullable=False, default=False),
     _ts("due_at", False),  # approval, or publish_at when later
@@ -157,6 +177,7 @@ deliveries = Table(
     UniqueConstraint("revision_id", "channel"),
     Index("ix_deliveries_work", "state", "channel", "next_attempt_at"),
     Index("ix_deliveries_item", "item_id", "channel"),
+    CheckConstraint(one_of("state", DeliveryState), name="state"),  # migration 0006
 )
 
 # Where each item currently lives on each channel (the receipt of the last successful send).
@@ -190,7 +211,7 @@ audit = Table(
 # Rows due and not live, by channel and due time: the late list, the counts and the deadline
 # candidates read only these few (a partial index: live and superseded rows are the million others).
 # Queries repeat the predicate verbatim (OPEN_ROWS in publisher/lag/report.py) so that planners match it.
-OPEN_ROWS_SQL = "state NOT IN ('live', 'superseded')"
+OPEN_ROWS_SQL = f"state NOT IN ({states_sql(frozenset(DeliveryState) - OPEN, of=DeliveryState)})"
 Index("ix_deliveries_open", deliveries.c.channel, deliveries.c.due_at, deliveries.c.state, deliveries.c.revision_id,
       sqlite_where=text(OPEN_ROWS_SQL), postgresql_where=text(OPEN_ROWS_SQL))
 # A live row's lag, live_at − due_at in seconds (migration 0005): a generated column (VIRTUAL on SQLite, STORED on
@@ -200,12 +221,12 @@ deliveries.append_column(Column("lag_s", Float, Computed(elapsed(deliveries.c.du
 # so the index of those two alone (0001) is gone: SQLite's planner took it and computed each lag from the table.
 Index("ix_deliveries_window", deliveries.c.channel, deliveries.c.due_at, deliveries.c.state, deliveries.c.lag_s)
 # Revisions still waiting for sign-off: a handful among the many approved (the legal deadline's candidates).
-IN_REVIEW_SQL = "state IN ('review', 'blocked')"
+IN_REVIEW_SQL = f"state IN ({states_sql(IN_REVIEW, of=RevisionState)})"
 Index("ix_revisions_in_review", revisions.c.id, sqlite_where=text(IN_REVIEW_SQL), postgresql_where=text(IN_REVIEW_SQL))
 # The newest live row per channel, and the freshness walk newest-first, read this index only.
 Index("ix_deliveries_channel_live", deliveries.c.channel, deliveries.c.live_at)
 # "Is this revision live on any channel?" for each deadline candidate, without reading the rows (0003).
-LIVE_ROWS_SQL = "state = 'live'"
+LIVE_ROWS_SQL = f"state = '{DeliveryState.LIVE.value}'"
 Index("ix_deliveries_live_revision", deliveries.c.revision_id, sqlite_where=text(LIVE_ROWS_SQL),
       postgresql_where=text(LIVE_ROWS_SQL))
 # The client-side rate limit's "sends in the last hour", newest first, a few entries (0005).

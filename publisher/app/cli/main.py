@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from publisher.app.cli.lag import lag_command
 from publisher.clock import SystemClock
 from publisher.errors import PublisherError
+from publisher.states import DeliveryState, RevisionState
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -23,8 +24,9 @@ if TYPE_CHECKING:
 # so that `publisher lag` asking the running daemon starts in a fraction of a second.
 
 
-ITEM_STATES = ("review", "blocked", "approved", "rejected", "retracted",
-               "pending", "sending", "sent", "live", "retrying", "failed", "manual", "waiting")
+# `items --state`: a current revision's review state, "retracted", or the state of one of its deliveries
+ITEM_STATES = (*(s.value for s in RevisionState if s is not RevisionState.SUPERSEDED), "retracted",
+               *(s.value for s in DeliveryState if s is not DeliveryState.SUPERSEDED))
 
 
 class _Console:
@@ -70,7 +72,7 @@ def _store(config: Config) -> Store:
     return Store.open(config.store_url)
 
 
-def _fail(exc: Exception) -> None:
+def _fail(exc: Exception) -> NoReturn:
     raise click.ClickException(str(exc))
 
 
@@ -164,7 +166,7 @@ def review(config_path: Path) -> None:
     table = _table("item", "rev", "category", "title", "waits for", "findings")
     for w in waiting:
         nxt = f"{w.next_role} ({config.role_name(w.next_role)})" if w.next_role else "-"
-        if w.state == "blocked":
+        if w.state == RevisionState.BLOCKED:
             nxt = f"[red]override[/] · {nxt}" if w.next_role else "[red]override[/]"
         table.add_row(w.item_id, str(w.revision), config.category_name(w.category), w.title[:40], nxt,
                       "; ".join(f["zh"] for f in w.findings))
@@ -272,7 +274,6 @@ def show(item_id: str, config_path: Path) -> None:
     latest = store.revision(item_id)
     if latest is None:
         _fail(PublisherError(f"no item with id {item_id!r}; `publisher items` lists them"))
-    assert latest is not None
     console.print(f"[bold]{item_id}[/] — {latest['title']}  ({config.category_name(latest['category'])})")
     for n in range(1, latest["number"] + 1):
         rev = store.revision(item_id, n)
@@ -288,9 +289,9 @@ def show(item_id: str, config_path: Path) -> None:
                           + (f": {a['reason']}" if a["reason"] else ""))
     table = _table("rev", "channel", "state", "attempts", "due", "sent", "live", "url / last error")
     for d in store.deliveries_of(item_id):
-        name = config.channels[d["channel"]].display(d["channel"]) if d["channel"] in config.channels else d["channel"]
-        table.add_row(str(d["revision"]) + (" ✕" if d["retract"] else ""), name, d["state"], str(d["attempts"]),
-                      _t(d["due_at"]), _t(d["sent_at"]), _t(d["live_at"]), d["last_error"] or d["url"] or "")
+        name = config.channels[d.channel].display(d.channel) if d.channel in config.channels else d.channel
+        table.add_row(str(d.revision) + (" ✕" if d.retract else ""), name, d.state.value, str(d.attempts),
+                      _t(d.due_at), _t(d.sent_at), _t(d.live_at), d.last_error or d.url or "")
     console.print(table)
 
 

@@ -1,0 +1,68 @@
+"""The dispatcher's timing rules, in one place: the claim's lease and the adapter call's deadline, the
+retry backoff, the read-back schedule, and how an outcome is put into words for last_error and the log.
+"""
+
+from __future__ import annotations
+
+import random
+import traceback
+from dataclasses import dataclass
+from datetime import timedelta
+
+VERIFY_CAP = timedelta(minutes=30)
+VERIFY_BASE = timedelta(seconds=5)
+RESEND_AFTER_CHECKS = 5  # read-backs that found nothing before an unseen delivery is sent once more
+LEASE_SLACK = timedelta(seconds=30)
+
+
+@dataclass(frozen=True)
+class Deadlines:
+    """How long one row may be held. A publish with attachments makes several requests, each bounded
+    by the channel's `timeout`; the whole adapter call is bounded by `call`, and the claim's lease
+    outlives it by half the slack, so that no other worker takes the row while the call may still
+    land (a row whose lease expired is reconciled through `find`, never blindly resent)."""
+
+    timeout: timedelta
+    slack: timedelta = LEASE_SLACK
+
+    @property
+    def lease(self) -> timedelta:
+        return self.timeout * 3 + self.slack
+
+    @property
+    def call(self) -> timedelta:
+        return self.lease - self.slack / 2
+
+
+def backoff(attempt: int, base: timedelta, cap: timedelta, rng: random.Random,
+            retry_after: float | None = None) -> timedelta:
+    """Full jitter (sleep = random(0, min(cap, base·2^attempt))), never sooner than Retry-After."""
+    ceiling = min(cap.total_seconds(), base.total_seconds() * 2.0 ** max(0, attempt - 1))
+    wait = rng.uniform(0, ceiling)
+    if retry_after is not None:
+        wait = max(wait, retry_after)
+    return timedelta(seconds=wait)
+
+
+def verify_wait(checks: int) -> timedelta:
+    """When to read back again after `checks` read-backs that did not find the item."""
+    return min(VERIFY_CAP, VERIFY_BASE * (1 << min(checks, 12)))
+
+
+def describe(exc: Exception) -> str:
+    """A channel error in one line: its message, the HTTP status and the remote's words when not in it."""
+    status = getattr(exc, "status", None)
+    remote = getattr(exc, "remote", None)
+    text = str(exc)
+    if status is not None and str(status) not in text:
+        text = f"{text} (HTTP {status})"
+    if remote and remote not in text:
+        text = f"{text}; the remote said: {remote[:300]}"
+    return text
+
+
+def defect_summary(exc: BaseException) -> str:
+    """An unexpected exception in one line: its type, its message, and the innermost frame's file:line."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
+    return f"adapter defect: {type(exc).__name__}: {exc}{where}"

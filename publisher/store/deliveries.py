@@ -1,0 +1,249 @@
+"""The store's delivery side: creating rows, the workers' claims, and one method per transition.
+
+Each transition is one UPDATE guarded by the states it may start from (publisher.model.TRANSITIONS):
+a row that moved on meanwhile (a person's retry, a newer revision, another node's reconciliation) is
+never overwritten by a late outcome; the method raises IllegalTransition instead. Every transition
+also ends the row's lease. Claims use `FOR UPDATE SKIP LOCKED`, which SQLite's compiler leaves out
+(its single writer makes the UPDATE atomic anyway).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, RowMapping
+
+from publisher.model import (
+    ACTIVE,
+    TO_SEND,
+    Delivery,
+    DeliveryState,
+    IllegalTransition,
+    sources,
+)
+from publisher.store.changes import announce
+from publisher.store.engine import StoreBase
+from publisher.store.schema import deliveries, placements, revisions
+
+S = DeliveryState
+
+
+class DeliveryStore(StoreBase):
+    # --- creation ------------------------------------------------------------------------------
+
+    @staticmethod
+    def supersede_active(conn: Connection, item_id: str, channels: Iterable[str], now: datetime) -> int:
+        """A newer revision (or a retraction) replaces the item's rows not yet sent on these channels."""
+        res = conn.execute(deliveries.update().where(deliveries.c.item_id == item_id)
+                           .where(deliveries.c.channel.in_(list(channels)))
+                           .where(deliveries.c.state.in_(sorted(ACTIVE & sources(S.SUPERSEDED))))
+                           .values(state=S.SUPERSEDED, updated_at=now))
+        return res.rowcount or 0
+
+    @staticmethod
+    def add_deliveries(conn: Connection, rows: list[dict[str, Any]], now: datetime) -> None:
+        if rows:
+            conn.execute(deliveries.insert(), [{"attempts": 0, "verify_attempts": 0, "created_at": now,
+                                                "updated_at": now, **r} for r in rows])
+            announce(conn)
+
+    @staticmethod
+    def placement(conn: Connection, item_id: str, channel: str) -> RowMapping | None:
+        return conn.execute(sa.select(placements).where(placements.c.item_id == item_id)
+                            .where(placements.c.channel == channel)).mappings().first()
+
+    @staticmethod
+    def placements_of(conn: Connection, item_id: str) -> list[RowMapping]:
+        return list(conn.execute(sa.select(placements).where(placements.c.item_id == item_id)
+                                 .order_by(placements.c.channel)).mappings())
+
+    @staticmethod
+    def set_placement(conn: Connection, item_id: str, channel: str, *, remote_id: str, url: str | None,
+                      extra: dict[str, Any], revision: int, retracted: bool, now: datetime) -> None:
+        values = {"remote_id": remote_id, "url": url, "extra": extra, "revision": revision,
+                  "retracted": retracted, "updated_at": now}
+        done = conn.execute(placements.update().where(placements.c.item_id == item_id)
+                            .where(placements.c.channel == channel).values(**values))
+        if not done.rowcount:
+            conn.execute(placements.insert().values(item_id=item_id, channel=channel, **values))
+
+    # --- the worker's reads --------------------------------------------------------------------
+
+    def claim(self, channel: str, owner: str, now: datetime, limit: int, lease: timedelta,
+              *, send: bool = True) -> list[Delivery]:
+        """Take up to `limit` due rows of one channel: pending/retrying to send (unless `send` is
+        false, e.g. when the rate limit is spent), and sent rows to verify."""
+        other = deliveries.alias("other")
+        in_flight = sa.exists().where(other.c.item_id == deliveries.c.item_id).where(
+            other.c.channel == channel).where(other.c.state == S.SENDING)
+        due = (sa.select(deliveries.c.id).where(deliveries.c.channel == channel)
+               .where(deliveries.c.state.in_(sorted(TO_SEND | {S.SENT}) if send else [S.SENT]))
+               .where(deliveries.c.next_attempt_at <= now)
+               .where(sa.or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < now))
+               .where(~in_flight)
+               .order_by(deliveries.c.next_attempt_at, deliveries.c.id).limit(limit)
+               .with_for_update(skip_locked=True))
+        to_send = deliveries.c.state.in_(sorted(TO_SEND))
+        with self.engine.begin() as conn:
+            ids = [r[0] for r in conn.execute(due)]
+            if not ids:
+                return []
+            # the lease, and for a row to send `sending`, in one statement of the same transaction:
+            # after a crash such a row is reconciled through `find`, never blindly resent
+            rows = conn.execute(deliveries.update().where(deliveries.c.id.in_(ids)).values(
+                lease_owner=owner, lease_until=now + lease, updated_at=now,
+                state=sa.case((to_send, S.SENDING.value), else_=deliveries.c.state),
+                attempts=sa.case((to_send, deliveries.c.attempts + 1), else_=deliveries.c.attempts),
+            ).returning(*deliveries.c)).mappings().all()
+        return sorted(map(Delivery.from_row, rows), key=lambda d: (d.next_attempt_at, d.id))
+
+    def stale_sending(self, now: datetime, owner: str | None = None) -> list[Delivery]:
+        """Rows left `sending` by a process that died (lease expired), or by this node's previous life."""
+        q = sa.select(deliveries).where(deliveries.c.state == S.SENDING)
+        cond = sa.or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < now)
+        if owner is not None:
+            cond = sa.or_(cond, deliveries.c.lease_owner == owner)
+        with self.read() as conn:
+            return [Delivery.from_row(r) for r in conn.execute(q.where(cond)).mappings()]
+
+    def sent_since(self, channel: str, since: datetime, limit: int) -> list[datetime]:
+        """The newest `limit` send times on a channel since `since`, oldest first (the client-side rate limit).
+        Read newest-first from ix_deliveries_channel_sent: at most `limit` index entries, however long the
+        channel's history (a scan of a year of microblog rows held the event loop ~1 s at each drain)."""
+        with self.read() as conn:
+            newest = conn.execute(
+                sa.select(deliveries.c.sent_at).where(deliveries.c.channel == channel)
+                .where(deliveries.c.sent_at >= since).order_by(deliveries.c.sent_at.desc()).limit(limit)).scalars()
+            return list(newest)[::-1]
+
+    def next_due(self, channel: str, *, send: bool = True) -> datetime | None:
+        states = sorted(TO_SEND | {S.SENT}) if send else [S.SENT]
+        with self.read() as conn:
+            return conn.execute(sa.select(sa.func.min(deliveries.c.next_attempt_at))
+                                .where(deliveries.c.channel == channel)
+                                .where(deliveries.c.state.in_(states))).scalar()
+
+    def delivery(self, delivery_id: int) -> Delivery | None:
+        with self.read() as conn:
+            row = conn.execute(sa.select(deliveries).where(deliveries.c.id == delivery_id)).mappings().first()
+        return None if row is None else Delivery.from_row(row)
+
+    def deliveries_of(self, item_id: str) -> list[Delivery]:
+        """The item's rows, oldest first, each with its revision's number."""
+        with self.read() as conn:
+            q = (sa.select(deliveries, revisions.c.number.label("revision"))
+                 .join(revisions, revisions.c.id == deliveries.c.revision_id)
+                 .where(deliveries.c.item_id == item_id).order_by(deliveries.c.id))
+            return [Delivery.from_row(r) for r in conn.execute(q).mappings()]
+
+    # --- one method per transition: each raises IllegalTransition unless the row may make it ------
+
+    @staticmethod
+    def mark_sent(conn: Connection, delivery_id: int, now: datetime, *, remote_id: str, url: str | None,
+                  verify_at: datetime) -> None:
+        """The channel took it: read it back from `verify_at` on."""
+        _move(conn, delivery_id, S.SENT, now, "mark sent", frm={S.SENDING}, sent_at=now, remote_id=remote_id,
+              url=url, last_error=None, next_attempt_at=verify_at)
+
+    @staticmethod
+    def retraction_done(conn: Connection, delivery_id: int, now: datetime, *, remote_id: str | None,
+                        url: str | None) -> None:
+        """For a retraction, live means readers no longer see the item."""
+        _move(conn, delivery_id, S.LIVE, now, "record the retraction", frm={S.SENDING}, sent_at=now, live_at=now,
+              remote_id=remote_id, url=url, last_error=None)
+
+    @staticmethod
+    def mark_live(conn: Connection, delivery_id: int, now: datetime) -> None:
+        """A read-back found it: readers see it."""
+        _move(conn, delivery_id, S.LIVE, now, "mark live", frm={S.SENT}, live_at=now, last_error=None)
+
+    @staticmethod
+    def not_live_yet(conn: Connection, delivery_id: int, now: datetime, *, checks: int, next_check: datetime,
+                     error: str) -> None:
+        """A read-back did not find it (yet): check again at `next_check`."""
+        _move(conn, delivery_id, S.SENT, now, "check again later", frm={S.SENT}, verify_attempts=checks,
+              next_attempt_at=next_check, last_error=error)
+
+    @staticmethod
+    def resend_unseen(conn: Connection, delivery_id: int, now: datetime, *, error: str) -> None:
+        """Sent but never seen: send once more, now (as an update; the caller checked it can be one)."""
+        _move(conn, delivery_id, S.PENDING, now, "send again unseen", frm={S.SENT}, next_attempt_at=now,
+              verify_attempts=0, last_error=error)
+
+    @staticmethod
+    def schedule_retry(conn: Connection, delivery_id: int, now: datetime, *, at: datetime, error: str) -> None:
+        """A transient failure: the worker takes the row again at `at`."""
+        _move(conn, delivery_id, S.RETRYING, now, "schedule a retry", frm={S.SENDING}, next_attempt_at=at,
+              last_error=error)
+
+    @staticmethod
+    def fail(conn: Connection, delivery_id: int, now: datetime, *, error: str) -> None:
+        """A permanent failure, a spent retry budget, or an adapter defect: a person looks at it."""
+        _move(conn, delivery_id, S.FAILED, now, "fail", frm={S.SENDING, S.SENT}, last_error=error)
+
+    @staticmethod
+    def to_manual(conn: Connection, delivery_id: int, now: datetime, *, task: str) -> None:
+        """What the protocol cannot do: a person does it by hand."""
+        _move(conn, delivery_id, S.MANUAL, now, "hand over as a manual task", frm={S.SENDING}, last_error=task)
+
+    @staticmethod
+    def back_to_pending(conn: Connection, delivery_id: int, now: datetime) -> None:
+        """Reconciliation found nothing on the channel: send again, now (attempts > 1 keeps `find` first)."""
+        _move(conn, delivery_id, S.PENDING, now, "send again after reconciling", frm={S.SENDING},
+              next_attempt_at=now)
+
+    @staticmethod
+    def release_waiting(conn: Connection, item_id: str, channels: Sequence[str], now: datetime) -> list[str]:
+        """The `link_from` channel has the item's URL: its dependents' waiting rows become pending."""
+        rows = conn.execute(sa.select(deliveries.c.id, deliveries.c.channel, deliveries.c.due_at)
+                            .where(deliveries.c.item_id == item_id).where(deliveries.c.channel.in_(channels))
+                            .where(deliveries.c.state == S.WAITING)).all()
+        for rid, _ch, due in rows:
+            _move(conn, rid, S.PENDING, now, "release", frm={S.WAITING}, next_attempt_at=max(due, now))
+        return [r[1] for r in rows]
+
+    @staticmethod
+    def fail_waiting(conn: Connection, item_id: str, channels: Sequence[str], now: datetime, error: str) -> list[str]:
+        """The `link_from` channel failed: its dependents' waiting rows fail with it."""
+        rows = conn.execute(sa.select(deliveries.c.id, deliveries.c.channel).where(deliveries.c.item_id == item_id)
+                            .where(deliveries.c.channel.in_(channels)).where(deliveries.c.state == S.WAITING)).all()
+        for rid, _ch in rows:
+            _move(conn, rid, S.FAILED, now, "fail with its link", frm={S.WAITING}, last_error=error)
+        return [r[1] for r in rows]
+
+    @staticmethod
+    def requeue(conn: Connection, item_id: str, channel: str | None, now: datetime,
+                resend_sent: Sequence[str] = ()) -> list[Delivery]:
+        """A person's retry: the item's failed or retrying rows go back to pending, due now; so do its rows
+        that were sent but never showed up, on the channels in `resend_sent` (where sending again is an
+        update). Returns the rows as they were."""
+        stuck = sa.or_(deliveries.c.state.in_([S.FAILED, S.RETRYING]),
+                       sa.and_(deliveries.c.state == S.SENT, deliveries.c.channel.in_(list(resend_sent))))
+        q = sa.select(deliveries).where(deliveries.c.item_id == item_id).where(stuck)
+        if channel:
+            q = q.where(deliveries.c.channel == channel)
+        rows = [Delivery.from_row(r) for r in conn.execute(q).mappings()]
+        for d in rows:
+            # attempts=1, not 0: the next attempt counts as a repeat, so a create asks `find` first
+            _move(conn, d.id, S.PENDING, now, "retry", frm={S.FAILED, S.RETRYING, S.SENT}, next_attempt_at=now,
+                  attempts=1, verify_attempts=0, last_error=None, retry_from=now)
+        if rows:
+            announce(conn)
+        return rows
+
+
+def _move(conn: Connection, delivery_id: int, to: DeliveryState, now: datetime, transition: str, *,
+          frm: set[DeliveryState], **values: Any) -> None:
+    """One guarded UPDATE: the row moves to `to` only from a state in `frm` that TRANSITIONS allows."""
+    allowed = sorted(sources(to) & frm)
+    assert allowed, f"{transition}: no state in {frm} may move to {to} (publisher.model.TRANSITIONS)"
+    done = conn.execute(deliveries.update().where(deliveries.c.id == delivery_id)
+                        .where(deliveries.c.state.in_(allowed))
+                        .values(state=to, updated_at=now, lease_owner=None, lease_until=None, **values))
+    if done.rowcount != 1:
+        current = conn.execute(sa.select(deliveries.c.state).where(deliveries.c.id == delivery_id)).scalar()
+        raise IllegalTransition(table="deliveries", row_id=delivery_id, current=current, transition=transition,
+                                to=to)

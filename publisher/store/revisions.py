@@ -1,0 +1,116 @@
+"""The store's intake and review side: revisions, their sign-offs, and the guarded moves of a revision's
+state (publisher.model.REVISION_TRANSITIONS)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, RowMapping
+
+from publisher.model import IN_REVIEW, REVISION_TRANSITIONS, IllegalTransition, RevisionState
+from publisher.store.engine import StoreBase
+from publisher.store.schema import approvals, items, revisions
+
+
+class RevisionStore(StoreBase):
+    # --- intake --------------------------------------------------------------------------------
+
+    def known_file(self, sha256: str) -> RowMapping | None:
+        with self.read() as conn:
+            return conn.execute(sa.select(revisions.c.item_id, revisions.c.number)
+                                .where(revisions.c.file_sha256 == sha256).limit(1)).mappings().first()
+
+    def add_revision(self, conn: Connection, fields: dict[str, Any], now: datetime) -> tuple[int, int]:
+        """Insert the next revision of an item (creating the item); older unapproved ones are superseded."""
+        item_id = fields["item_id"]
+        row = conn.execute(sa.select(items.c.current_revision).where(items.c.id == item_id)
+                           .with_for_update()).first()
+        number = 1 if row is None else row[0] + 1
+        if row is None:
+            conn.execute(items.insert().values(id=item_id, category=fields["category"], title=fields["title"],
+                                               current_revision=1, retracted=False, created_at=now, updated_at=now))
+        else:
+            conn.execute(items.update().where(items.c.id == item_id).values(
+                current_revision=number, title=fields["title"], category=fields["category"], updated_at=now))
+            conn.execute(revisions.update().where(revisions.c.item_id == item_id)
+                         .where(revisions.c.state.in_(sorted(_sources(RevisionState.SUPERSEDED) & IN_REVIEW)))
+                         .values(state=RevisionState.SUPERSEDED))
+        values = {k: v for k, v in fields.items() if k != "item_id"}
+        key = conn.execute(revisions.insert().values(item_id=item_id, number=number, created_at=now, **values)
+                           ).inserted_primary_key
+        assert key is not None
+        return int(key[0]), number
+
+    @staticmethod
+    def set_item_retracted(conn: Connection, item_id: str, now: datetime) -> None:
+        conn.execute(items.update().where(items.c.id == item_id).values(retracted=True, updated_at=now))
+
+    # --- review --------------------------------------------------------------------------------
+
+    def revision(self, item_id: str, number: int | None = None, conn: Connection | None = None) -> RowMapping | None:
+        q = sa.select(revisions).where(revisions.c.item_id == item_id)
+        q = q.where(revisions.c.number == number) if number else q.order_by(revisions.c.number.desc()).limit(1)
+        if conn is not None:
+            return conn.execute(q).mappings().first()
+        with self.read() as c:
+            return c.execute(q).mappings().first()
+
+    @staticmethod
+    def revision_by_id(conn: Connection, revision_id: int) -> RowMapping:
+        return conn.execute(sa.select(revisions).where(revisions.c.id == revision_id)).mappings().one()
+
+    def revisions_in(self, states: Iterable[str]) -> list[RowMapping]:
+        with self.read() as conn:
+            return list(conn.execute(sa.select(revisions).where(revisions.c.state.in_(list(states)))
+                                     .order_by(revisions.c.created_at, revisions.c.id)).mappings())
+
+    def approvals(self, revision_id: int, conn: Connection | None = None) -> list[RowMapping]:
+        q = sa.select(approvals).where(approvals.c.revision_id == revision_id).order_by(approvals.c.id)
+        if conn is not None:
+            return list(conn.execute(q).mappings())
+        with self.read() as c:
+            return list(c.execute(q).mappings())
+
+    @staticmethod
+    def add_approval(conn: Connection, revision_id: int, action: str, by: str, at: datetime,
+                     role: str | None = None, reason: str | None = None) -> None:
+        conn.execute(approvals.insert().values(revision_id=revision_id, action=action, role=role, by=by,
+                                               reason=reason, at=at))
+
+    # --- a revision's moves: each raises IllegalTransition unless the revision may make it -------
+
+    @staticmethod
+    def approve_revision(conn: Connection, revision_id: int, now: datetime) -> None:
+        """Chain complete and screen passed (or overridden); the caller plans the deliveries."""
+        _move_revision(conn, revision_id, RevisionState.APPROVED, "approve", approved_at=now)
+
+    @staticmethod
+    def block_revision(conn: Connection, revision_id: int) -> None:
+        """The confidentiality screen found something: wait for an override."""
+        _move_revision(conn, revision_id, RevisionState.BLOCKED, "block")
+
+    @staticmethod
+    def await_review(conn: Connection, revision_id: int) -> None:
+        """Waiting for the next sign-off of the category's chain."""
+        _move_revision(conn, revision_id, RevisionState.REVIEW, "wait for review")
+
+    @staticmethod
+    def reject_revision(conn: Connection, revision_id: int) -> None:
+        _move_revision(conn, revision_id, RevisionState.REJECTED, "reject")
+
+
+def _sources(to: RevisionState) -> frozenset[RevisionState]:
+    return frozenset(s for s, targets in REVISION_TRANSITIONS.items() if to in targets)
+
+
+def _move_revision(conn: Connection, revision_id: int, to: RevisionState, transition: str,
+                   **values: Any) -> None:
+    done = conn.execute(revisions.update().where(revisions.c.id == revision_id)
+                        .where(revisions.c.state.in_(sorted(_sources(to)))).values(state=to, **values))
+    if done.rowcount != 1:
+        current = conn.execute(sa.select(revisions.c.state).where(revisions.c.id == revision_id)).scalar()
+        raise IllegalTransition(table="revisions", row_id=revision_id, current=current, transition=transition,
+                                to=to)

@@ -1,0 +1,108 @@
+"""The dispatcher's hardening: an adapter's defect fails the row at once, and a call that outlives its
+deadline is cancelled and retried before the claim's lease runs out."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from structlog.testing import capture_logs
+
+from channels.base import Receipt
+from channels.http_push import HttpPush
+from publisher.app.daemon import Daemon
+from publisher.clock import FrozenClock
+from publisher.dispatch.dispatcher import Dispatcher
+from publisher.model import DeliveryState, Revision
+from publisher.sandbox import SandboxServer
+from tests.harness import drop, load, write_config
+
+
+class BrokenPortal(HttpPush):
+    """The portal adapter with a bug in publish: it reads a key the response never had."""
+
+    async def publish(self, rev: Revision) -> Receipt:
+        answer: dict[str, str] = {}
+        return Receipt(remote_id=answer["article_id"])
+
+
+async def _daemon(root: Path, sandbox: SandboxServer, **overrides: object) -> Daemon:
+    cfg = load(write_config(root, sandbox, **overrides))
+    daemon = Daemon(cfg, clock=FrozenClock(datetime(2015, 3, 18, 9, 0, tzinfo=UTC)))
+    drop(root / "queue" / "inbox", "n.md", {"id": "note-1", "title": "关于开展安全检查的通知", "category": "updates",
+                                            "channels": ["city_portal"]})
+    await daemon.intake.scan()
+    return daemon
+
+
+async def test_an_adapter_defect_fails_the_row_at_once_with_a_summary(tmp_path: Path, sandbox: SandboxServer) -> None:
+    """A KeyError inside publish fails the delivery after one attempt, names the exception and where it was
+    raised in last_error and the audit log, and is logged as an error with its traceback."""
+    daemon = await _daemon(tmp_path, sandbox)
+    real = daemon.channels["city_portal"]
+    broken = BrokenPortal(name="city_portal", options=real.options, http=real.http, clock=daemon.clock)
+    dispatcher = Dispatcher(store=daemon.store, config=daemon.config, channels={"city_portal": broken},
+                            clock=daemon.clock)
+    try:
+        with capture_logs() as logs:
+            await dispatcher.run_once()
+        (row,) = daemon.store.deliveries_of("note-1")
+        assert (row.state, row.attempts) == (DeliveryState.FAILED, 1)
+        assert row.last_error is not None and "KeyError: 'article_id'" in row.last_error
+        assert "test_dispatch.py:" in row.last_error
+        assert daemon.store.audit_log("note-1")[0]["detail"]["error"] == row.last_error
+        bug = [e for e in logs if e["event"] == "dispatch.adapter_bug"]
+        assert len(bug) == 1 and bug[0]["log_level"] == "error" and isinstance(bug[0]["exc_info"], KeyError)
+    finally:
+        await daemon.aclose()
+
+
+@pytest.fixture
+async def dripping_peer() -> AsyncIterator[str]:
+    """A loopback HTTP peer that answers 200 and then sends its body one byte every 50 ms, forever:
+    no single read ever waits as long as the channel's timeout, yet the call never ends."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n")
+            while True:
+                writer.write(b" ")
+                await writer.drain()
+                await asyncio.sleep(0.05)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}/api/articles"
+    server.close()
+
+
+async def test_a_call_that_outlives_its_deadline_is_cancelled_and_retried_before_the_lease_ends(
+        tmp_path: Path, sandbox: SandboxServer, dripping_peer: str) -> None:
+    """A publish to a peer that never finishes is cancelled at the call's deadline, below the lease, and the
+    row goes to retrying with a message saying how long it took; its next attempt asks `find` first."""
+    daemon = await _daemon(tmp_path, sandbox, **{"channels.city_portal.url": dripping_peer,
+                                                 "channels.city_portal.timeout": "300ms"})
+    dispatcher = Dispatcher(store=daemon.store, config=daemon.config, channels=daemon.channels,
+                            clock=daemon.clock, lease_slack=timedelta(seconds=1))
+    deadlines = dispatcher.deadlines("city_portal")
+    assert deadlines.call < deadlines.lease
+    try:
+        started = time.monotonic()
+        await dispatcher.run_once()
+        took = time.monotonic() - started
+        (row,) = daemon.store.deliveries_of("note-1")
+        assert row.state == DeliveryState.RETRYING and row.attempts == 1
+        assert row.last_error == "the call to city_portal took longer than 1.4 s and was cancelled"
+        assert deadlines.call.total_seconds() <= took < deadlines.lease.total_seconds()
+        assert row.lease_owner is None
+    finally:
+        await daemon.aclose()
