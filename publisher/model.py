@@ -139,15 +139,8 @@ class Delivery:
         values["retract"] = bool(row["retract"])
         return cls(**values)
 
-    def __getitem__(self, key: str) -> Any:
-        """Mapping-style access, for readers written against the store's earlier plain rows."""
-        if key not in _DELIVERY_FIELDS:
-            raise KeyError(key)
-        return getattr(self, key)
-
 
 _DELIVERY_FIELDS = frozenset(f.name for f in fields(Delivery))
-
 
 __all__ = ["ACTIVE", "APPROVAL_ACTIONS", "IN_REVIEW", "OPEN", "REVISION_TRANSITIONS", "TO_SEND", "TRANSITIONS",
            "Attachment", "Delivery", "DeliveryState", "IllegalTransition", "Revision", "RevisionState", "sources"]

@@ -44,6 +44,8 @@ ACTIVE = frozenset({DeliveryState.WAITING, DeliveryState.PENDING, DeliveryState.
 TO_SEND = frozenset({DeliveryState.PENDING, DeliveryState.RETRYING})
 # Rows due and not live: the lag report's open rows.
 OPEN = frozenset(DeliveryState) - {DeliveryState.LIVE, DeliveryState.SUPERSEDED}
+# Rows still on their way to readers (the first of the lag table's counts, beside retrying, failed, manual).
+ON_THEIR_WAY = (DeliveryState.WAITING, DeliveryState.PENDING, DeliveryState.SENDING, DeliveryState.SENT)
 # Revisions still waiting for a person (the legal deadline's candidates).
 IN_REVIEW = frozenset({RevisionState.REVIEW, RevisionState.BLOCKED})
 

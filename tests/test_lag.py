@@ -263,7 +263,7 @@ def test_requeue_without_a_dispatcher(world: World) -> None:
     assert outbox.requeue(world.store, world.config, world.clock.now(), "again", "city_portal", by="tester") == 1
     row = world.store.delivery(did)
     # attempts 1, a repeat: a create asks `find` first
-    assert (row["state"], row["attempts"], row["last_error"]) == (DeliveryState.PENDING, 1, None)
+    assert (row.state, row.attempts, row.last_error) == (DeliveryState.PENDING, 1, None)
     assert world.store.audit_log("again")[0]["action"] == "retry"
 
 

@@ -32,8 +32,8 @@ class Env:
         """channel → state of the item's newest delivery there."""
         out: dict[str, str] = {}
         for d in self.daemon.store.deliveries_of(item_id):
-            if d["state"] != "superseded":
-                out[d["channel"]] = d["state"]
+            if d.state != "superseded":
+                out[d.channel] = d.state
         return out
 
     async def run(self) -> dict[str, int]:
@@ -101,8 +101,8 @@ async def test_review_chain_in_order_then_microblog_links_to_the_article(env: En
     post = wp_posts(env.sandbox, "2015-accidents-00007")[0]
     statuses = received(env.sandbox, "weibo")["statuses"]
     assert len(statuses) == 1
-    weibo_row = [d for d in env.daemon.store.deliveries_of("2015-accidents-00007") if d["channel"] == "microblog"][0]
-    assert weibo_row["url"]
+    weibo_row = [d for d in env.daemon.store.deliveries_of("2015-accidents-00007") if d.channel == "microblog"][0]
+    assert weibo_row.url
     actions = [a["action"] for a in env.daemon.store.audit_log("2015-accidents-00007")]
     assert actions.count("approve") == 4 and "ingest" in actions and "send" in actions
     assert post["link"]
@@ -175,9 +175,9 @@ async def test_transient_429_is_retried_after_retry_after_and_sent_once(env: Env
     drop(env.inbox, "t.md", {"id": "tr-1", "title": "限流测试", "category": "updates"})
     sent_at = env.clock.now()
     await env.run()
-    row = [d for d in env.daemon.store.deliveries_of("tr-1") if d["channel"] == "city_portal"][0]
-    assert row["state"] == "retrying" and "429" in row["last_error"]
-    assert row["next_attempt_at"] >= sent_at + timedelta(seconds=120)
+    row = [d for d in env.daemon.store.deliveries_of("tr-1") if d.channel == "city_portal"][0]
+    assert row.state == "retrying" and "429" in row.last_error
+    assert row.next_attempt_at >= sent_at + timedelta(seconds=120)
     env.clock.advance(timedelta(seconds=121))
     await env.run()
     assert env.states("tr-1")["city_portal"] == "live"
@@ -189,8 +189,8 @@ async def test_permanent_error_fails_at_once_with_the_remote_message_and_can_be_
     faults(env.sandbox, "portal", unauthorized=True)
     drop(env.inbox, "p.md", {"id": "perm-1", "title": "权限测试", "category": "updates"})
     await env.run()
-    row = [d for d in env.daemon.store.deliveries_of("perm-1") if d["channel"] == "city_portal"][0]
-    assert row["state"] == "failed" and row["attempts"] == 1 and "401" in row["last_error"]
+    row = [d for d in env.daemon.store.deliveries_of("perm-1") if d.channel == "city_portal"][0]
+    assert row.state == "failed" and row.attempts == 1 and "401" in row.last_error
     assert env.states("perm-1")["bureau_site"] == "live"  # the other channels are not held back
     faults(env.sandbox, "portal", unauthorized=False)
     assert env.daemon.dispatcher.retry("perm-1", "city_portal", by="管理员") == 1
@@ -205,7 +205,7 @@ async def test_crash_after_the_post_is_reconciled_by_find_not_resent(env: Env) -
     d = env.daemon
     await d.intake.scan()
     rows = d.store.claim("bureau_site", d.dispatcher.owner, env.clock.now(), 10, timedelta(minutes=5))
-    assert rows and rows[0]["state"] == "sending"
+    assert rows and rows[0].state == "sending"
     rev = d.dispatcher._revision(rows[0])
     await d.channels["bureau_site"].publish(rev)  # the POST landed; then the process "died"
     await env.run()  # start-up reconciliation
@@ -243,9 +243,9 @@ async def test_a_dead_channel_never_holds_the_others(tmp_path: Path, sandbox: Sa
     try:
         await daemon.run_once()
         for n in range(4):
-            rows = {d["channel"]: d for d in daemon.store.deliveries_of(f"dead-{n}")}
-            assert rows["bureau_site"]["state"] == "live"
-            assert rows["city_portal"]["state"] == "retrying" and "Timeout" in rows["city_portal"]["last_error"]
+            rows = {d.channel: d for d in daemon.store.deliveries_of(f"dead-{n}")}
+            assert rows["bureau_site"].state == "live"
+            assert rows["city_portal"].state == "retrying" and "Timeout" in rows["city_portal"].last_error
     finally:
         faults(sandbox, "portal", black_hole=False)
         await daemon.aclose()
@@ -265,10 +265,10 @@ async def test_retry_resends_an_entry_the_collector_never_showed(tmp_path: Path,
         await daemon.run_once()
         clock.advance(timedelta(minutes=1))  # past verify_after
         await daemon.run_once()
-        row = {d["channel"]: d for d in daemon.store.deliveries_of("feed-1")}["provincial_feed"]
-        assert row["state"] == "sent" and "cannot see it yet" in row["last_error"]
-        weibo = {d["channel"]: d for d in daemon.store.deliveries_of("feed-1")}["microblog"]
-        assert weibo["state"] == "live"
+        row = {d.channel: d for d in daemon.store.deliveries_of("feed-1")}["provincial_feed"]
+        assert row.state == "sent" and "cannot see it yet" in row.last_error
+        weibo = {d.channel: d for d in daemon.store.deliveries_of("feed-1")}["microblog"]
+        assert weibo.state == "live"
         assert daemon.dispatcher.retry("feed-1", by="管理员") == 1  # the live Weibo post is not touched
         await daemon.run_once()
         sends = [a for a in daemon.store.audit_log("feed-1") if a["action"] == "send" and a["channel"] == "provincial_feed"]
@@ -294,7 +294,7 @@ async def test_an_entry_never_seen_is_sent_once_more_by_itself(tmp_path: Path, s
         actions = [a["action"] for a in daemon.store.audit_log("unseen-1")]
         assert actions.count("resend_unseen") == 1 and actions.count("send") == 2
         row = daemon.store.deliveries_of("unseen-1")[0]
-        assert row["state"] == "sent" and "cannot see it yet" in row["last_error"]
+        assert row.state == "sent" and "cannot see it yet" in row.last_error
     finally:
         await daemon.aclose()
 
@@ -326,9 +326,9 @@ async def test_an_old_document_approved_late_still_reaches_the_collector(tmp_pat
             clock.advance(timedelta(minutes=1))
             await daemon.run_once()
             row = daemon.store.deliveries_of("old-notice")[0]
-            if row["state"] == "live":
+            if row.state == "live":
                 break
-        assert row["state"] == "live", row
+        assert row.state == "live", row
         feed = (tmp_path / "var" / "feeds" / "provincial.xml").read_text("utf-8")
         assert feed.index("old-notice") < feed.index("burst-3") and "burst-0" not in feed  # the 3 written last
     finally:
@@ -346,10 +346,10 @@ async def test_a_manual_retry_of_an_old_failure_gets_a_fresh_retry_budget(env: E
     faults(env.sandbox, "portal", unauthorized=False, error_rate=1.0)  # fixed, but now it is overloaded
     assert env.daemon.dispatcher.retry("old-fail", "city_portal", by="管理员") == 1
     await env.run()
-    row = [d for d in env.daemon.store.deliveries_of("old-fail") if d["channel"] == "city_portal"][0]
-    assert row["state"] == "retrying" and "503" in row["last_error"], row
+    row = [d for d in env.daemon.store.deliveries_of("old-fail") if d.channel == "city_portal"][0]
+    assert row.state == "retrying" and "503" in row.last_error, row
     faults(env.sandbox, "portal", error_rate=0.0)
     env.clock.advance(timedelta(hours=1))
     await env.run()
     assert env.states("old-fail")["city_portal"] == "live"
-    assert env.clock.now() - row["due_at"] > timedelta(days=3)  # the lag report still sees three days
+    assert env.clock.now() - row.due_at > timedelta(days=3)  # the lag report still sees three days

@@ -210,7 +210,7 @@ audit = Table(
 
 # Rows due and not live, by channel and due time: the late list, the counts and the deadline
 # candidates read only these few (a partial index: live and superseded rows are the million others).
-# Queries repeat the predicate verbatim (OPEN_ROWS in publisher/lag/report.py) so that planners match it.
+# Queries repeat the predicate verbatim (publisher/store/reads.py) so that planners match it.
 OPEN_ROWS_SQL = f"state NOT IN ({states_sql(frozenset(DeliveryState) - OPEN, of=DeliveryState)})"
 Index("ix_deliveries_open", deliveries.c.channel, deliveries.c.due_at, deliveries.c.state, deliveries.c.revision_id,
       sqlite_where=text(OPEN_ROWS_SQL), postgresql_where=text(OPEN_ROWS_SQL))

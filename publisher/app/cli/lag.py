@@ -19,6 +19,9 @@ from typing import Any
 
 import click
 
+from publisher.states import ON_THEIR_WAY
+from publisher.states import DeliveryState as S
+
 ASK_TIMEOUT = 10.0  # seconds: a daemon that is up answers over a million rows in ~0.1 s
 
 
@@ -194,15 +197,14 @@ def print_table(doc: dict[str, Any], listen: str = "", why: str = "", rows: int 
     def channels(stats: tuple[str, ...]) -> Table:
         table = Table(f"{_('title')} · {_('generated')} {now:%Y-%m-%d %H:%M} · {_('window')} {since} –", [
             Column(_("channel")), Column(_("sla")), Column(_("status")),
-            Column("/".join(_(k) for k in ("pending", "retrying", "failed", "manual")), right=True),
+            Column("/".join(_(k) for k in (S.PENDING, S.RETRYING, S.FAILED, S.MANUAL)), right=True),
             *(Column(_(key), right=True) for key in stats), Column(_("last_live"), right=True)])
         for ch in doc["channels"]:
             counts, window = ch["counts"], ch["window"]
             status = ((f"{_('late')} {ch['late_total']}", "bold red") if ch["status"] == "late"
                       else (_("on_time"), "green"))
-            pending = sum(counts.get(s, 0) for s in ("waiting", "pending", "sending", "sent"))
-            shown = "/".join(str(n) for n in (pending, counts.get("retrying", 0), counts.get("failed", 0),
-                                              counts.get("manual", 0)))
+            pending = sum(counts.get(s, 0) for s in ON_THEIR_WAY)
+            shown = "/".join(str(n) for n in (pending, *(counts.get(s, 0) for s in (S.RETRYING, S.FAILED, S.MANUAL))))
             last = _at(ch["last_live_at"])
             last = last.astimezone() if last else None
             table.add_row(ch["display_name"], _.d(_td(ch["sla_s"])), status, shown,

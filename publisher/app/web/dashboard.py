@@ -31,7 +31,7 @@ from publisher.clock import CHINA
 from publisher.dispatch import outbox
 from publisher.lag import report as lag
 from publisher.lag.json_form import to_json
-from publisher.model import DeliveryState
+from publisher.states import ON_THEIR_WAY, DeliveryState
 from publisher.units import parse_instant
 
 if TYPE_CHECKING:
@@ -43,7 +43,6 @@ _env = Environment(loader=PackageLoader("publisher.app.web", "templates"), autoe
 CONFIG_HEADER = "X-Publisher-Config"  # the digest of the config the daemon runs on (publisher lag compares)
 # The channel table's "pending" column: rows on their way that need nobody yet (waiting for a link, queued,
 # sending, sent and not yet seen live); retrying, failed and manual have columns of their own.
-ON_THEIR_WAY = (DeliveryState.WAITING, DeliveryState.PENDING, DeliveryState.SENDING, DeliveryState.SENT)
 RETRYABLE = frozenset({DeliveryState.FAILED, DeliveryState.RETRYING})  # late rows shown with a retry button
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
 
