@@ -129,11 +129,15 @@ def adapter_class(type_name: str) -> type[Channel]:
     return getattr(importlib.import_module(module), cls)  # type: ignore[no-any-return]
 
 
-def __getattr__(name: str) -> Any:
-    # parse_http_date moved to channels.http with the rest of the HTTP plumbing; publisher/app/web/app.py
-    # still imports it from here. Looked up lazily: channels.http itself imports this module.
-    if name == "parse_http_date":
-        from channels.http import parse_http_date
+# parse_http_date moved to channels.http with the rest of the HTTP plumbing; publisher/app/web/app.py still
+# imports it from here. Looked up lazily, since channels.http itself imports this module; mypy sees the
+# plain import instead, so that a name missing here is still an error to it.
+if TYPE_CHECKING:
+    from channels.http import parse_http_date as parse_http_date
+else:
+    def __getattr__(name: str) -> Any:
+        if name == "parse_http_date":
+            from channels.http import parse_http_date
 
-        return parse_http_date
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+            return parse_http_date
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

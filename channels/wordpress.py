@@ -13,8 +13,8 @@ import asyncio
 import hashlib
 import html
 import re
-from pathlib import PurePath
 from collections.abc import Collection
+from pathlib import PurePath
 from typing import Any, Literal
 
 import httpx
