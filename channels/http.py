@@ -101,7 +101,7 @@ class HttpChannel(Channel):
 
     async def request(self, method: str, url: str, *, what: str, ok: Collection[int] = SUCCESS,
                       **kw: Any) -> httpx.Response:
-        """One call on the shared client; `what` completes "could not …" in an error message."""
+        """One call on the shared client, which carries the channel's timeout; `what` completes "could not …"."""
         try:
             resp = await self.http.request(method, url, **kw)
         except httpx.HTTPError as exc:

@@ -92,7 +92,7 @@ class WordPress(HttpChannel):
         post = self._json(await self._call("POST", "wp/v2/posts", "create the post", json=payload), "post")
         if post.get("slug") not in (slug, None) and self.options.status == "publish":
             # another post holds our slug, so `find` cannot see this one; an admin should rename it
-            log.warning("wordpress.slug_taken", channel=self.name, wanted=slug, got=post.get("slug"))
+            log.warning("wordpress.slug_taken", channel=self.name, item_id=rev.item_id, wanted=slug, got=post.get("slug"))
         log.info("wordpress.post_created", channel=self.name, post_id=post.get("id"), item_id=rev.item_id,
                  revision=rev.revision)
         return self._receipt(post, media)
