@@ -14,13 +14,10 @@ import html
 import re
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 from urllib.parse import quote
 
-import feedparser
-import httpx
 import structlog
 from pydantic import Field, field_validator, model_validator
 
@@ -31,19 +28,14 @@ from channels.atom_file import (
     render_feed,
     write_atomically,
 )
-from channels.base import Channel, ChannelOptions, Receipt, error_for_status, transport_error
+from channels.base import ChannelOptions, Receipt
+from channels.http import HttpChannel
 from channels.render import render_html
 from publisher.model import Revision
 
 log = structlog.get_logger()
 
 _TAG_URI = re.compile(r"^tag:[^,\s]+,\d{4}(-\d{2}(-\d{2})?)?:\S*$")  # RFC 4151 taggingEntity ":" specific
-@dataclass(frozen=True)
-class _Fetched:
-    etag: str | None
-    last_modified: str | None
-    body: bytes
-
 
 # One lock per feed file and event loop: asyncio locks must not cross loops (tests run one per test).
 _LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Path, asyncio.Lock]] = weakref.WeakKeyDictionary()
@@ -57,11 +49,12 @@ def _lock_for(path: Path) -> asyncio.Lock:
     return locks.setdefault(path, asyncio.Lock())
 
 
-class AtomFeed(Channel):
+class AtomFeed(HttpChannel):
     """Writes the provincial Atom feed and pings its WebSub hub."""
 
-    type_name: ClassVar[str] = "atom_feed"
-    default_rate_limit: ClassVar[str | None] = None  # our own file: no platform limit
+    type_name = "atom_feed"
+    default_rate_limit = None  # our own file: no platform limit
+    url_option = "verify_feed or public_url"
 
     class Options(ChannelOptions):
         path: Path
@@ -91,8 +84,7 @@ class AtomFeed(Channel):
 
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
-        self._fetched: dict[str, _Fetched] = {}
-        self._index: tuple[bytes, set[Any]] | None = None  # the last fetched feed's ids and links
+        self._index: tuple[Any, set[Any]] | None = None  # the last parsed feed and its ids and links
 
     def entry_id(self, item_id: str) -> str:
         """Stable across revisions; the item id is percent-encoded so that the tag stays unambiguous."""
@@ -143,10 +135,9 @@ class AtomFeed(Channel):
         if source is None:
             state = await asyncio.to_thread(read_feed, self.options.path)
             return receipt.remote_id in state.entries
-        body = await self._fetch(source)
-        if self._index is None or self._index[0] is not body:  # a 304 hands back the same bytes: parse once
-            parsed = feedparser.parse(body, sanitize_html=False, resolve_relative_uris=False)  # ids and links only
-            self._index = (body, {e.get("id") for e in parsed.entries} | {e.get("link") for e in parsed.entries})
+        parsed = await self.read_feed(source, what="read the feed to verify")
+        if self._index is None or self._index[0] is not parsed:  # a 304 hands back the same parse: index once
+            self._index = (parsed, {e.get("id") for e in parsed.entries} | {e.get("link") for e in parsed.entries})
         by_link = receipt.url if receipt.url and receipt.url != self.options.public_url else None
         return receipt.remote_id in self._index[1] or (by_link is not None and by_link in self._index[1])
 
@@ -226,32 +217,7 @@ class AtomFeed(Channel):
         hub, url = self.options.websub_hub, self.options.public_url
         if not hub or not url:
             return
-        try:
-            resp = await self.http.post(hub, data={"hub.mode": "publish", "hub.url": url})
-        except httpx.HTTPError as exc:
-            raise transport_error(exc, f"WebSub ping to {hub} failed (the feed file is written)") from exc
-        if not resp.is_success:
-            raise error_for_status(resp, f"the WebSub hub {hub} answered HTTP {resp.status_code} to the publish "
-                                         "ping (the feed file is written; the ping is repeated on retry)",
-                                   now=self.clock.now())
+        resp = await self.request("POST", hub, data={"hub.mode": "publish", "hub.url": url},
+                                  what=f"ping the WebSub hub {hub} (the feed file is written; the ping is repeated "
+                                       "on retry)")
         log.info("atom_feed.hub_pinged", channel=self.name, hub=hub, status=resp.status_code)
-
-    async def _fetch(self, url: str) -> bytes:
-        """A conditional GET: the feed is sent again only when it changed since the last look."""
-        seen = self._fetched.get(url)
-        headers = {"Accept": "application/atom+xml, application/rss+xml;q=0.9, */*;q=0.1"}
-        if seen and seen.etag:
-            headers["If-None-Match"] = seen.etag
-        if seen and seen.last_modified:
-            headers["If-Modified-Since"] = seen.last_modified
-        try:
-            resp = await self.http.get(url, headers=headers)
-        except httpx.HTTPError as exc:
-            raise transport_error(exc, f"reading the feed {url} to verify") from exc
-        if resp.status_code == 304 and seen is not None:
-            return seen.body
-        if resp.status_code != 200:
-            raise error_for_status(resp, f"reading the feed {url} to verify gave HTTP {resp.status_code}",
-                                   now=self.clock.now())
-        self._fetched[url] = _Fetched(resp.headers.get("ETag"), resp.headers.get("Last-Modified"), resp.content)
-        return resp.content

@@ -2,16 +2,15 @@
 
 An adapter renders an item for its medium and talks to the wire. It returns a `Receipt` or raises
 one of the errors below; it never touches the store and never swallows an error. The dispatcher
-owns the bookkeeping: states, retries, rate limits, dependencies between channels.
+owns the bookkeeping: states, retries, rate limits, dependencies between channels. The adapters that
+speak HTTP build on `channels.http.HttpChannel`, which maps the wire's failures onto these errors.
 """
 
 from __future__ import annotations
 
-import email.utils
 import importlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
@@ -130,46 +129,15 @@ def adapter_class(type_name: str) -> type[Channel]:
     return getattr(importlib.import_module(module), cls)  # type: ignore[no-any-return]
 
 
-# --- helpers shared by the HTTP adapters -------------------------------------------------------
+# parse_http_date moved to channels.http with the rest of the HTTP plumbing; publisher/app/web/app.py still
+# imports it from here. Looked up lazily, since channels.http itself imports this module; mypy sees the
+# plain import instead, so that a name missing here is still an error to it.
+if TYPE_CHECKING:
+    from channels.http import parse_http_date as parse_http_date
+else:
+    def __getattr__(name: str) -> Any:
+        if name == "parse_http_date":
+            from channels.http import parse_http_date
 
-RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
-
-
-def parse_http_date(value: str | None) -> datetime | None:
-    """An HTTP-date (RFC 9110 §5.6.7) as an aware datetime, or None when it is not one."""
-    if not value:
-        return None
-    try:
-        when = email.utils.parsedate_to_datetime(value.strip())
-    except (TypeError, ValueError):
-        return None
-    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
-
-
-def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """`Retry-After` is either delta-seconds or an HTTP-date (RFC 9110 §10.2.3)."""
-    if not value:
-        return None
-    if value.strip().isdigit():
-        return float(value.strip())
-    when = parse_http_date(value)
-    return None if when is None else max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
-
-
-def error_for_status(resp: httpx.Response, message: str, *, now: datetime | None = None,
-                     retry_after: float | None = None) -> ChannelError:
-    """Map an HTTP failure onto the typed errors following the retry etiquette."""
-    status = resp.status_code
-    text = resp.text[:500]
-    if status == 429:
-        ra = retry_after if retry_after is not None else parse_retry_after(resp.headers.get("Retry-After"), now)
-        return RateLimited(message, status=status, remote=text, retry_after=ra)
-    if status in RETRYABLE_STATUS:
-        ra = retry_after if retry_after is not None else parse_retry_after(resp.headers.get("Retry-After"), now)
-        return TransientError(message, status=status, remote=text, retry_after=ra)
-    return PermanentError(message, status=status, remote=text)
-
-
-def transport_error(exc: httpx.HTTPError, what: str) -> TransientError:
-    """Connect and read failures are always worth another try."""
-    return TransientError(f"{what}: {type(exc).__name__}: {exc}".rstrip(": "))
+            return parse_http_date
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -17,33 +17,21 @@ itself must answer 200.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import io
 import json
 import re
-import time
-from typing import Any, ClassVar, Literal
+from collections.abc import Collection
+from typing import Any, Literal
 from urllib.parse import quote, urlsplit
 
-import feedparser
 import httpx
 import jinja2
 import structlog
 from jinja2.sandbox import SandboxedEnvironment
-from pydantic import BaseModel, ConfigDict, SecretStr, field_validator, model_validator
+from pydantic import field_validator
 
-from channels.base import (
-    Channel,
-    ChannelError,
-    ChannelOptions,
-    ManualTask,
-    PermanentError,
-    Receipt,
-    error_for_status,
-    transport_error,
-)
+from channels.base import ChannelOptions, ManualTask, PermanentError, Receipt
+from channels.http import GONE, SUCCESS, HttpChannel, RemoteSaid, is_retryable
+from channels.http_push_auth import Auth
 from channels.render import render_html, render_text
 from publisher.clock import CHINA
 from publisher.model import Revision
@@ -77,35 +65,6 @@ def _environment() -> SandboxedEnvironment:
     return env
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class BasicAuth(_Strict):
-    username: str
-    password: SecretStr
-
-
-class HmacAuth(_Strict):
-    secret: SecretStr
-    header: str = "X-Signature"
-    timestamp_header: str = "X-Timestamp"
-
-
-class Auth(_Strict):
-    """Exactly one of the three ways such portals take credentials."""
-
-    bearer: SecretStr | None = None
-    basic: BasicAuth | None = None
-    hmac: HmacAuth | None = None
-
-    @model_validator(mode="after")
-    def _one(self) -> Auth:
-        if sum(x is not None for x in (self.bearer, self.basic, self.hmac)) != 1:
-            raise ValueError("auth takes exactly one of bearer, basic or hmac")
-        return self
-
-
 def dig(data: Any, path: str) -> Any:
     """Follow a dotted path ("data.id", "data.0.url") into decoded JSON; None where it leads nowhere."""
     for part in path.split(".") if path else []:
@@ -118,10 +77,11 @@ def dig(data: Any, path: str) -> Any:
     return data
 
 
-class HttpPush(Channel):
+class HttpPush(HttpChannel):
     """A configurable JSON push to a portal (see the module docstring for the wire defaults)."""
 
-    type_name: ClassVar[str] = "http_push"
+    type_name = "http_push"
+    service = "the portal"
 
     class Options(ChannelOptions):
         url: str  # the create endpoint
@@ -178,14 +138,12 @@ class HttpPush(Channel):
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
         self._template = _environment().from_string(self.options.body)
-        self._feed_etag: str | None = None
-        self._feed_modified: str | None = None
-        self._feed_entries: list[Any] | None = None
 
     # --- the five calls -------------------------------------------------------------------------
 
     async def publish(self, rev: Revision) -> Receipt:
-        resp = await self._send(self.options.method, self.options.url, self._render(rev), "publish")
+        resp = await self._send(self.options.method, self.options.url, self._render(rev), f"publish {rev.item_id}",
+                                ok=SUCCESS | {409})
         if resp.status_code == 409:
             receipt = self._receipt(resp, rev) or await self.find(rev)
             if receipt is None:
@@ -194,8 +152,6 @@ class HttpPush(Channel):
                                      status=409, remote=resp.text[:500])
             log.info("http_push.already_there", channel=self.name, item_id=rev.item_id, remote_id=receipt.remote_id)
             return receipt
-        if not resp.is_success:
-            raise self._failure(resp, "publish")
         receipt = self._receipt(resp, rev)
         if receipt is None:
             raise PermanentError(f"{self.display_name} accepted item {rev.item_id} but its answer has no "
@@ -209,9 +165,7 @@ class HttpPush(Channel):
             raise ManualTask(f"{self.display_name} takes no edits over its API: change "
                              f"{receipt.url or receipt.remote_id} by hand")
         url = self._url(self.options.update_url, remote_id=receipt.remote_id, rev=rev)
-        resp = await self._send(self.options.update_method, url, self._render(rev), "update")
-        if not resp.is_success:
-            raise self._failure(resp, "update")
+        resp = await self._send(self.options.update_method, url, self._render(rev), f"update {rev.item_id}")
         new = self._receipt(resp, rev)  # many portals answer an edit with {"code": 0} alone
         log.info("http_push.updated", channel=self.name, item_id=rev.item_id, remote_id=receipt.remote_id)
         return Receipt(remote_id=new.remote_id if new else receipt.remote_id,
@@ -223,23 +177,20 @@ class HttpPush(Channel):
             raise ManualTask(f"{self.display_name} takes no deletions over its API: remove "
                              f"{receipt.url or receipt.remote_id} by hand")
         resp = await self._send("DELETE", self._url(self.options.delete_url, remote_id=receipt.remote_id),
-                                b"", "retract")
-        if resp.status_code in (404, 410):
+                                b"", f"retract {receipt.remote_id}", ok=SUCCESS | GONE)
+        if resp.status_code in GONE:
             # A retry after a lost answer finds it gone: that is the outcome we wanted.
             log.info("http_push.already_gone", channel=self.name, remote_id=receipt.remote_id)
             return
-        if not resp.is_success:
-            raise self._failure(resp, "retract")
         log.info("http_push.retracted", channel=self.name, remote_id=receipt.remote_id)
 
     async def find(self, rev: Revision) -> Receipt | None:
         if self.options.find_url:
-            resp = await self._send("GET", self._url(self.options.find_url, rev=rev), None, "find")
+            resp = await self._send("GET", self._url(self.options.find_url, rev=rev), None, f"look up {rev.item_id}",
+                                    ok=SUCCESS | {404})
             if resp.status_code == 404:
                 return None
-            if not resp.is_success:
-                raise self._failure(resp, "find")
-            found = dig(self._json(resp), self.options.find_results)
+            found = dig(self.json_body(resp, f"look up {rev.item_id}"), self.options.find_results)
             for hit in found if isinstance(found, list) else [found] if isinstance(found, dict) else []:
                 remote_id = dig(hit, self.options.find_id)
                 if remote_id is not None:
@@ -248,7 +199,7 @@ class HttpPush(Channel):
                                    extra={"title": rev.title})
             return None
         if self.options.verify_feed:
-            for entry in await self._feed():
+            for entry in await self._feed_entries():
                 if entry.get("title") == rev.title and entry.get("link"):
                     link = entry["link"]
                     match = re.search(self.options.feed_id_pattern, link) if self.options.feed_id_pattern else None
@@ -260,18 +211,13 @@ class HttpPush(Channel):
         if self.options.verify_feed:
             want_link, want_title = _comparable(receipt.url), receipt.extra.get("title")
             if any((want_link and want_link in {_comparable(e.get("link")), _comparable(e.get("id"))})
-                   or (want_title and e.get("title") == want_title) for e in await self._feed()):
+                   or (want_title and e.get("title") == want_title) for e in await self._feed_entries()):
                 return True
             # A column feed lists only its newest articles: an older one is proven by its own page.
             if not receipt.url:
                 return False
         if receipt.url:
-            resp = await self._send("GET", receipt.url, None, "verify", auth=False)
-            if resp.status_code in (404, 410):
-                return False
-            if not resp.is_success:
-                raise self._failure(resp, "verify")
-            return True
+            return await self.page_is_live(receipt.url, what="open the article page")
         raise PermanentError(f"{self.display_name}: cannot verify {receipt.remote_id}: the portal gave no "
                              "page URL; set verify_feed")
 
@@ -295,81 +241,37 @@ class HttpPush(Channel):
             "url": self.options.url.rstrip("/"), "remote_id": quote(remote_id, safe=""),
             "item_id": quote(rev.item_id, safe="") if rev else "", "revision": rev.revision if rev else ""})
 
-    def _auth_headers(self, body: bytes) -> dict[str, str]:
-        auth = self.options.auth
-        if auth is None:
-            return {}
-        if auth.bearer is not None:
-            return {"Authorization": f"Bearer {auth.bearer.get_secret_value()}"}
-        if auth.basic is not None:
-            pair = f"{auth.basic.username}:{auth.basic.password.get_secret_value()}".encode()
-            return {"Authorization": "Basic " + base64.b64encode(pair).decode("ascii")}
-        assert auth.hmac is not None
-        # Wall time, not the injected clock: the portal checks the stamp against its own clock.
-        stamp = str(int(time.time()))
-        digest = hmac.new(auth.hmac.secret.get_secret_value().encode(), stamp.encode() + b"." + body,
-                          hashlib.sha256).hexdigest()
-        return {auth.hmac.timestamp_header: stamp, auth.hmac.header: f"sha256={digest}"}
-
-    async def _send(self, method: str, url: str, body: bytes | None, what: str, *, auth: bool = True,
-                    extra: dict[str, str] | None = None) -> httpx.Response:
-        headers = {"Accept": "application/json", **self.options.headers, **(extra or {})}
+    async def _send(self, method: str, url: str, body: bytes | None, what: str, *,
+                    ok: Collection[int] = SUCCESS) -> httpx.Response:
+        headers = {"Accept": "application/json", **self.options.headers}
         if body:
             headers["Content-Type"] = "application/json; charset=utf-8"
-        if auth:
-            headers.update(self._auth_headers(body or b""))
-        try:
-            return await self.http.request(method, url, content=body or None, headers=headers)
-        except httpx.HTTPError as exc:
-            raise transport_error(exc, f"{self.display_name}: {what}") from exc
-
-    def _json(self, resp: httpx.Response, *, strict: bool = True) -> Any:
-        try:
-            return resp.json()
-        except ValueError:
-            if not strict:
-                return None
-            raise PermanentError(f"{self.display_name} answered HTTP {resp.status_code} with something other "
-                                 "than JSON: check the channel's url", status=resp.status_code,
-                                 remote=resp.text[:500]) from None
+        if self.options.auth is not None:
+            headers.update(self.options.auth.headers(body or b""))
+        return await self.request(method, url, what=what, ok=ok, content=body or None, headers=headers)
 
     def _receipt(self, resp: httpx.Response, rev: Revision) -> Receipt | None:
         # A 409 may come from a proxy or a portal that explains in HTML: then `find` decides.
-        data = self._json(resp, strict=resp.status_code != 409) if resp.content else None
+        data = None
+        if resp.content:
+            try:
+                data = resp.json()
+            except ValueError:
+                if resp.status_code != 409:
+                    raise self.unreadable(resp, f"read the portal's answer for {rev.item_id}") from None
         remote_id = dig(data, self.options.response_id)
         if remote_id is None or isinstance(remote_id, dict | list):
             return None
         link = dig(data, self.options.response_url) if self.options.response_url else None
         return Receipt(remote_id=str(remote_id), url=str(link) if link else None, extra={"title": rev.title})
 
-    def _failure(self, resp: httpx.Response, what: str) -> ChannelError:
-        status = resp.status_code
-        said = dig(self._json(resp, strict=False), "message") or resp.reason_phrase
-        hint = _HINTS.get(status, "it will be tried again" if status >= 500 or status in (408, 429)
-                          else "read the portal's answer")
-        return error_for_status(resp, f"{self.display_name}: {what} failed with HTTP {status} ({said}); {hint}")
+    def hint(self, resp: httpx.Response, said: RemoteSaid) -> str | None:
+        retry = "it will be tried again" if is_retryable(resp.status_code) else "read the portal's answer"
+        return _HINTS.get(resp.status_code, retry)
 
-    async def _feed(self) -> list[Any]:
-        """The feed's entries, fetched with conditional GET; a 304 reuses what was parsed last time."""
-        conditional = {"If-None-Match": self._feed_etag, "If-Modified-Since": self._feed_modified}
-        headers = {k: v for k, v in conditional.items() if v and self._feed_entries is not None}
+    async def _feed_entries(self) -> list[Any]:
         assert self.options.verify_feed is not None
-        resp = await self._send("GET", self.options.verify_feed, None, "reading the feed", auth=False,
-                                extra={"Accept": "application/rss+xml, application/atom+xml, */*;q=0.5", **headers})
-        if resp.status_code == 304 and self._feed_entries is not None:
-            log.debug("http_push.feed_not_modified", channel=self.name)
-            return self._feed_entries
-        if not resp.is_success:
-            raise self._failure(resp, "reading the feed")
-        # A stream, so that feedparser never takes the bytes for a URL or a file name to open.
-        parsed = feedparser.parse(io.BytesIO(resp.content),
-                                  response_headers={"content-type": resp.headers.get("content-type", "")})
-        if parsed.bozo:
-            log.warning("http_push.feed_bozo", channel=self.name, error=str(parsed.get("bozo_exception")))
-        self._feed_entries = list(parsed.entries)
-        self._feed_etag = resp.headers.get("ETag")
-        self._feed_modified = resp.headers.get("Last-Modified")
-        return self._feed_entries
+        return list((await self.read_feed(self.options.verify_feed)).entries)
 
 
 def _comparable(link: str | None) -> str | None:

@@ -16,7 +16,7 @@ import hashlib
 import re
 from email.headerregistry import Address
 from email.message import EmailMessage
-from typing import Any, ClassVar
+from typing import Any
 
 import aiosmtplib
 import nh3
@@ -36,7 +36,7 @@ _UNSAFE_ID = re.compile(r"[^A-Za-z0-9._-]")
 class Smtp(Channel):
     """Press releases by e-mail; `publish` returns Receipt(remote_id=<Message-ID>)."""
 
-    type_name: ClassVar[str] = "smtp"
+    type_name = "smtp"
 
     class Options(ChannelOptions):
         host: str

@@ -19,19 +19,8 @@ import httpx
 import structlog
 from pydantic import SecretStr
 
-from channels.base import (
-    RETRYABLE_STATUS,
-    Channel,
-    ChannelOptions,
-    ManualTask,
-    PermanentError,
-    RateLimited,
-    Receipt,
-    TransientError,
-    error_for_status,
-    parse_retry_after,
-    transport_error,
-)
+from channels.base import ChannelError, ChannelOptions, ManualTask, PermanentError, RateLimited, Receipt, TransientError
+from channels.http import HttpChannel, RemoteSaid
 from channels.render import longest
 from publisher.clock import CHINA
 from publisher.model import Revision
@@ -65,12 +54,16 @@ def _clean(text: str) -> str:
     return " ".join(text.replace("#", "＃").split())
 
 
-class Weibo(Channel):
+class Weibo(HttpChannel):
     """The bureau's government microblog on Weibo."""
 
     type_name = "weibo"
     default_rate_limit = "30/h"
     can_update = False
+    service = "Weibo"
+    url_option = "api_base"
+    error_code_field, error_message_field = "error_code", "error"  # {"request", "error_code", "error"}
+    unreadable_answer = TransientError
 
     class Options(ChannelOptions):
         api_base: str = "https://api.weibo.com/2/"
@@ -118,18 +111,18 @@ class Weibo(Channel):
             data["rip"] = self.options.rip
         files = await self._picture(rev)
         try:
-            body = await self._call("POST", "statuses/share.json", data=data, files=files)
+            body = await self._call("POST", "statuses/share.json", what=f"post {rev.item_id}", data=data, files=files)
         except _Duplicate as dup:
             found = await self.find(rev)
             if found is not None:
-                log.info("weibo.duplicate_found", channel=self.name, item=rev.item_id, status_id=found.remote_id)
+                log.info("weibo.duplicate_found", channel=self.name, item_id=rev.item_id, status_id=found.remote_id)
                 return found
             raise PermanentError(
                 f"Weibo says this text was posted already ({dup.remote}) but the account's recent posts do not "
                 f"hold it; check the account by hand before re-queueing", status=dup.status, remote=dup.remote,
             ) from None
         receipt = self._receipt(body)
-        log.info("weibo.status_created", channel=self.name, item=rev.item_id, status_id=receipt.remote_id)
+        log.info("weibo.status_created", channel=self.name, item_id=rev.item_id, status_id=receipt.remote_id)
         return receipt
 
     async def update(self, rev: Revision, receipt: Receipt) -> Receipt:
@@ -147,7 +140,8 @@ class Weibo(Channel):
             f"{where} and delete the post by hand")
 
     async def find(self, rev: Revision) -> Receipt | None:
-        body = await self._call("GET", "statuses/user_timeline.json", params={"count": 100})
+        body = await self._call("GET", "statuses/user_timeline.json", what="read the account's timeline",
+                                params={"count": 100})
         wanted = _without_urls(self.render(rev)) if rev.link else None
         for status in body.get("statuses") or []:
             text = status.get("text") or ""
@@ -158,7 +152,8 @@ class Weibo(Channel):
 
     async def verify(self, receipt: Receipt) -> bool:
         try:
-            body = await self._call("GET", "statuses/show.json", params={"id": receipt.remote_id})
+            body = await self._call("GET", "statuses/show.json", what="read the status back",
+                                    params={"id": receipt.remote_id})
         except _Missing:
             return False
         return str(body.get("idstr") or body.get("id")) == receipt.remote_id and not body.get("deleted")
@@ -182,42 +177,26 @@ class Weibo(Channel):
         url = f"{self.options.web_base.rstrip('/')}/{uid}/{sid}" if uid else None
         return Receipt(remote_id=sid, url=url, extra={"uid": uid, "mid": status.get("mid")})
 
-    async def _call(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
+    async def _call(self, method: str, path: str, *, what: str, **kw: Any) -> dict[str, Any]:
         url = self.options.api_base.rstrip("/") + "/" + path
         token = self.options.access_token.get_secret_value()
         # The documented `access_token` parameter (form field on POST, query on GET), and the OAuth2 header
         # the platform also reads: either alone is enough for api.weibo.com.
         field = "data" if method == "POST" else "params"
         kw[field] = {**(kw.get(field) or {}), "access_token": token}
-        headers = {"Authorization": f"OAuth2 {token}"}
-        try:
-            resp = await self.http.request(method, url, headers=headers, **kw)
-        except httpx.HTTPError as exc:
-            raise transport_error(exc, f"Weibo {path}") from exc
-        try:
-            body = resp.json()
-        except ValueError:
-            body = None
-        if resp.status_code == 200 and isinstance(body, dict) and "error_code" not in body:
-            return body
-        raise self._error(resp, body, path)
+        resp = await self.request(method, url, what=what, headers={"Authorization": f"OAuth2 {token}"}, **kw)
+        body = self.json_body(resp, what)
+        if not isinstance(body, dict) or "error_code" in body:  # Weibo may refuse inside a 200
+            raise self.failure(resp, what)
+        return body
 
-    def _error(self, resp: httpx.Response, body: Any, path: str) -> Exception:
-        code = body.get("error_code") if isinstance(body, dict) else None
-        try:
-            code = int(code) if code is not None else None
-        except (TypeError, ValueError):
-            code = None
-        remote = resp.text[:500]
-        status = resp.status_code
-        log.warning("weibo.refused", channel=self.name, path=path, http_status=status, error_code=code)
+    def protocol_error(self, resp: httpx.Response, what: str, said: RemoteSaid) -> ChannelError | None:
+        """Weibo's error codes say more than its HTTP status: limits, tokens, duplicates, its own trouble."""
+        code = int(said.code) if said.code and said.code.isdigit() else None
         if code is None:
-            if status == 200:
-                return TransientError(f"Weibo {path} answered 200 with an unreadable body", status=status,
-                                      remote=remote)
-            return error_for_status(resp, f"Weibo {path} failed with HTTP {status}", now=self.clock.now())
-        now = self.clock.now()
-        header_wait = parse_retry_after(resp.headers.get("Retry-After"), now)
+            return self.unreadable(resp, what) if resp.is_success else None
+        status, remote, now = resp.status_code, resp.text[:500], self.clock.now()
+        header_wait = self.retry_after(resp)
         if code in HOURLY_CODES:
             return RateLimited(f"Weibo's posting limit is reached (error {code}); waiting for the hourly window",
                                status=status, remote=remote, retry_after=header_wait or 3600.0)
@@ -228,7 +207,7 @@ class Weibo(Channel):
                                status=status, remote=remote, retry_after=wait)
         if code in TOKEN_CODES:
             return PermanentError(
-                f"Weibo refused the access token (error {code}: {body.get('error')}); renew the token by logging "
+                f"Weibo refused the access token (error {code}: {said.message}); renew the token by logging "
                 f"in to the app again, set it in this channel's access_token (WEIBO_TOKEN), then re-queue",
                 status=status, remote=remote)
         if code == 20012:
@@ -243,10 +222,10 @@ class Weibo(Channel):
             return _Duplicate(f"Weibo says this is repeated content (error {code})", status=status, remote=remote)
         if code == 20101:
             return _Missing(f"Weibo has no such status (error {code})", status=status, remote=remote)
-        if code in SYSTEM_CODES or status in RETRYABLE_STATUS:
-            return TransientError(f"Weibo had trouble (error {code}: {body.get('error')})", status=status,
+        if code in SYSTEM_CODES:
+            return TransientError(f"Weibo had trouble (error {code}: {said.message})", status=status,
                                   remote=remote, retry_after=header_wait)
-        return PermanentError(f"Weibo refused {path} (error {code}: {body.get('error')})", status=status, remote=remote)
+        return None  # any other code: the HTTP status decides, with Weibo's code and message in the text
 
 
 class _Duplicate(PermanentError):

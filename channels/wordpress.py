@@ -13,6 +13,7 @@ import asyncio
 import hashlib
 import html
 import re
+from collections.abc import Collection
 from pathlib import PurePath
 from typing import Any, Literal
 
@@ -20,15 +21,8 @@ import httpx
 import structlog
 from pydantic import SecretStr, field_validator
 
-from channels.base import (
-    Channel,
-    ChannelError,
-    ChannelOptions,
-    PermanentError,
-    Receipt,
-    error_for_status,
-    transport_error,
-)
+from channels.base import ChannelError, ChannelOptions, PermanentError, Receipt
+from channels.http import GONE, HttpChannel, RemoteSaid
 from channels.render import render_html
 from publisher.model import Attachment, Revision
 
@@ -52,57 +46,59 @@ def slug_for(item_id: str, prefix: str = "item-") -> str:
     return f"{prefix}{readable}-{digest}" if readable else f"{prefix}{digest}"
 
 
-class WordPressOptions(ChannelOptions):
-    base_url: str  # the site root; the REST root is base_url + "/wp-json/"
-    username: str
-    app_password: SecretStr
-    status: Literal["publish", "draft", "pending", "private"] = "publish"
-    force_delete: bool = False  # False: a retraction goes to the trash, where an admin can restore it
-    category_map: dict[str, str] = {}  # our category key → WordPress category slug (default: the key)
-    slug_prefix: str = "item-"
-
-    @field_validator("base_url")
-    @classmethod
-    def _strip_slash(cls, value: str) -> str:
-        return value.rstrip("/")
-
-    @field_validator("slug_prefix")
-    @classmethod
-    def _prefix_survives_sanitizing(cls, value: str) -> str:
-        if not re.fullmatch(r"([a-z0-9]+-?)*", value):
-            raise ValueError("slug_prefix may hold only lower-case ASCII letters, digits and single dashes")
-        return value
-
-
-class WordPress(Channel):
+class WordPress(HttpChannel):
     """Posts on a WordPress site; remote_id is the post id, url its permalink."""
 
     type_name = "wordpress"
-    Options = WordPressOptions
     default_rate_limit = None  # WordPress documents no limit of its own; a host's limit arrives as 429
+    service = "WordPress"
+    url_option = "base_url"
+    error_code_field = "code"  # {"code", "message", "data": {"status"}}
+
+    class Options(ChannelOptions):
+        base_url: str  # the site root; the REST root is base_url + "/wp-json/"
+        username: str
+        app_password: SecretStr
+        status: Literal["publish", "draft", "pending", "private"] = "publish"
+        force_delete: bool = False  # False: a retraction goes to the trash, where an admin can restore it
+        category_map: dict[str, str] = {}  # our category key → WordPress category slug (default: the key)
+        slug_prefix: str = "item-"
+
+        @field_validator("base_url")
+        @classmethod
+        def _strip_slash(cls, value: str) -> str:
+            return value.rstrip("/")
+
+        @field_validator("slug_prefix")
+        @classmethod
+        def _prefix_survives_sanitizing(cls, value: str) -> str:
+            if not re.fullmatch(r"([a-z0-9]+-?)*", value):
+                raise ValueError("slug_prefix may hold only lower-case ASCII letters, digits and single dashes")
+            return value
+
+    options: Options
 
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
-        self.opts: WordPressOptions = self.options  # type: ignore[assignment]
-        self._api = self.opts.base_url + "/wp-json/"
-        self._auth = httpx.BasicAuth(self.opts.username, self.opts.app_password.get_secret_value())
+        self._api = self.options.base_url + "/wp-json/"
+        self._auth = httpx.BasicAuth(self.options.username, self.options.app_password.get_secret_value())
         self._terms: dict[str, int] = {}  # category slug → term id, for the life of the adapter
 
     # --- the five calls ---------------------------------------------------------------------------
 
     async def publish(self, rev: Revision) -> Receipt:
-        slug = slug_for(rev.item_id, self.opts.slug_prefix)
+        slug = slug_for(rev.item_id, self.options.slug_prefix)
         payload, media = await self._payload(rev, slug, {})
         post = self._json(await self._call("POST", "wp/v2/posts", "create the post", json=payload), "post")
-        if post.get("slug") not in (slug, None) and self.opts.status == "publish":
+        if post.get("slug") not in (slug, None) and self.options.status == "publish":
             # another post holds our slug, so `find` cannot see this one; an admin should rename it
-            log.warning("wordpress.slug_taken", channel=self.name, wanted=slug, got=post.get("slug"))
+            log.warning("wordpress.slug_taken", channel=self.name, item_id=rev.item_id, wanted=slug, got=post.get("slug"))
         log.info("wordpress.post_created", channel=self.name, post_id=post.get("id"), item_id=rev.item_id,
                  revision=rev.revision)
         return self._receipt(post, media)
 
     async def update(self, rev: Revision, receipt: Receipt) -> Receipt:
-        slug = slug_for(rev.item_id, self.opts.slug_prefix)
+        slug = slug_for(rev.item_id, self.options.slug_prefix)
         payload, media = await self._payload(rev, slug, dict(receipt.extra.get("media", {})))
         resp = await self._call("POST", f"wp/v2/posts/{receipt.remote_id}", "update the post", json=payload)
         post = self._json(resp, "post")
@@ -111,21 +107,21 @@ class WordPress(Channel):
         return self._receipt(post, media)
 
     async def retract(self, receipt: Receipt) -> None:
-        params = {"force": "true"} if self.opts.force_delete else {}
+        params = {"force": "true"} if self.options.force_delete else {}
         resp = await self._call("DELETE", f"wp/v2/posts/{receipt.remote_id}", "retract the post", params=params,
-                                ok=(200, 404, 410))
+                                ok={200} | GONE)
         if resp.status_code != 200:
             # a retraction repeated after a lost answer finds the post already trashed or deleted
-            code, _ = _wp_error(resp)
+            code = self.remote_said(resp).code
             if code not in ("rest_already_trashed", "rest_post_invalid_id"):
-                raise self._error(resp, "retract the post")
+                raise self.failure(resp, "retract the post")
             log.info("wordpress.post_already_gone", channel=self.name, post_id=receipt.remote_id, code=code)
             return
-        event = "wordpress.post_deleted" if self.opts.force_delete else "wordpress.post_trashed"
+        event = "wordpress.post_deleted" if self.options.force_delete else "wordpress.post_trashed"
         log.info(event, channel=self.name, post_id=receipt.remote_id)
 
     async def find(self, rev: Revision) -> Receipt | None:
-        slug = slug_for(rev.item_id, self.opts.slug_prefix)
+        slug = slug_for(rev.item_id, self.options.slug_prefix)
         params = {"slug": slug, "status": FIND_STATUSES, "context": "edit"}
         posts = self._json(await self._call("GET", "wp/v2/posts", "look up the post", params=params), "list")
         for post in posts:
@@ -137,10 +133,10 @@ class WordPress(Channel):
         return None
 
     async def verify(self, receipt: Receipt) -> bool:
-        resp = await self._call("GET", f"wp/v2/posts/{receipt.remote_id}", "read the post back", ok=(200, 404))
+        resp = await self._call("GET", f"wp/v2/posts/{receipt.remote_id}", "read the post back", ok={200, 404})
         if resp.status_code == 404:
-            if _wp_error(resp)[0] != "rest_post_invalid_id":
-                raise self._error(resp, "read the post back")
+            if self.remote_said(resp).code != "rest_post_invalid_id":
+                raise self.failure(resp, "read the post back")
             return False
         post = self._json(resp, "post")
         if post.get("status") != "publish":
@@ -148,15 +144,7 @@ class WordPress(Channel):
         link = post.get("link") or receipt.url
         if not link:
             return False
-        try:
-            page = await self.http.get(link, follow_redirects=True)
-        except httpx.HTTPError as exc:
-            raise transport_error(exc, f"{self.name}: open the published page") from exc
-        if page.status_code in (404, 410):
-            return False
-        if page.status_code != 200:
-            raise self._error(page, "open the published page")
-        return True
+        return await self.page_is_live(link, what="open the published page")
 
     # --- rendering --------------------------------------------------------------------------------
 
@@ -179,14 +167,14 @@ class WordPress(Channel):
             "title": html.escape(rev.title, quote=False),  # a title is plain text; WordPress reads it as HTML
             "content": content,
             "excerpt": html.escape(rev.short_summary, quote=False),
-            "status": self.opts.status,
+            "status": self.options.status,
             "slug": slug,
             "categories": [category],
         }
         return payload, media
 
     async def _category_id(self, rev: Revision) -> int:
-        slug = self.opts.category_map.get(rev.category, rev.category)
+        slug = self.options.category_map.get(rev.category, rev.category)
         if slug in self._terms:
             return self._terms[slug]
         resp = await self._call("GET", "wp/v2/categories", "look up the category", params={"slug": slug})
@@ -200,7 +188,7 @@ class WordPress(Channel):
                 try:
                     term_id = int(resp.json()["data"]["term_id"])
                 except (ValueError, KeyError, TypeError):
-                    raise self._error(resp, "create the category") from None
+                    raise self.failure(resp, "create the category") from None
             else:
                 term_id = int((self._json(resp, "term"))["id"])
                 log.info("wordpress.category_created", channel=self.name, slug=slug, term_id=term_id)
@@ -221,42 +209,38 @@ class WordPress(Channel):
 
     # --- the wire ---------------------------------------------------------------------------------
 
-    async def _call(self, method: str, path: str, what: str, *, ok: tuple[int, ...] = (200, 201),
+    async def _call(self, method: str, path: str, what: str, *, ok: Collection[int] = (200, 201),
                     **kw: Any) -> httpx.Response:
-        try:
-            resp = await self.http.request(method, self._api + path, auth=self._auth, **kw)
-        except httpx.HTTPError as exc:
-            raise transport_error(exc, f"{self.name}: {what}") from exc
-        if resp.status_code not in ok:
-            raise self._error(resp, what)
-        return resp
+        return await self.request(method, self._api + path, what=what, ok=ok, auth=self._auth, **kw)
 
-    def _error(self, resp: httpx.Response, what: str) -> ChannelError:
-        code, message = _wp_error(resp)
-        text = f"{self.name}: could not {what}: WordPress answered {resp.status_code}"
-        text += f" {code}: {message}" if code else " without a WordPress error (is base_url the site root?)"
-        if resp.status_code == 401 or _anonymous(resp, code):
+    def remote_said(self, resp: httpx.Response) -> RemoteSaid:
+        said = super().remote_said(resp)
+        return RemoteSaid(said.code, re.sub(r"<[^>]+>", "", said.message))  # the message without its <strong> marks
+
+    def protocol_error(self, resp: httpx.Response, what: str, said: RemoteSaid) -> ChannelError | None:
+        if said.code == "rest_upload_sideload_error":  # a refused file type stays refused: no use retrying
+            return PermanentError(self.describe(resp, what, said) + "; WordPress does not accept this file type",
+                                  status=resp.status_code, remote=resp.text[:500])
+        return None
+
+    def hint(self, resp: httpx.Response, said: RemoteSaid) -> str | None:
+        if said.code is None:
+            return "the answer holds no WordPress error: is base_url the site root?"
+        if resp.status_code == 401 or _anonymous(resp, said.code):
             # WordPress 6.1 never says incorrect_password over REST: a wrong password or user makes the
             # request anonymous, so a write answers 401 rest_cannot_*, a look-up of drafts 400
-            if code not in ("incorrect_password", "invalid_username", "invalid_email"):
-                text += "; WordPress took the request as anonymous"
-            text += ("; check the channel's username and application password"
-                     " (WordPress: Users → Profile → Application Passwords)")
-        elif resp.status_code == 403:
-            text += "; the WordPress user lacks the right: give it the Editor or Administrator role"
-        if code == "rest_upload_sideload_error":  # a refused file type stays refused: no use retrying
-            return PermanentError(text + "; WordPress does not accept this file type", status=resp.status_code,
-                                  remote=resp.text[:500])
-        return error_for_status(resp, text, now=self.clock.now())
+            anonymous = said.code not in ("incorrect_password", "invalid_username", "invalid_email")
+            return (("WordPress took the request as anonymous; " if anonymous else "")
+                    + "check the channel's username and application password"
+                    " (WordPress: Users → Profile → Application Passwords)")
+        if resp.status_code == 403:
+            return "the WordPress user lacks the right: give it the Editor or Administrator role"
+        return None
 
     def _json(self, resp: httpx.Response, kind: str) -> Any:
-        try:
-            data = resp.json()
-        except ValueError:
-            data = None
+        data = self.json_body(resp, f"read the REST {kind}")
         if (kind == "list") != isinstance(data, list) or not isinstance(data, list | dict):
-            raise PermanentError(f"{self.name}: WordPress answered {resp.status_code} with something that is not a"
-                                 f" REST {kind}; check base_url", status=resp.status_code, remote=resp.text[:500])
+            raise self.unreadable(resp, f"read the REST {kind}")
         return data
 
     def _receipt(self, post: dict[str, Any], media: dict[str, dict[str, Any]]) -> Receipt:
@@ -276,14 +260,3 @@ def _anonymous(resp: httpx.Response, code: str | None) -> bool:
         return code == "rest_invalid_param" and detail == "rest_forbidden_status"
     except (ValueError, KeyError, TypeError):
         return False
-
-
-def _wp_error(resp: httpx.Response) -> tuple[str | None, str]:
-    """WordPress's {"code", "message"}, the message without its <strong> marks."""
-    try:
-        body = resp.json()
-    except ValueError:
-        return None, ""
-    if not isinstance(body, dict) or "code" not in body:
-        return None, ""
-    return str(body["code"]), re.sub(r"<[^>]+>", "", str(body.get("message", "")))

@@ -12,7 +12,7 @@ import pytest
 from pydantic import SecretStr
 from structlog.testing import capture_logs
 
-from channels import mastodon as mastodon_module
+from channels import mastodon_media
 from channels.base import PermanentError, RateLimited, Receipt, TransientError
 from channels.mastodon import Mastodon, mastodon_length, plain_text
 from publisher.clock import FrozenClock
@@ -291,7 +291,7 @@ async def test_publish_with_pictures(sandbox: SandboxServer, http: httpx.AsyncCl
         ("image/jpeg", len(JPEG), status["id"]), ("image/png", len(PNG), status["id"])]
     [skipped] = [e for e in logs if e["event"] == "mastodon.attachment_skipped"]
     assert skipped["attachment"] == "调查报告.pdf" and skipped["reason"] == "not_a_picture"
-    assert skipped["item"] == rev.item_id and skipped["channel"] == "microblog"
+    assert skipped["item_id"] == rev.item_id and skipped["channel"] == "microblog"
     [post] = [r for r in requests_to(sandbox, "/api/v1/statuses") if r["method"] == "POST"]
     assert post["headers"]["idempotency-key"] == rev.idempotency_key
 
@@ -312,7 +312,7 @@ async def test_processing_that_never_ends_is_transient(sandbox: SandboxServer, h
                                                        clock: FrozenClock, pictures: tuple[Attachment, ...],
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """A picture still processing after the bounded wait gives a TransientError, and no status is posted."""
-    monkeypatch.setattr(mastodon_module, "MEDIA_POLL_DELAYS", (0.01, 0.01, 0.01))
+    monkeypatch.setattr(mastodon_media, "MEDIA_POLL_DELAYS", (0.01, 0.01, 0.01))
     settings(sandbox).update(media_async=True, media_processing_polls=100)
     with pytest.raises(TransientError, match="still processing") as info:
         await adapter(sandbox, http, clock).publish(make_revision(link=LINK, attachments=pictures))
@@ -412,7 +412,7 @@ def test_alt_text(tmp_path: Path) -> None:
     cases = {"事故现场 全景.jpg": "事故现场 全景", "IMG_20150318_0942.jpg": rev.title, "微信图片_20150318.png": rev.title,
              "DSC01234.JPG": rev.title, "2015-03-18.png": rev.title, "scene.png": "scene"}
     for name, expected in cases.items():
-        assert Mastodon.alt_text(Attachment(name=name, path=tmp_path / name, size=1, content_type="image/png"),
+        assert mastodon_media.alt_text(Attachment(name=name, path=tmp_path / name, size=1, content_type="image/png"),
                                  rev) == expected
     long = Attachment(name="长" * 2000 + ".png", path=tmp_path / "x.png", size=1, content_type="image/png")
-    assert len(Mastodon.alt_text(long, rev)) == 1500
+    assert len(mastodon_media.alt_text(long, rev)) == 1500

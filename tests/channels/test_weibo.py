@@ -235,5 +235,5 @@ def test_daily_wait_uses_the_injected_clock(sandbox: SandboxServer, http: httpx.
     clock = FrozenClock(datetime(2015, 3, 18, 15, 59, tzinfo=UTC))  # 23:59 in China
     weibo = adapter(sandbox, http, clock)
     resp = httpx.Response(403, json={"error_code": 10024, "error": "x", "request": "/2/statuses/share.json"})
-    err = weibo._error(resp, resp.json(), "statuses/share.json")
+    err = weibo.failure(resp, "post the status")
     assert isinstance(err, RateLimited) and err.retry_after == 60.0
