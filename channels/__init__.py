@@ -1,1 +1,6 @@
-"""Channel adapters, one module per protocol; `channels.base` is the contract and the registry."""
+"""Channel adapters, one module per protocol (helper modules are named for their protocol, e.g.
+`mastodon_media`). `base` is the contract and its errors, `http` the HTTP plumbing every web
+adapter shares, `registry` the map from config.yaml's `type` to the class. Adapters may import the
+core's vocabulary (publisher.model, publisher.errors, publisher.clock) and nothing else of it; they
+never touch the store.
+"""

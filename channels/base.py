@@ -1,4 +1,4 @@
-"""The adapter contract, its typed errors, and the registry from type name to class.
+"""The adapter contract and its typed errors (the registry from type name to class is channels.registry).
 
 An adapter renders an item for its medium and talks to the wire. It returns a `Receipt` or raises
 one of the errors below; it never touches the store and never swallows an error. The dispatcher
@@ -8,7 +8,6 @@ speak HTTP build on `channels.http.HttpChannel`, which maps the wire's failures 
 
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -106,38 +105,3 @@ class Channel(ABC):
 
     async def aclose(self) -> None:  # noqa: B027  # optional hook: most adapters open nothing of their own
         """Release anything the adapter opened itself (the shared HTTP client is not its own)."""
-
-
-# type name → "module:Class"; a new protocol is one file plus one line here.
-REGISTRY: dict[str, str] = {
-    "wordpress": "channels.wordpress:WordPress",
-    "http_push": "channels.http_push:HttpPush",
-    "atom_feed": "channels.atom_feed:AtomFeed",
-    "weibo": "channels.weibo:Weibo",
-    "mastodon": "channels.mastodon:Mastodon",
-    "smtp": "channels.smtp:Smtp",
-}
-
-
-def adapter_class(type_name: str) -> type[Channel]:
-    try:
-        target = REGISTRY[type_name]
-    except KeyError:
-        known = ", ".join(sorted(REGISTRY))
-        raise PublisherError(f"unknown channel type {type_name!r}; known types: {known}") from None
-    module, _, cls = target.partition(":")
-    return getattr(importlib.import_module(module), cls)  # type: ignore[no-any-return]
-
-
-# parse_http_date moved to channels.http with the rest of the HTTP plumbing; publisher/app/web/app.py still
-# imports it from here. Looked up lazily, since channels.http itself imports this module; mypy sees the
-# plain import instead, so that a name missing here is still an error to it.
-if TYPE_CHECKING:
-    from channels.http import parse_http_date as parse_http_date
-else:
-    def __getattr__(name: str) -> Any:
-        if name == "parse_http_date":
-            from channels.http import parse_http_date
-
-            return parse_http_date
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

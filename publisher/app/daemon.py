@@ -14,7 +14,8 @@ import httpx
 import structlog
 import uvicorn
 
-from channels.base import Channel, adapter_class
+from channels.base import Channel
+from channels.registry import adapter_class
 from publisher import __version__
 from publisher.app.web.app import create_app
 from publisher.app.web.context import WebContext

@@ -9,7 +9,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
-from channels.base import REGISTRY, ChannelOptions, adapter_class
+from channels.base import ChannelOptions
+from channels.registry import REGISTRY, adapter_class
 from publisher.config.file import DEFAULT_LISTEN, ConfigError, read_config_file, substitute_env
 from publisher.units import Duration, RateLimit, parse_duration
 

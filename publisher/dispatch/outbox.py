@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection, RowMapping
 
-from channels.base import adapter_class
+from channels.registry import adapter_class
 from publisher.config.settings import Config
 from publisher.model import Attachment, DeliveryState, Revision
 from publisher.store.db import Store

@@ -14,7 +14,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from channels.base import ChannelError, PermanentError, RateLimited, Receipt, TransientError
-from channels.http import HttpChannel, RemoteSaid, parse_http_date
+from channels.http import HttpChannel, RemoteSaid
 from publisher.clock import FrozenClock
 from publisher.model import Revision
 
@@ -335,12 +335,3 @@ async def test_public_page_other_answers_are_typed_errors(peer: Peer, http: http
     with pytest.raises(error) as caught:
         await probe(http, clock).page_is_live(peer.url("/page"))
     assert type(caught.value) is error and caught.value.status == status
-
-
-def test_parse_http_date_still_importable_from_base() -> None:
-    """The web app's import of parse_http_date from channels.base keeps working after the move."""
-    from channels import base
-
-    assert base.parse_http_date is parse_http_date
-    assert parse_http_date("Wed, 18 Mar 2015 09:01:30 GMT") is not None and parse_http_date("soon") is None
-

@@ -17,7 +17,8 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from pydantic import ValidationError
 
-from channels.base import PermanentError, Receipt, TransientError, adapter_class
+from channels.base import PermanentError, Receipt, TransientError
+from channels.registry import adapter_class
 from channels.smtp import Smtp
 from publisher.clock import FrozenClock
 from publisher.model import Attachment, Revision

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from channels.base import parse_http_date
+from channels.http import parse_http_date
 from publisher.app.web import dashboard
 from publisher.app.web.context import WebContext
 from publisher.store import reads
