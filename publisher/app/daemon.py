@@ -136,7 +136,7 @@ class Daemon:
             asyncio.create_task(Alerter(store=self.store, config=self.config, clock=self.clock,
                                         http=self._alert_http).run(stop), name="alerts"),
         ]
-        tasks.append(asyncio.create_task(self._analyze(), name="analyze"))  # in the background: ~1 s per million rows
+        tasks.append(asyncio.create_task(self._analyze(), name="analyze"))  # in the background: full statistics take a while on a deep store
         await self.intake.scan()
         self.dispatcher.wake()
         await stop.wait()
@@ -151,8 +151,8 @@ class Daemon:
             return
         from watchfiles import awatch
 
-        # step=2: a renamed-in file is seen in a few ms (the default debounce of 1.6 s would delay every item;
-        # step=5 cost 3-5 ms more at the median, docs/BENCHMARKS.md)
+        # debounce=10, step=2: a renamed-in file is seen at once (the default debounce of 1.6 s would delay
+        # every item; the measured latencies are in docs/BENCHMARKS.md)
         async for _changes in awatch(self.intake.inbox, debounce=10, step=2, stop_event=stop, recursive=False):
             try:
                 await self.intake.scan()

@@ -72,7 +72,7 @@ def http_get(host: str, port: int, target: str, headers: dict[str, str],
              timeout: float) -> tuple[int, dict[str, str], bytes]:
     """(status, headers with lower-case names, body) of one HTTP/1.0 GET: the server sends one response
     and closes, so the body is whatever follows the head. Only for asking our own daemon on this machine:
-    http.client would cost this command ~40 ms of imports (email.parser, ssl), an eighth of its budget.
+    http.client's imports (email.parser, ssl) would cost a noticeable part of this command's start-up budget.
     Raises OSError (TimeoutError included) when nobody answers, ValueError when the answer is not HTTP."""
     import socket
 

@@ -1,9 +1,8 @@
 """`publisher lag`'s tables as text: box-drawn, wide-character aware, coloured on a terminal.
 
 rich draws every other table of the command line. This one is printed by the command an admin runs to
-see which channel is late, whose budget is 300 ms over a store of a million deliveries
-(docs/BENCHMARKS.md): rich's import and layout took ~70–85 ms of it, a quarter, on the benchmark machine.
-So these few tables are drawn here from the standard library, in well under a millisecond each. Widths
+see which channel is late, which has a start-up budget (docs/BENCHMARKS.md), and rich's import and layout
+took a quarter of it. So these few tables are drawn here from the standard library, in well under a millisecond each. Widths
 count East Asian wide characters as two cells (unicodedata), as terminals draw them.
 """
 
