@@ -106,3 +106,30 @@ async def test_a_call_that_outlives_its_deadline_is_cancelled_and_retried_before
         assert row.lease_owner is None
     finally:
         await daemon.aclose()
+
+
+async def test_a_read_back_that_never_ends_is_cancelled_at_the_deadline(
+        tmp_path: Path, sandbox: SandboxServer, dripping_peer: str) -> None:
+    """A verification whose feed never finishes downloading is cancelled at the call's deadline: the row stays
+    sent, with a message saying so, and is read back again later instead of holding its worker."""
+    daemon = await _daemon(tmp_path, sandbox, **{"channels.city_portal.verify_feed": dripping_peer,
+                                                 "channels.city_portal.timeout": "300ms"})
+    dispatcher = Dispatcher(store=daemon.store, config=daemon.config, channels=daemon.channels,
+                            clock=daemon.clock, lease_slack=timedelta(seconds=1))
+    try:
+        await dispatcher.run_once()
+        (row,) = daemon.store.deliveries_of("note-1")
+        assert row.state == DeliveryState.SENT
+        assert isinstance(daemon.clock, FrozenClock)
+        daemon.clock.advance(daemon.config.channels["city_portal"].verify_after)
+        started = time.monotonic()
+        await dispatcher.run_once()
+        took = time.monotonic() - started
+        (row,) = daemon.store.deliveries_of("note-1")
+        assert row.state == DeliveryState.SENT and row.verify_attempts == 1
+        assert row.last_error == ("verification failed: the read-back on city_portal took longer than 1.4 s "
+                                  "and was cancelled")
+        assert took < dispatcher.deadlines("city_portal").lease.total_seconds()
+        assert row.next_attempt_at > daemon.clock.now()
+    finally:
+        await daemon.aclose()

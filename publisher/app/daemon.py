@@ -136,7 +136,7 @@ class Daemon:
             asyncio.create_task(Alerter(store=self.store, config=self.config, clock=self.clock,
                                         http=self._alert_http).run(stop), name="alerts"),
         ]
-        tasks.append(asyncio.create_task(self._analyze(), name="analyze"))  # in the background: full statistics take a while on a deep store
+        tasks.append(asyncio.create_task(self._analyze(), name="analyze"))  # in the background: slow on a deep store
         await self.intake.scan()
         self.dispatcher.wake()
         await stop.wait()

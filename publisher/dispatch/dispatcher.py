@@ -186,9 +186,8 @@ class Dispatcher:
         rev = None if row.retract else self._revision(row)
         if rev is None and not row.retract:
             return  # _revision has already failed the row (no upstream link)
-        deadline = self.deadlines(row.channel).call
-        try:
-            async with asyncio.timeout(deadline.total_seconds()) as bound:
+        try:  # past the deadline the call is cancelled: the next attempt of a create asks `find` first
+            async with policy.bounded(self.deadlines(row.channel).call, f"the call to {row.channel}"):
                 receipt = await self._call_channel(row, placed, rev)
         except ManualTask as exc:
             self._manual(row, exc)
@@ -198,13 +197,6 @@ class Dispatcher:
             return
         except PermanentError as exc:
             self._permanent(row, describe(exc))
-            return
-        except TimeoutError:
-            if not bound.expired():
-                raise  # not our deadline: the adapter let a TimeoutError of its own out, a defect
-            # cancelled: the next attempt of a create asks `find` first (attempts > 1)
-            self._transient(row, TransientError(f"the call to {row.channel} took longer than "
-                                                f"{deadline.total_seconds():g} s and was cancelled"))
             return
         self._succeeded(row, receipt, retract=row.retract)
 
@@ -234,7 +226,8 @@ class Dispatcher:
             if rev is None:
                 return
             try:
-                found = await self._read(channel.find, rev)
+                async with policy.bounded(self.deadlines(row.channel).call, f"the search on {row.channel}"):
+                    found = await self._read(channel.find, rev)
             except (TransientError, PermanentError) as exc:
                 log.warning("dispatch.reconcile_unknown", error=str(exc))
         if found is not None:
@@ -254,7 +247,8 @@ class Dispatcher:
                    else Receipt(remote_id=row.remote_id or "", url=row.url))
         error = None
         try:
-            live = await self._read(channel.verify, receipt)
+            async with policy.bounded(self.deadlines(row.channel).call, f"the read-back on {row.channel}"):
+                live = await self._read(channel.verify, receipt)
         except (TransientError, PermanentError) as exc:
             live, error = False, f"verification failed: {exc}"
         now = self.clock.now()

@@ -4,10 +4,15 @@ retry backoff, the read-back schedule, and how an outcome is put into words for 
 
 from __future__ import annotations
 
+import asyncio
 import random
 import traceback
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+
+from channels.base import TransientError
 
 VERIFY_CAP = timedelta(minutes=30)
 VERIFY_BASE = timedelta(seconds=5)
@@ -32,6 +37,20 @@ class Deadlines:
     @property
     def call(self) -> timedelta:
         return self.lease - self.slack / 2
+
+
+@asynccontextmanager
+async def bounded(deadline: timedelta, what: str) -> AsyncIterator[None]:
+    """Run the block under `deadline` (an adapter call: a send, a read-back, a `find`); when it expires the
+    block is cancelled and a TransientError says so. A TimeoutError the block raises by itself is not
+    ours and passes on unchanged (an adapter that lets one out has a defect)."""
+    try:
+        async with asyncio.timeout(deadline.total_seconds()) as scope:
+            yield
+    except TimeoutError:
+        if not scope.expired():
+            raise
+        raise TransientError(f"{what} took longer than {deadline.total_seconds():g} s and was cancelled") from None
 
 
 def backoff(attempt: int, base: timedelta, cap: timedelta, rng: random.Random,
