@@ -128,7 +128,21 @@ class Control:
         return JSONResponse({"reset": list(self.services)})
 
 
-class SandboxServer:
+class _Address:
+    """Where the stand-ins answer: one loopback address, each service under its own prefix."""
+
+    host: str
+    port: int
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def url(self, service: str) -> str:
+        return f"{self.base_url}/{service}"
+
+
+class SandboxServer(_Address):
     """The stand-ins on a loopback port in a background thread (port 0 picks a free one).
 
     Used by tests and by the daemon when config.yaml says `sandbox: {enabled: true}`:
@@ -145,13 +159,6 @@ class SandboxServer:
         self.services: dict[str, Service] = {}
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
-
-    @property
-    def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def url(self, service: str) -> str:
-        return f"{self.base_url}/{service}"
 
     def start(self) -> SandboxServer:
         sock = socket.socket()
@@ -214,7 +221,7 @@ def run(host: str, port: int, *, parent: int | None = None, log_level: str = "in
     asyncio.run(serve())
 
 
-class SandboxProcess:
+class SandboxProcess(_Address):
     """The stand-ins in a child process, on their own interpreter (and core), as remote services are.
 
     The daemon uses it when config.yaml says `sandbox: {enabled: true}`; the end-to-end tests use it
@@ -226,13 +233,6 @@ class SandboxProcess:
         self.host = host
         self.port = port or _free_port(host)
         self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def url(self, service: str) -> str:
-        return f"{self.base_url}/{service}"
 
     def _answers(self) -> bool:
         try:

@@ -108,6 +108,13 @@ def _refusal(request: Request, body: bytes) -> str | None:
     return None
 
 
+async def _signed_body(request: Request) -> bytes | Response:
+    """The raw body (the signature covers it) once the credentials pass, else the 401."""
+    body = await request.body()
+    why = _refusal(request, body)
+    return error(401, why) if why else body
+
+
 def _read_article(request: Request, body: bytes) -> tuple[dict[str, Any], Response | None]:
     """The JSON article of a create or an edit, or the portal's refusal of it."""
     if "json" not in request.headers.get("content-type", ""):
@@ -164,9 +171,9 @@ class Portal(StandIn):
 
     async def articles(self, request: Request) -> Response:
         """GET finds articles by source_id; POST creates one (409 when the source_id is known)."""
-        body = await request.body()
-        if why := _refusal(request, body):
-            return error(401, why)
+        body = await _signed_body(request)
+        if isinstance(body, Response):
+            return body
         s = self.state()
         if request.method == "GET":
             source_id = request.query_params.get("source_id")
@@ -191,9 +198,9 @@ class Portal(StandIn):
 
     async def article(self, request: Request) -> Response:
         """PUT replaces an article's fields (its source_id stays); DELETE removes it."""
-        body = await request.body()
-        if why := _refusal(request, body):
-            return error(401, why)
+        body = await _signed_body(request)
+        if isinstance(body, Response):
+            return body
         s = self.state()
         article = s["articles"].get(request.path_params["id"])
         if article is None:
