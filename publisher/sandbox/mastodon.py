@@ -30,12 +30,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
-from publisher.sandbox.core import CREDENTIALS, FaultKind, StandIn
+from publisher.sandbox.core import CREDENTIALS, FaultKind, Service, StandIn
 from publisher.sandbox.mastodon_rules import (
     DESCRIPTION_LIMIT,
     SUPPORTED_MIME_TYPES,
@@ -43,9 +44,11 @@ from publisher.sandbox.mastodon_rules import (
     err,
     iso,
     language_of,
+    media_json,
     rails_params,
     read_upload,
     render_content,
+    shown,
     status_length,
 )
 
@@ -71,18 +74,6 @@ DEFAULT_SETTINGS: dict[str, Any] = {
 }
 
 
-def _public(status: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in status.items() if not k.startswith("_")}
-
-
-def _media_json(media: dict[str, Any]) -> dict[str, Any]:
-    """A MediaAttachment as the API shows it: `url` stays null until processing is done."""
-    out = _public(media)
-    if media["_polls_left"]:
-        out["url"] = None
-    return out
-
-
 def _account_of(request: Request, *, media: bool = False) -> str | None:
     """The account the bearer token belongs to; the other account's token only reaches the media API."""
     auth = request.headers.get("authorization") or ""
@@ -105,6 +96,11 @@ def _refusal(request: Request, *, required: bool) -> Response | None:
 
 class Mastodon(StandIn):
     """The bureau's account on a Mastodon server: statuses, media, idempotency keys and rate windows."""
+
+    def __init__(self, service: Service, base: str) -> None:
+        super().__init__(service, base)
+        # rack-attack sits in front of every route; its headers also go on the injected faults
+        self.limiter = RateLimiter(Starlette(routes=self.routes()), self.store)
 
     def seed(self) -> None:
         self.store["settings"] = dict(DEFAULT_SETTINGS)
@@ -134,14 +130,13 @@ class Mastodon(StandIn):
         ]
 
     def asgi(self) -> ASGIApp:
-        self.limiter = RateLimiter(super().asgi(), self.store)
         return self.limiter
 
     # --- state and representations ----------------------------------------------------------
 
     def public(self, status: dict[str, Any]) -> dict[str, Any]:
-        return {**_public(status),
-                "media_attachments": [_media_json(self.store["media"][i]) for i in status["_media_ids"]]}
+        return {**shown(status),
+                "media_attachments": [media_json(self.store["media"][i]) for i in status["_media_ids"]]}
 
     def next_id(self) -> str:
         self.store["seq"] += 1
@@ -261,9 +256,9 @@ class Mastodon(StandIn):
 
     def delete(self, status: dict[str, Any]) -> Response:
         status["_deleted"] = True
-        shown = {**self.public(status), "text": status["_text"]}
+        answer = {**self.public(status), "text": status["_text"]}
         self.attach(status["_media_ids"], None)  # kept unattached for a while, so a redraft can reuse them
-        return JSONResponse(shown)
+        return JSONResponse(answer)
 
     async def edit(self, request: Request, status: dict[str, Any]) -> Response:
         """An edit as UpdateStatusService makes it: without media_ids every attachment is detached."""
@@ -364,7 +359,7 @@ class Mastodon(StandIn):
             "_polls_left": max(0, int(self.store["settings"]["media_processing_polls"])) if background else 0,
         }
         self.store["media"][mid] = media
-        return JSONResponse(_media_json(media), status_code=202 if media["_polls_left"] else 200)
+        return JSONResponse(media_json(media), status_code=202 if media["_polls_left"] else 200)
 
     async def media(self, request: Request) -> Response:
         """GET /api/v1/media/:id: 206 while processing, 200 when done, 404 unless the owner's and unattached."""
@@ -375,10 +370,10 @@ class Mastodon(StandIn):
         if media is None or media["_account"] != owner or media["_status_id"] is not None:
             return err("Record not found", 404)
         if media["_polls_left"]:
-            answer = JSONResponse(_media_json(media), status_code=206)
+            answer = JSONResponse(media_json(media), status_code=206)
             media["_polls_left"] -= 1  # processing goes on in the background; it is done after so many looks
             return answer
-        return JSONResponse(_media_json(media))
+        return JSONResponse(media_json(media))
 
     def render_fault(self, kind: FaultKind, retry_after: str | None) -> Response:
         headers, _ = self.limiter.headers_for("fault", spend=False)

@@ -63,6 +63,19 @@ def iso(at: float) -> str:
     return datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def shown(record: dict[str, Any]) -> dict[str, Any]:
+    """A status or a media attachment without the stand-in's private `_` keys."""
+    return {k: v for k, v in record.items() if not k.startswith("_")}
+
+
+def media_json(media: dict[str, Any]) -> dict[str, Any]:
+    """A MediaAttachment as the API shows it: `url` stays null until processing is done."""
+    out = shown(media)
+    if media["_polls_left"]:
+        out["url"] = None
+    return out
+
+
 def err(message: str, status: int, headers: dict[str, str] | None = None) -> Response:
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 

@@ -73,7 +73,7 @@ class Site(StandIn):
         super().__init__(service, base)
 
     def routes(self) -> list[BaseRoute]:
-        methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]  # the REST server answers a wrong one itself
+        methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]  # each reaches the REST server: a wrong one is rest_no_route
         return [
             Route("/", self.front),
             Route("/wp-json/{rest:path}", self.rest, methods=methods),
