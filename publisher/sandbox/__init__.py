@@ -22,93 +22,96 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
-from typing import Any
 
 import httpx
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Mount, Route
 
-from publisher.sandbox.core import Faults, Recorded, Service
+from publisher.sandbox.core import CREDENTIALS, Faults, Recorded, Service, StandIn
 
-# prefix → "module:factory". A factory takes (service, public_base_url) and returns (asgi_app, fault_renderer).
+# prefix → "module:class", a StandIn made with (service, public_base_url).
 SERVICES: dict[str, str] = {
-    "wordpress": "publisher.sandbox.wordpress:make",
-    "portal": "publisher.sandbox.portal:make",
-    "hub": "publisher.sandbox.hub:make",
-    "weibo": "publisher.sandbox.weibo:make",
-    "mastodon": "publisher.sandbox.mastodon:make",
-}
-
-# Credentials the stand-ins accept by default; the shipped config.yaml uses the same values as the
-# defaults of its ${ENV:-default} secrets, so a first run works with no environment set.
-CREDENTIALS: dict[str, str] = {
-    "wordpress_user": "publisher",
-    "wordpress_app_password": "sand box0 sand box0 sand box0",
-    "portal_token": "sandbox-portal-token",
-    "portal_hmac_secret": "sandbox-portal-secret",
-    "weibo_token": "sandbox-weibo-token",
-    "mastodon_token": "sandbox-mastodon-token",
+    "wordpress": "publisher.sandbox.wordpress:Site",
+    "portal": "publisher.sandbox.portal:Portal",
+    "hub": "publisher.sandbox.hub:Hub",
+    "weibo": "publisher.sandbox.weibo:Weibo",
+    "mastodon": "publisher.sandbox.mastodon:Mastodon",
 }
 
 
 def build_app(public_base_url: str, services: list[str] | None = None) -> tuple[Starlette, dict[str, Service]]:
     """All stand-ins on one Starlette app; `public_base_url` is how clients reach it (for links)."""
     state: dict[str, Service] = {}
-    routes: list[Any] = []
+    mounts: list[BaseRoute] = []
     for name in services or list(SERVICES):
-        module, _, factory = SERVICES[name].partition(":")
+        module, _, attr = SERVICES[name].partition(":")
         try:
-            make: Callable[..., Any] = getattr(importlib.import_module(module), factory)
+            kind: type[StandIn] = getattr(importlib.import_module(module), attr)
         except ModuleNotFoundError as exc:
             if exc.name == module:
                 continue  # a stand-in not written yet
             raise
         service = Service(name)
-        app, render = make(service, f"{public_base_url.rstrip('/')}/{name}")
+        stand_in = kind(service, f"{public_base_url.rstrip('/')}/{name}")
         state[name] = service
-        routes.append(Mount(f"/{name}", app=Recorded(app, service, render)))
+        mounts.append(Mount(f"/{name}", app=Recorded(stand_in.asgi(), service, stand_in.render_fault)))
+    return Starlette(routes=[*Control(state).routes(), *mounts]), state
 
-    def lookup(request: Request) -> Service:
-        name = request.path_params["service"]
-        if name not in state:
-            raise KeyError(name)
-        return state[name]
 
-    async def index(request: Request) -> Response:
-        return JSONResponse({name: s.snapshot() for name, s in state.items()})
+_NO_SUCH_SERVICE = {"error": "no such service"}
 
-    async def received(request: Request) -> Response:
-        try:
-            return JSONResponse(lookup(request).received())
-        except KeyError:
-            return JSONResponse({"error": "no such service"}, status_code=404)
 
-    async def requests(request: Request) -> Response:
-        try:
-            return JSONResponse(lookup(request).requests)
-        except KeyError:
-            return JSONResponse({"error": "no such service"}, status_code=404)
+class Control:
+    """The `/_sandbox/...` endpoints: what each stand-in holds and received, and its knobs."""
 
-    async def faults(request: Request) -> Response:
-        try:
-            service = lookup(request)
-        except KeyError:
-            return JSONResponse({"error": "no such service"}, status_code=404)
+    def __init__(self, services: dict[str, Service]) -> None:
+        self.services = services
+
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route("/_sandbox/", self.index),
+            Route("/_sandbox/reset", self.reset, methods=["POST"]),
+            Route("/_sandbox/{service}/received", self.received),
+            Route("/_sandbox/{service}/requests", self.requests),
+            Route("/_sandbox/{service}/faults", self.faults, methods=["PUT", "POST"]),
+            Route("/_sandbox/{service}/settings", self.settings, methods=["PUT", "POST"]),
+        ]
+
+    def lookup(self, request: Request) -> Service | None:
+        return self.services.get(request.path_params["service"])
+
+    async def index(self, request: Request) -> Response:
+        return JSONResponse({name: s.snapshot() for name, s in self.services.items()})
+
+    async def received(self, request: Request) -> Response:
+        service = self.lookup(request)
+        if service is None:
+            return JSONResponse(_NO_SUCH_SERVICE, status_code=404)
+        return JSONResponse(service.received())
+
+    async def requests(self, request: Request) -> Response:
+        service = self.lookup(request)
+        if service is None:
+            return JSONResponse(_NO_SUCH_SERVICE, status_code=404)
+        return JSONResponse(service.requests)
+
+    async def faults(self, request: Request) -> Response:
+        service = self.lookup(request)
+        if service is None:
+            return JSONResponse(_NO_SUCH_SERVICE, status_code=404)
         try:
             service.faults.update(await request.json())
         except ValueError as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
         return JSONResponse(service.snapshot())
 
-    async def settings(request: Request) -> Response:
-        try:
-            service = lookup(request)
-        except KeyError:
-            return JSONResponse({"error": "no such service"}, status_code=404)
+    async def settings(self, request: Request) -> Response:
+        service = self.lookup(request)
+        if service is None:
+            return JSONResponse(_NO_SUCH_SERVICE, status_code=404)
         current = service.store.get("settings")
         if not isinstance(current, dict):
             return JSONResponse({"error": f"{service.name} has no settings"}, status_code=404)
@@ -119,23 +122,27 @@ def build_app(public_base_url: str, services: list[str] | None = None) -> tuple[
         current.update(changes)
         return JSONResponse(current)
 
-    async def reset(request: Request) -> Response:
-        for service in state.values():
+    async def reset(self, request: Request) -> Response:
+        for service in self.services.values():
             service.reset()
-        return JSONResponse({"reset": list(state)})
-
-    routes[:0] = [
-        Route("/_sandbox/", index),
-        Route("/_sandbox/reset", reset, methods=["POST"]),
-        Route("/_sandbox/{service}/received", received),
-        Route("/_sandbox/{service}/requests", requests),
-        Route("/_sandbox/{service}/faults", faults, methods=["PUT", "POST"]),
-        Route("/_sandbox/{service}/settings", settings, methods=["PUT", "POST"]),
-    ]
-    return Starlette(routes=routes), state
+        return JSONResponse({"reset": list(self.services)})
 
 
-class SandboxServer:
+class _Address:
+    """Where the stand-ins answer: one loopback address, each service under its own prefix."""
+
+    host: str
+    port: int
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def url(self, service: str) -> str:
+        return f"{self.base_url}/{service}"
+
+
+class SandboxServer(_Address):
     """The stand-ins on a loopback port in a background thread (port 0 picks a free one).
 
     Used by tests and by the daemon when config.yaml says `sandbox: {enabled: true}`:
@@ -153,16 +160,7 @@ class SandboxServer:
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
 
-    @property
-    def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def url(self, service: str) -> str:
-        return f"{self.base_url}/{service}"
-
     def start(self) -> SandboxServer:
-        import socket
-
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.host, self.port))
@@ -223,7 +221,7 @@ def run(host: str, port: int, *, parent: int | None = None, log_level: str = "in
     asyncio.run(serve())
 
 
-class SandboxProcess:
+class SandboxProcess(_Address):
     """The stand-ins in a child process, on their own interpreter (and core), as remote services are.
 
     The daemon uses it when config.yaml says `sandbox: {enabled: true}`; the end-to-end tests use it
@@ -235,13 +233,6 @@ class SandboxProcess:
         self.host = host
         self.port = port or _free_port(host)
         self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def url(self, service: str) -> str:
-        return f"{self.base_url}/{service}"
 
     def _answers(self) -> bool:
         try:

@@ -1,9 +1,11 @@
-"""What every loopback stand-in shares: a record of what it received, and fault knobs.
+"""What every loopback stand-in shares: a record of what it received, fault knobs, and the shape
+of a stand-in.
 
-Each stand-in (one module per protocol in this package) is a small ASGI app that speaks the real
-service's wire protocol as its documents describe it. `Service` wraps it: every request is logged
-(secrets redacted) and the fault knobs are applied before the stand-in sees the request. Faults are
-rendered by the stand-in itself, because each service reports errors in its own format.
+Each stand-in (one module per protocol in this package) is a `StandIn`: a class holding its state,
+one method per endpoint and a short `routes()` table, speaking the real service's wire protocol as
+its documents describe it. `Recorded` wraps its app: every request is logged (secrets redacted) and
+the fault knobs are applied before the stand-in sees the request. Faults are rendered by the
+stand-in itself (`render_fault`), because each service reports errors in its own format.
 """
 
 from __future__ import annotations
@@ -12,13 +14,14 @@ import asyncio
 import json
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode
 
-from starlette.requests import Request
+from starlette.applications import Starlette
 from starlette.responses import Response
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 FaultKind = Literal["unauthorized", "rate_limited", "error"]
@@ -26,6 +29,17 @@ FaultKind = Literal["unauthorized", "rate_limited", "error"]
 FaultRenderer = Callable[[FaultKind, "str | None"], Response]
 
 _SECRET_HEADERS = {"authorization", "x-signature", "cookie"}
+
+# Credentials the stand-ins accept by default; the shipped config.yaml uses the same values as the
+# defaults of its ${ENV:-default} secrets, so a first run works with no environment set.
+CREDENTIALS: dict[str, str] = {
+    "wordpress_user": "publisher",
+    "wordpress_app_password": "sand box0 sand box0 sand box0",
+    "portal_token": "sandbox-portal-token",
+    "portal_hmac_secret": "sandbox-portal-secret",
+    "weibo_token": "sandbox-weibo-token",
+    "mastodon_token": "sandbox-mastodon-token",
+}
 
 
 @dataclass
@@ -57,10 +71,11 @@ class Service:
     store: dict[str, Any] = field(default_factory=dict)  # the stand-in's own data, by its own keys
     rng: random.Random = field(default_factory=lambda: random.Random(2015))
     hooks: list[Callable[[], None]] = field(default_factory=list)  # called on reset
+    show: Callable[[], Any] | None = None  # the stand-in's own view of what it holds
 
     def received(self) -> Any:
-        """What the stand-in holds, as it would show it to an inspector (overridden per service)."""
-        return self.store
+        """What the stand-in holds, as it would show it to an inspector."""
+        return self.show() if self.show is not None else self.store
 
     def reset(self) -> None:
         self.faults = Faults()
@@ -156,12 +171,46 @@ def _redact_form(text: str) -> str:
     return urlencode([(k, "<redacted>" if k in _SECRET_FIELDS else v) for k, v in pairs])
 
 
-async def read_json(request: Request) -> Any:
-    """The body as JSON, or None when it is not JSON."""
-    try:
-        return json.loads(await request.body() or b"null")
-    except ValueError:
-        return None
+def fold_arrays(pairs: Iterable[tuple[str, Any]], into: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Form or query pairs as PHP reads them, and Rack after it: a repeated `name[]` makes a list
+    under `name`; any other name keeps its last value. `into` takes them over what it holds."""
+    out: dict[str, Any] = {} if into is None else into
+    for key, value in pairs:
+        if key.endswith("[]"):
+            out.setdefault(key[:-2], []).append(value)
+        else:
+            out[key] = value
+    return out
 
 
-Handler = Callable[[Request], Awaitable[Response]]
+def retry_after_header(value: str | None) -> dict[str, str] | None:
+    """The `Retry-After` header of an injected fault, when the knob sets one."""
+    return {"Retry-After": value} if value else None
+
+
+class StandIn:
+    """One stand-in: its state (in `service.store`, so a reset clears it), one method per endpoint,
+    the route table of those methods, and its own rendering of the injected faults."""
+
+    def __init__(self, service: Service, base: str) -> None:
+        self.service = service
+        self.store = service.store
+        self.base = base.rstrip("/")  # how clients reach this stand-in, for the links it hands out
+        service.hooks.append(self.seed)
+        service.show = self.received
+        self.seed()
+
+    def seed(self) -> None:
+        """Put the state in its first form; called again after every reset."""
+
+    def received(self) -> Any:
+        return self.store
+
+    def routes(self) -> list[BaseRoute]:
+        raise NotImplementedError
+
+    def asgi(self) -> ASGIApp:
+        return Starlette(routes=self.routes())
+
+    def render_fault(self, kind: FaultKind, retry_after: str | None) -> Response:
+        raise NotImplementedError

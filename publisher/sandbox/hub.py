@@ -28,12 +28,11 @@ import feedparser
 import httpx
 from feedgen.feed import FeedGenerator
 from feedparser.datetimes import _parse_date as parse_feed_date
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
-from publisher.sandbox.core import FaultKind, Service
+from publisher.sandbox.core import FaultKind, Service, StandIn, retry_after_header
 
 TOMBSTONE_NS = "http://purl.org/atompub/tombstones/1.0"
 FETCH_SPACING = 0.2  # seconds between two fetches of one feed
@@ -66,7 +65,6 @@ class Collector:
         self.service = service
         self.tasks: set[asyncio.Task[Any]] = set()
         service.hooks.append(self._cancel_pending)
-        service.received = self.received  # type: ignore[method-assign]
 
     @property
     def feeds(self) -> dict[str, dict[str, Any]]:
@@ -114,10 +112,10 @@ class Collector:
 
     def client(self) -> httpx.AsyncClient:
         """One client (and connection pool) for the collector's lifetime, made in the serving loop."""
-        client = self.service.store.get("_client")
+        client: httpx.AsyncClient | None = self.service.store.get("_client")
         if client is None:
             client = self.service.store["_client"] = httpx.AsyncClient(timeout=FETCH_TIMEOUT)
-        return client  # type: ignore[no-any-return]
+        return client
 
     async def fetch(self, url: str) -> dict[str, Any]:
         """One conditional GET of the feed; returns the feed's record after it."""
@@ -206,11 +204,26 @@ def _tombstones(body: bytes) -> list[tuple[str, str | None]]:
             for el in root.iter(f"{{{TOMBSTONE_NS}}}deleted-entry") if el.attrib.get("ref")]
 
 
-def make(service: Service, public_base_url: str) -> tuple[Starlette, Any]:
-    collector = Collector(service)
-    self_url = f"{public_base_url}/collected.xml"
+class Hub(StandIn):
+    """The hub endpoint, the collector's own polling, and what it collected, as a feed."""
 
-    async def hub(request: Request) -> Response:
+    def __init__(self, service: Service, base: str) -> None:
+        self.collector = Collector(service)
+        super().__init__(service, base)
+        self.self_url = f"{self.base}/collected.xml"
+
+    def received(self) -> dict[str, Any]:
+        return self.collector.received()
+
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route("/", self.hub, methods=["POST"]),
+            Route("/", self.index, methods=["GET"]),
+            Route("/poll", self.poll, methods=["POST"]),
+            Route("/collected.xml", self.collected, methods=["GET"]),
+        ]
+
+    async def hub(self, request: Request) -> Response:
         form = await request.form()
         mode = str(form.get("hub.mode", "")).lower()
         if mode in ("subscribe", "unsubscribe"):
@@ -225,20 +238,20 @@ def make(service: Service, public_base_url: str) -> tuple[Starlette, Any]:
             if not _valid_topic(url):
                 return PlainTextResponse(f"hub.url invalid: {url}", status_code=400)
         for url in sorted(urls):
-            collector.fetch_later(url)
+            self.collector.fetch_later(url)
         return Response(status_code=204)
 
-    async def index(request: Request) -> Response:
+    async def index(self, request: Request) -> Response:
         return PlainTextResponse("WebSub hub (publish pings only). POST hub.mode=publish&hub.url=FEED_URL\n")
 
-    async def poll(request: Request) -> Response:
+    async def poll(self, request: Request) -> Response:
         url = request.query_params.get("url", "")
         if not _valid_topic(url):
             return PlainTextResponse(f"url invalid: {url}", status_code=400)
-        return JSONResponse(await collector.fetch(url))
+        return JSONResponse(await self.collector.fetch(url))
 
-    async def collected(request: Request) -> Response:
-        body = collector.collected_feed(self_url)
+    async def collected(self, request: Request) -> Response:
+        body = self.collector.collected_feed(self.self_url)
         etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
         headers = {"ETag": etag, "Cache-Control": "no-cache"}
         seen = [t.strip().removeprefix("W/") for t in request.headers.get("if-none-match", "").split(",")]
@@ -246,20 +259,12 @@ def make(service: Service, public_base_url: str) -> tuple[Starlette, Any]:
             return Response(status_code=304, headers=headers)
         return Response(body, media_type="application/atom+xml; charset=utf-8", headers=headers)
 
-    def render_fault(kind: FaultKind, retry_after: str | None) -> Response:
+    def render_fault(self, kind: FaultKind, retry_after: str | None) -> Response:
         if kind == "unauthorized":
             return PlainTextResponse("401 Unauthorized: this hub refuses the publisher", status_code=401)
-        headers = {"Retry-After": retry_after} if retry_after else {}
+        headers = retry_after_header(retry_after)
         if kind == "rate_limited":
             return PlainTextResponse("429 Too Many Requests: slow down", status_code=429, headers=headers)
-        status = service.faults.error_status
+        status = self.service.faults.error_status
         return PlainTextResponse(f"{status} Transient error; please try again later",
                                  status_code=status, headers=headers)
-
-    app = Starlette(routes=[
-        Route("/", hub, methods=["POST"]),
-        Route("/", index, methods=["GET"]),
-        Route("/poll", poll, methods=["POST"]),
-        Route("/collected.xml", collected, methods=["GET"]),
-    ])
-    return app, render_fault

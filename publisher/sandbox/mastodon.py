@@ -27,27 +27,28 @@ Settings a test may change live in `service.store["settings"]` (see `DEFAULT_SET
 
 from __future__ import annotations
 
-import json
-import re
 import time
 from typing import Any
-from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
-from starlette.datastructures import UploadFile
-from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp
 
-from publisher.sandbox.core import FaultKind, Service
+from publisher.sandbox.core import CREDENTIALS, FaultKind, Service, StandIn
 from publisher.sandbox.mastodon_rules import (
+    DESCRIPTION_LIMIT,
+    SUPPORTED_MIME_TYPES,
     RateLimiter,
     err,
-    human_size,
     iso,
+    language_of,
+    media_json,
+    rails_params,
+    read_upload,
     render_content,
-    sniff,
+    shown,
     status_length,
 )
 
@@ -57,6 +58,7 @@ OTHER_TOKEN = "sandbox-mastodon-other-token"  # another account on the server, f
 OTHER_ACCOUNT_ID = "109348212345670002"
 VISIBILITIES = ("public", "unlisted", "private", "direct")
 IDEMPOTENCY_TTL_S = 3600
+INVALID_TOKEN = "The access token is invalid"
 
 DEFAULT_SETTINGS: dict[str, Any] = {
     "max_characters": 500,
@@ -70,69 +72,87 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "media_rate_limit": 30,  # uploads per window, per token (rack-attack's throttle_api_media)
     "media_rate_period_s": 1800,
 }
-SUPPORTED_MIME_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
-DESCRIPTION_LIMIT = 1500
-MAX_BODY_BYTES = 99 * 1024 * 1024  # the reverse proxy's client_max_body_size; beyond it, 413
 
-def make(service: Service, public_base_url: str) -> tuple[Any, Any]:
-    """The Mastodon stand-in app and its fault renderer."""
-    store = service.store
-    base = public_base_url.rstrip("/")
 
-    def init() -> None:
-        store["settings"] = dict(DEFAULT_SETTINGS)
-        store["statuses"] = {}  # id → status (with private `_` keys)
-        store["idempotency"] = {}  # key → (status id, time)
-        store["media"] = {}
-        store["rate"] = {}
-        store["seq"] = 0
+def _account_of(request: Request, *, media: bool = False) -> str | None:
+    """The account the bearer token belongs to; the other account's token only reaches the media API."""
+    auth = request.headers.get("authorization") or ""
+    token = auth[7:].strip() if auth.startswith("Bearer ") else None
+    if token == CREDENTIALS["mastodon_token"]:
+        return ACCOUNT_ID
+    if media and token == OTHER_TOKEN:
+        return OTHER_ACCOUNT_ID
+    return None
 
-    init()
-    service.hooks.append(init)
 
-    def received() -> dict[str, Any]:
-        return {"statuses": [public(s) for s in store["statuses"].values() if not s["_deleted"]],
+def _refusal(request: Request, *, required: bool) -> Response | None:
+    """401 for a token that is not the bureau's; without a token only where one is required."""
+    if request.headers.get("authorization") is None and not required:
+        return None
+    if _account_of(request) is None:
+        return err(INVALID_TOKEN, 401)
+    return None
+
+
+class Mastodon(StandIn):
+    """The bureau's account on a Mastodon server: statuses, media, idempotency keys and rate windows."""
+
+    def __init__(self, service: Service, base: str) -> None:
+        super().__init__(service, base)
+        # rack-attack sits in front of every route; its headers also go on the injected faults
+        self.limiter = RateLimiter(Starlette(routes=self.routes()), self.store)
+
+    def seed(self) -> None:
+        self.store["settings"] = dict(DEFAULT_SETTINGS)
+        self.store["statuses"] = {}  # id → status (with private `_` keys)
+        self.store["idempotency"] = {}  # key → (status id, time)
+        self.store["media"] = {}
+        self.store["rate"] = {}
+        self.store["seq"] = 0
+
+    def received(self) -> dict[str, Any]:
+        return {"statuses": [self.public(s) for s in self.store["statuses"].values() if not s["_deleted"]],
                 "media": [{"id": m["id"], "type": m["type"], "content_type": m["_content_type"], "size": m["_size"],
                            "description": m["description"], "processed": m["_polls_left"] == 0,
-                           "status_id": m["_status_id"], "account_id": m["_account"]} for m in store["media"].values()]}
+                           "status_id": m["_status_id"], "account_id": m["_account"]}
+                          for m in self.store["media"].values()]}
 
-    service.received = received  # type: ignore[method-assign]
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route("/api/v1/statuses", self.create, methods=["POST"]),
+            Route("/api/v1/statuses/{id}", self.status, methods=["GET", "PUT", "DELETE"]),
+            Route("/api/v2/instance", self.instance),
+            Route("/api/v1/accounts/verify_credentials", self.verify_credentials),
+            Route("/api/v1/accounts/{id}/statuses", self.account_statuses),
+            Route("/api/v2/media", self.upload, methods=["POST"]),
+            Route("/api/v1/media/{id}", self.media, methods=["GET"]),
+            Route(f"/@{USERNAME}/{{id}}", self.page),
+        ]
 
-    def account_of(request: Request, *, media: bool = False) -> str | None:
-        """The account the bearer token belongs to; the other account's token only reaches the media API."""
-        from publisher.sandbox import CREDENTIALS  # the package imports this module lazily
+    def asgi(self) -> ASGIApp:
+        return self.limiter
 
-        auth = request.headers.get("authorization") or ""
-        token = auth[7:].strip() if auth.startswith("Bearer ") else None
-        if token == CREDENTIALS["mastodon_token"]:
-            return ACCOUNT_ID
-        if media and token == OTHER_TOKEN:
-            return OTHER_ACCOUNT_ID
-        return None
+    # --- state and representations ----------------------------------------------------------
 
-    def authorized(request: Request, *, required: bool) -> Response | None:
-        if request.headers.get("authorization") is None and not required:
-            return None
-        if account_of(request) is None:
-            return err("The access token is invalid", 401)
-        return None
+    def public(self, status: dict[str, Any]) -> dict[str, Any]:
+        return {**shown(status),
+                "media_attachments": [media_json(self.store["media"][i]) for i in status["_media_ids"]]}
 
-    def media_json(media: dict[str, Any]) -> dict[str, Any]:
-        """A MediaAttachment as the API shows it: `url` stays null until processing is done."""
-        out = {k: v for k, v in media.items() if not k.startswith("_")}
-        if media["_polls_left"]:
-            out["url"] = None
-        return out
+    def next_id(self) -> str:
+        self.store["seq"] += 1
+        return str((int(time.time() * 1000) << 16) + self.store["seq"])
 
-    def public(status: dict[str, Any]) -> dict[str, Any]:
-        return {**_public(status), "media_attachments": [media_json(store["media"][i]) for i in status["_media_ids"]]}
+    def live(self, sid: str) -> dict[str, Any] | None:
+        status = self.store["statuses"].get(sid)
+        return None if status is None or status["_deleted"] else status
 
-    def next_id() -> str:
-        store["seq"] += 1
-        return str((int(time.time() * 1000) << 16) + store["seq"])
+    def attach(self, media_ids: list[str], sid: str | None) -> None:
+        for mid in media_ids:
+            self.store["media"][mid]["_status_id"] = sid
 
-    def account() -> dict[str, Any]:
-        count = sum(1 for s in store["statuses"].values() if not s["_deleted"])
+    def account(self) -> dict[str, Any]:
+        count = sum(1 for s in self.store["statuses"].values() if not s["_deleted"])
+        base = self.base
         return {"id": ACCOUNT_ID, "username": USERNAME, "acct": USERNAME, "display_name": "市安监局",
                 "locked": False, "bot": False, "discoverable": True, "group": False,
                 "created_at": "2015-01-01T00:00:00.000Z", "note": "<p>市安全生产监督管理局官方账号</p>",
@@ -141,28 +161,9 @@ def make(service: Service, public_base_url: str) -> tuple[Any, Any]:
                 "followers_count": 0, "following_count": 0, "statuses_count": count,
                 "last_status_at": None, "emojis": [], "fields": []}
 
-    async def params(request: Request) -> dict[str, Any]:
-        """Form (urlencoded or multipart) or JSON, as Rails reads them; `media_ids[]` becomes a list."""
-        ctype = request.headers.get("content-type", "")
-        if "json" in ctype:
-            try:
-                data = json.loads(await request.body() or b"{}")
-            except ValueError:
-                return {"_invalid": True}
-            return data if isinstance(data, dict) else {"_invalid": True}
-        if "multipart" in ctype:
-            form = await request.form()
-            out: dict[str, Any] = {}
-            for k, v in form.multi_items():
-                if k.endswith("[]"):
-                    out.setdefault(k[:-2], []).append(v)
-                else:
-                    out[k] = v
-            return out
-        raw = parse_qs((await request.body()).decode("utf-8", "replace"), keep_blank_values=True)
-        return {(k[:-2] if k.endswith("[]") else k): (v if k.endswith("[]") else v[-1]) for k, v in raw.items()}
+    # --- checks of a status's parameters ----------------------------------------------------
 
-    def validate(p: dict[str, Any], *, has_media: bool) -> Response | None:
+    def validate(self, p: dict[str, Any], *, has_media: bool) -> Response | None:
         if p.get("_invalid"):
             return err("Error occurred while parsing request parameters", 400)
         text = str(p.get("status") or "")
@@ -172,56 +173,56 @@ def make(service: Service, public_base_url: str) -> tuple[Any, Any]:
             return err(f"'{visibility}' is not a valid visibility", 422)
         if not text.strip() and not has_media:
             return err("Validation failed: Text can't be blank", 422)
-        limit = store["settings"]["max_characters"]
-        if status_length(text, spoiler, store["settings"]["characters_reserved_per_url"]) > limit:
+        settings = self.store["settings"]
+        limit = settings["max_characters"]
+        if status_length(text, spoiler, settings["characters_reserved_per_url"]) > limit:
             return err(f"Validation failed: Text character limit of {limit} exceeded", 422)
         return None
 
-    def media_of(p: dict[str, Any], sid: str | None = None) -> list[str] | Response:
+    def media_of(self, p: dict[str, Any], sid: str | None = None) -> list[str] | Response:
         """`media_ids[]` checked as PostStatusService / UpdateStatusService check them: the ids, in order."""
         ids = p.get("media_ids") or []
         if not isinstance(ids, list):  # `media_ids=1` without [] is no array: Rails' permit drops it
             ids = []
-        limit = store["settings"]["max_media_attachments"]
+        limit = self.store["settings"]["max_media_attachments"]
         if len(ids) > limit:
             return err(f"Cannot attach more than {limit} files", 422)
+        media = self.store["media"]
         wanted = list(dict.fromkeys(str(i) for i in ids))
-        found = [i for i in wanted if i in store["media"] and store["media"][i]["_account"] == ACCOUNT_ID
-                 and store["media"][i]["_status_id"] in (None, sid)]
+        found = [i for i in wanted
+                 if i in media and media[i]["_account"] == ACCOUNT_ID and media[i]["_status_id"] in (None, sid)]
         missing = [i for i in wanted if i not in found]
         if missing:
             return err(f"Media {', '.join(missing)} not found or already attached to another post", 422)
-        if any(store["media"][i]["_polls_left"] for i in found):
+        if any(media[i]["_polls_left"] for i in found):
             return err("Cannot attach files that have not finished processing. Try again in a moment!", 422)
         return found
 
-    def language_of(p: dict[str, Any]) -> str | None:
-        lang = p.get("language")
-        return lang if isinstance(lang, str) and re.fullmatch(r"[a-z]{2,3}", lang) else None
+    async def checked(self, request: Request, sid: str | None = None) -> tuple[dict[str, Any], list[str]] | Response:
+        """A create's or an edit's parameters and media ids, or Mastodon's refusal of them."""
+        p = await rails_params(request)
+        media = self.media_of(p, sid)
+        if isinstance(media, Response):
+            return media
+        return self.validate(p, has_media=bool(media)) or (p, media)
 
-    def live(sid: str) -> dict[str, Any] | None:
-        status = store["statuses"].get(sid)
-        return None if status is None or status["_deleted"] else status
+    # --- statuses ---------------------------------------------------------------------------
 
-    async def create(request: Request) -> Response:
-        problem = authorized(request, required=True)
-        if problem:
+    async def create(self, request: Request) -> Response:
+        """POST /api/v1/statuses; a repeated Idempotency-Key within the hour answers the first status."""
+        if problem := _refusal(request, required=True):
             return problem
         key = request.headers.get("idempotency-key")
         now = time.time()
         if key:
-            seen = store["idempotency"].get(key)
-            if seen and now - seen[1] < IDEMPOTENCY_TTL_S and live(seen[0]):
-                return JSONResponse(public(store["statuses"][seen[0]]))
-        p = await params(request)
-        media = media_of(p)
-        if isinstance(media, Response):
-            return media
-        problem = validate(p, has_media=bool(media))
-        if problem:
-            return problem
-        sid = next_id()
-        text = str(p.get("status") or "")
+            seen = self.store["idempotency"].get(key)
+            if seen and now - seen[1] < IDEMPOTENCY_TTL_S and self.live(seen[0]):
+                return JSONResponse(self.public(self.store["statuses"][seen[0]]))
+        checked = await self.checked(request)
+        if isinstance(checked, Response):
+            return checked
+        p, media = checked
+        sid, text, base = self.next_id(), str(p.get("status") or ""), self.base
         status = {
             "id": sid, "created_at": iso(now), "in_reply_to_id": None, "in_reply_to_account_id": None,
             "sensitive": str(p.get("sensitive", "false")).lower() in ("true", "1"),
@@ -234,47 +235,55 @@ def make(service: Service, public_base_url: str) -> tuple[Any, Any]:
             "mentions": [], "tags": [], "emojis": [], "card": None, "poll": None,
             "_text": text, "_deleted": False, "_media_ids": media,
         }
-        store["statuses"][sid] = status
-        for mid in media:
-            store["media"][mid]["_status_id"] = sid
+        self.store["statuses"][sid] = status
+        self.attach(media, sid)
         if key:
-            store["idempotency"][key] = (sid, now)
-        return JSONResponse(public(status))
+            self.store["idempotency"][key] = (sid, now)
+        return JSONResponse(self.public(status))
 
-    async def one(request: Request) -> Response:
-        sid = request.path_params["id"]
-        problem = authorized(request, required=request.method != "GET")
-        if problem:
+    async def status(self, request: Request) -> Response:
+        """GET, PUT (edit) or DELETE /api/v1/statuses/:id; reading needs no token, the others do."""
+        if problem := _refusal(request, required=request.method != "GET"):
             return problem
-        status = live(sid)
+        status = self.live(request.path_params["id"])
         if status is None:
             return err("Record not found", 404)
         if request.method == "GET":
-            return JSONResponse(public(status))
+            return JSONResponse(self.public(status))
         if request.method == "DELETE":
-            status["_deleted"] = True
-            shown = {**public(status), "text": status["_text"]}
-            for mid in status["_media_ids"]:  # kept unattached for a while, so a redraft can reuse them
-                store["media"][mid]["_status_id"] = None
-            return JSONResponse(shown)
-        p = await params(request)  # PUT: an edit; without media_ids every attachment is detached
-        media = media_of(p, sid)
-        if isinstance(media, Response):
-            return media
-        problem = validate(p, has_media=bool(media))
-        if problem:
-            return problem
+            return self.delete(status)
+        return await self.edit(request, status)
+
+    def delete(self, status: dict[str, Any]) -> Response:
+        status["_deleted"] = True
+        answer = {**self.public(status), "text": status["_text"]}
+        self.attach(status["_media_ids"], None)  # kept unattached for a while, so a redraft can reuse them
+        return JSONResponse(answer)
+
+    async def edit(self, request: Request, status: dict[str, Any]) -> Response:
+        """An edit as UpdateStatusService makes it: without media_ids every attachment is detached."""
+        checked = await self.checked(request, status["id"])
+        if isinstance(checked, Response):
+            return checked
+        p, media = checked
         text = str(p.get("status") or "")
-        for mid in status["_media_ids"]:
-            store["media"][mid]["_status_id"] = None
-        for mid in media:
-            store["media"][mid]["_status_id"] = sid
+        self.attach(status["_media_ids"], None)
+        self.attach(media, status["id"])
         status.update(_text=text, content=render_content(text), _media_ids=media, edited_at=iso(time.time()),
                       spoiler_text=str(p.get("spoiler_text") or ""), language=language_of(p) or status["language"])
-        return JSONResponse(public(status))
+        return JSONResponse(self.public(status))
 
-    async def instance(request: Request) -> Response:
-        s = store["settings"]
+    async def page(self, request: Request) -> Response:
+        status = self.live(request.path_params["id"])
+        if status is None:
+            return HTMLResponse("<!doctype html><title>The page you are looking for isn't here.</title>", 404)
+        return HTMLResponse(f"<!doctype html><meta charset=utf-8><title>市安监局 (@{USERNAME})</title>"
+                            f"<article>{status['content']}</article>")
+
+    # --- instance and account ---------------------------------------------------------------
+
+    async def instance(self, request: Request) -> Response:
+        s, base = self.store["settings"], self.base
         host = base.split("://", 1)[-1].split("/", 1)[0]
         return JSONResponse({
             "domain": host, "title": "市安监局 (sandbox)", "version": "4.2.0", "source_url": "https://github.com/mastodon/mastodon",
@@ -293,19 +302,18 @@ def make(service: Service, public_base_url: str) -> tuple[Any, Any]:
                 "translation": {"enabled": False},
             },
             "registrations": {"enabled": False, "approval_required": False, "message": None},
-            "contact": {"email": "admin@example.invalid", "account": account()}, "rules": [],
+            "contact": {"email": "admin@example.invalid", "account": self.account()}, "rules": [],
         })
 
-    async def verify_credentials(request: Request) -> Response:
-        problem = authorized(request, required=True)
-        if problem:
+    async def verify_credentials(self, request: Request) -> Response:
+        if problem := _refusal(request, required=True):
             return problem
         source = {"privacy": "public", "sensitive": False, "language": "zh", "note": "", "fields": []}
-        return JSONResponse({**account(), "source": source})
+        return JSONResponse({**self.account(), "source": source})
 
-    async def account_statuses(request: Request) -> Response:
-        problem = authorized(request, required=False)
-        if problem:
+    async def account_statuses(self, request: Request) -> Response:
+        """The account's statuses, newest first, paged by max_id / since_id with a Link header."""
+        if problem := _refusal(request, required=False):
             return problem
         if request.path_params["id"] != ACCOUNT_ID:
             return err("Record not found", 404)
@@ -314,7 +322,7 @@ def make(service: Service, public_base_url: str) -> tuple[Any, Any]:
             limit = max(1, min(int(q.get("limit", "20")), 40))
         except ValueError:
             limit = 20
-        rows = sorted((s for s in store["statuses"].values() if not s["_deleted"]),
+        rows = sorted((s for s in self.store["statuses"].values() if not s["_deleted"]),
                       key=lambda s: int(s["id"]), reverse=True)
         if q.get("max_id"):
             rows = [s for s in rows if int(s["id"]) < int(q["max_id"])]
@@ -323,60 +331,42 @@ def make(service: Service, public_base_url: str) -> tuple[Any, Any]:
         rows = rows[:limit]
         headers = {}
         if rows:
-            url = f"{base}/api/v1/accounts/{ACCOUNT_ID}/statuses"
+            url = f"{self.base}/api/v1/accounts/{ACCOUNT_ID}/statuses"
             headers["Link"] = (f'<{url}?limit={limit}&max_id={rows[-1]["id"]}>; rel="next", '
                                f'<{url}?limit={limit}&min_id={rows[0]["id"]}>; rel="prev"')
-        return JSONResponse([public(s) for s in rows], headers=headers)
+        return JSONResponse([self.public(s) for s in rows], headers=headers)
 
-    async def upload(request: Request) -> Response:
-        owner = account_of(request, media=True)
+    # --- media ------------------------------------------------------------------------------
+
+    async def upload(self, request: Request) -> Response:
+        """POST /api/v2/media: 200 when processed at once, 202 while processed in the background."""
+        owner = _account_of(request, media=True)
         if owner is None:
-            return err("The access token is invalid", 401)
-        try:
-            length = int(request.headers.get("content-length") or 0)
-        except ValueError:
-            length = 0
-        if length > MAX_BODY_BYTES:  # the reverse proxy refuses it before Mastodon sees it
-            return HTMLResponse("<html><head><title>413 Request Entity Too Large</title></head></html>", 413)
-        if "multipart/form-data" not in request.headers.get("content-type", ""):
-            return err("Validation failed: File can't be blank", 422)
-        try:
-            form = await request.form(max_part_size=MAX_BODY_BYTES)
-        except MultiPartException:
-            return err("Error occurred while parsing request parameters", 400)
-        file = form.get("file")
-        if not isinstance(file, UploadFile):
-            return err("Validation failed: File can't be blank", 422)
-        data = await file.read()
-        ctype = sniff(data)
-        if ctype not in SUPPORTED_MIME_TYPES:
-            return err("Validation failed: File content type is invalid, File is invalid", 422)
-        limit = store["settings"]["image_size_limit"]
-        if len(data) >= limit:
-            return err(f"Validation failed: File file size must be less than {human_size(limit)}", 422)
-        description = form.get("description")
-        description = description if isinstance(description, str) and description else None
-        if description is not None and len(description) > DESCRIPTION_LIMIT:
-            return err(f"Validation failed: Description is too long (maximum is {DESCRIPTION_LIMIT} characters)", 422)
+            return err(INVALID_TOKEN, 401)
+        read = await read_upload(request, self.store["settings"]["image_size_limit"])
+        if isinstance(read, Response):
+            return read
+        data, ctype, description = read
         # an animated GIF becomes a looping video (gifv), a larger format that is always processed in the background
         kind = "gifv" if ctype == "image/gif" and b"NETSCAPE2.0" in data else "image"
-        background = kind == "gifv" or bool(store["settings"]["media_async"])
-        mid = next_id()
+        background = kind == "gifv" or bool(self.store["settings"]["media_async"])
+        mid, base = self.next_id(), self.base
         media: dict[str, Any] = {
             "id": mid, "type": kind, "url": f"{base}/system/media_attachments/{mid}/original",
             "preview_url": f"{base}/system/media_attachments/{mid}/small", "remote_url": None, "text_url": None,
             "meta": {}, "description": description, "blurhash": None,
             "_account": owner, "_content_type": ctype, "_size": len(data), "_status_id": None,
-            "_polls_left": max(0, int(store["settings"]["media_processing_polls"])) if background else 0,
+            "_polls_left": max(0, int(self.store["settings"]["media_processing_polls"])) if background else 0,
         }
-        store["media"][mid] = media
+        self.store["media"][mid] = media
         return JSONResponse(media_json(media), status_code=202 if media["_polls_left"] else 200)
 
-    async def media_one(request: Request) -> Response:
-        owner = account_of(request, media=True)
+    async def media(self, request: Request) -> Response:
+        """GET /api/v1/media/:id: 206 while processing, 200 when done, 404 unless the owner's and unattached."""
+        owner = _account_of(request, media=True)
         if owner is None:
-            return err("The access token is invalid", 401)
-        media = store["media"].get(request.path_params["id"])
+            return err(INVALID_TOKEN, 401)
+        media = self.store["media"].get(request.path_params["id"])
         if media is None or media["_account"] != owner or media["_status_id"] is not None:
             return err("Record not found", 404)
         if media["_polls_left"]:
@@ -385,29 +375,10 @@ def make(service: Service, public_base_url: str) -> tuple[Any, Any]:
             return answer
         return JSONResponse(media_json(media))
 
-    async def page(request: Request) -> Response:
-        status = live(request.path_params["id"])
-        if status is None:
-            return HTMLResponse("<!doctype html><title>The page you are looking for isn't here.</title>", 404)
-        return HTMLResponse(f"<!doctype html><meta charset=utf-8><title>市安监局 (@{USERNAME})</title>"
-                            f"<article>{status['content']}</article>")
-
-    app = Starlette(routes=[
-        Route("/api/v1/statuses", create, methods=["POST"]),
-        Route("/api/v1/statuses/{id}", one, methods=["GET", "PUT", "DELETE"]),
-        Route("/api/v2/instance", instance),
-        Route("/api/v1/accounts/verify_credentials", verify_credentials),
-        Route("/api/v1/accounts/{id}/statuses", account_statuses),
-        Route("/api/v2/media", upload, methods=["POST"]),
-        Route("/api/v1/media/{id}", media_one, methods=["GET"]),
-        Route(f"/@{USERNAME}/{{id}}", page),
-    ])
-    limiter = RateLimiter(app, store)
-
-    def render_fault(kind: FaultKind, retry_after: str | None) -> Response:
-        headers, _ = limiter.headers_for("fault", spend=False)
+    def render_fault(self, kind: FaultKind, retry_after: str | None) -> Response:
+        headers, _ = self.limiter.headers_for("fault", spend=False)
         if kind == "unauthorized":
-            return err("The access token is invalid", 401, headers)
+            return err(INVALID_TOKEN, 401, headers)
         if kind == "rate_limited":
             # Mastodon names the end of the window and never sends Retry-After.
             if retry_after and retry_after.isdigit():
@@ -416,11 +387,5 @@ def make(service: Service, public_base_url: str) -> tuple[Any, Any]:
             return err("Too many requests", 429, headers)
         if retry_after:
             headers["Retry-After"] = retry_after
-        status = service.faults.error_status
+        status = self.service.faults.error_status
         return err("Service Unavailable" if status == 503 else "Internal Server Error", status, headers)
-
-    return limiter, render_fault
-
-
-def _public(status: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in status.items() if not k.startswith("_")}

@@ -34,11 +34,11 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp
 
 from publisher.clock import CHINA
-from publisher.sandbox import CREDENTIALS
-from publisher.sandbox.core import FaultKind, Service
+from publisher.sandbox.core import CREDENTIALS, FaultKind, StandIn, retry_after_header
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 SIGNATURE_WINDOW_S = 300
@@ -56,131 +56,152 @@ def error(status: int, message: str, *, sub: int = 1, headers: dict[str, str] | 
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-def make(service: Service, public_base_url: str) -> tuple[Starlette, Any]:
-    """The portal app mounted under `public_base_url`, and its own rendering of injected faults."""
+def _validate(payload: Any) -> str | None:
+    """Why the portal refuses an article's fields, or None when it takes them."""
+    if not isinstance(payload, dict):
+        return "request body must be a JSON object"
+    unknown = sorted(set(payload) - set(_FIELDS))
+    if unknown:
+        return f"unknown field(s): {', '.join(unknown)}"
+    for name, required in _FIELDS.items():
+        if name not in payload:
+            if required:
+                return f"missing required field: {name}"
+            continue
+        value = payload[name]
+        if not isinstance(value, str):
+            return f"field {name} must be a string"
+        if required and not value.strip():
+            return f"field {name} must not be empty"
+    if len(payload["title"]) > MAX_TITLE:
+        return f"title longer than {MAX_TITLE} characters"
+    if "publish_time" in payload:
+        try:
+            datetime.strptime(payload["publish_time"], TIME_FORMAT)
+        except ValueError:
+            return "publish_time must be YYYY-MM-DD HH:MM:SS"
+    return None
 
-    def state() -> dict[str, Any]:
-        s = service.store
+
+def _refusal(request: Request, body: bytes) -> str | None:
+    """None when the request's credentials pass; otherwise why not."""
+    auth = request.headers.get("authorization")
+    if auth is not None:
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+                token.strip().encode(), CREDENTIALS["portal_token"].encode()):
+            return "invalid access token"
+        return None
+    stamp, signature = request.headers.get("x-timestamp"), request.headers.get("x-signature")
+    if stamp is None and signature is None:
+        return "missing credentials: send Authorization: Bearer or X-Timestamp and X-Signature"
+    if not stamp or not stamp.isdigit():
+        return "X-Timestamp must be unix seconds"
+    if abs(time.time() - int(stamp)) > SIGNATURE_WINDOW_S:
+        return "X-Timestamp outside the allowed window of 300 seconds"
+    if not signature or not signature.startswith("sha256="):
+        return "X-Signature must be sha256=<hex>"
+    expected = hmac.new(CREDENTIALS["portal_hmac_secret"].encode(), stamp.encode() + b"." + body,
+                        hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(signature[len("sha256="):].encode(), expected.encode()):
+        return "signature mismatch"
+    return None
+
+
+async def _signed_body(request: Request) -> bytes | Response:
+    """The raw body (the signature covers it) once the credentials pass, else the 401."""
+    body = await request.body()
+    why = _refusal(request, body)
+    return error(401, why) if why else body
+
+
+def _read_article(request: Request, body: bytes) -> tuple[dict[str, Any], Response | None]:
+    """The JSON article of a create or an edit, or the portal's refusal of it."""
+    if "json" not in request.headers.get("content-type", ""):
+        return {}, error(415, "Content-Type must be application/json")
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return {}, error(400, "request body is not valid JSON")
+    problem = _validate(payload)
+    if problem is not None:
+        return {}, error(400, problem)
+    return payload, None
+
+
+def _public(article: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in article.items() if not k.startswith("_")}
+
+
+def _receipt(article: dict[str, Any]) -> dict[str, str]:
+    return {"id": article["id"], "url": article["url"]}
+
+
+class Portal(StandIn):
+    """The portal's push API, its public pages and its RSS feed."""
+
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route("/api/articles", self.articles, methods=["GET", "POST"]),
+            Route("/api/articles/{id}", self.article, methods=["PUT", "DELETE"]),
+            Route("/art/{id}.html", self.page, methods=["GET", "HEAD"]),
+            Route("/rss.xml", self.rss, methods=["GET", "HEAD"]),
+        ]
+
+    def asgi(self) -> ASGIApp:
+        return Starlette(routes=self.routes(), exception_handlers={HTTPException: self.http_error})
+
+    def state(self) -> dict[str, Any]:
+        """Made on first use after a reset: the feed's Last-Modified starts when it is first looked at."""
+        s = self.store
         s.setdefault("articles", {})  # portal id -> article
         s.setdefault("seq", 10000)
         s.setdefault("changed", time.time())  # feed Last-Modified: creates, edits and deletes move it
         return s
 
-    def public(article: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in article.items() if not k.startswith("_")}
+    def received(self) -> list[dict[str, Any]]:
+        return [_public(a) for a in self.state()["articles"].values()]
 
-    def authorized(request: Request, body: bytes) -> str | None:
-        """None when the request may pass; otherwise why not."""
-        auth = request.headers.get("authorization")
-        if auth is not None:
-            scheme, _, token = auth.partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(
-                    token.strip().encode(), CREDENTIALS["portal_token"].encode()):
-                return "invalid access token"
-            return None
-        stamp, signature = request.headers.get("x-timestamp"), request.headers.get("x-signature")
-        if stamp is None and signature is None:
-            return "missing credentials: send Authorization: Bearer or X-Timestamp and X-Signature"
-        if not stamp or not stamp.isdigit():
-            return "X-Timestamp must be unix seconds"
-        if abs(time.time() - int(stamp)) > SIGNATURE_WINDOW_S:
-            return "X-Timestamp outside the allowed window of 300 seconds"
-        if not signature or not signature.startswith("sha256="):
-            return "X-Signature must be sha256=<hex>"
-        expected = hmac.new(CREDENTIALS["portal_hmac_secret"].encode(), stamp.encode() + b"." + body,
-                            hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(signature[len("sha256="):].encode(), expected.encode()):
-            return "signature mismatch"
-        return None
-
-    def validate(payload: Any) -> tuple[dict[str, Any] | None, str | None]:
-        if not isinstance(payload, dict):
-            return None, "request body must be a JSON object"
-        unknown = sorted(set(payload) - set(_FIELDS))
-        if unknown:
-            return None, f"unknown field(s): {', '.join(unknown)}"
-        for name, required in _FIELDS.items():
-            if name not in payload:
-                if required:
-                    return None, f"missing required field: {name}"
-                continue
-            value = payload[name]
-            if not isinstance(value, str):
-                return None, f"field {name} must be a string"
-            if required and not value.strip():
-                return None, f"field {name} must not be empty"
-        if len(payload["title"]) > MAX_TITLE:
-            return None, f"title longer than {MAX_TITLE} characters"
-        if "publish_time" in payload:
-            try:
-                datetime.strptime(payload["publish_time"], TIME_FORMAT)
-            except ValueError:
-                return None, "publish_time must be YYYY-MM-DD HH:MM:SS"
-        return payload, None
-
-    def page_url(article_id: str) -> str:
-        return f"{public_base_url}/art/{article_id}.html"
-
-    def receipt(article: dict[str, Any]) -> dict[str, str]:
-        return {"id": article["id"], "url": article["url"]}
-
-    def fill(article: dict[str, Any], payload: dict[str, Any]) -> None:
+    def fill(self, article: dict[str, Any], payload: dict[str, Any]) -> None:
         now = datetime.now(CHINA)
         article.update({k: payload.get(k) for k in _FIELDS})
         article["publish_time"] = payload.get("publish_time") or now.strftime(TIME_FORMAT)
         article["updated_at"] = now.strftime(TIME_FORMAT)
-        state()["changed"] = time.time()
+        self.state()["changed"] = time.time()
 
-    async def guarded(request: Request) -> tuple[bytes, Response | None]:
-        body = await request.body()
-        why = authorized(request, body)
-        return body, (error(401, why) if why else None)
-
-
-    def read_article(request: Request, body: bytes) -> tuple[dict[str, Any], Response | None]:
-        """The JSON article of a create or an edit, or the portal's refusal of it."""
-        if "json" not in request.headers.get("content-type", ""):
-            return {}, error(415, "Content-Type must be application/json")
-        try:
-            raw = json.loads(body)
-        except ValueError:
-            return {}, error(400, "request body is not valid JSON")
-        payload, problem = validate(raw)
-        if payload is None:
-            return {}, error(400, problem or "invalid request")
-        return payload, None
-
-    async def articles(request: Request) -> Response:
-        body, refused = await guarded(request)
-        if refused:
-            return refused
-        s = state()
+    async def articles(self, request: Request) -> Response:
+        """GET finds articles by source_id; POST creates one (409 when the source_id is known)."""
+        body = await _signed_body(request)
+        if isinstance(body, Response):
+            return body
+        s = self.state()
         if request.method == "GET":
             source_id = request.query_params.get("source_id")
             if not source_id:
                 return error(400, "query parameter source_id is required")
-            found = [public(a) for a in s["articles"].values() if a["source_id"] == source_id]
+            found = [_public(a) for a in s["articles"].values() if a["source_id"] == source_id]
             return JSONResponse({"code": 0, "data": found})
-        payload, refused = read_article(request, body)
+        payload, refused = _read_article(request, body)
         if refused is not None:
             return refused
         for existing in s["articles"].values():
             if existing["source_id"] == payload["source_id"]:
-                return error(409, "duplicate source_id", data=receipt(existing))
+                return error(409, "duplicate source_id", data=_receipt(existing))
         s["seq"] += 1
         article_id = str(s["seq"])
-        article: dict[str, Any] = {"id": article_id, "url": page_url(article_id),
+        article: dict[str, Any] = {"id": article_id, "url": f"{self.base}/art/{article_id}.html",
                                    "created_at": datetime.now(CHINA).strftime(TIME_FORMAT),
                                    "_order": time.monotonic()}
-        fill(article, payload)
+        self.fill(article, payload)
         s["articles"][article_id] = article
-        return JSONResponse({"code": 0, "data": receipt(article)}, status_code=201)
+        return JSONResponse({"code": 0, "data": _receipt(article)}, status_code=201)
 
-    async def one(request: Request) -> Response:
-        body, refused = await guarded(request)
-        if refused:
-            return refused
-        s = state()
+    async def article(self, request: Request) -> Response:
+        """PUT replaces an article's fields (its source_id stays); DELETE removes it."""
+        body = await _signed_body(request)
+        if isinstance(body, Response):
+            return body
+        s = self.state()
         article = s["articles"].get(request.path_params["id"])
         if article is None:
             return error(404, "article not found")
@@ -188,16 +209,16 @@ def make(service: Service, public_base_url: str) -> tuple[Starlette, Any]:
             del s["articles"][article["id"]]
             s["changed"] = time.time()
             return JSONResponse({"code": 0})
-        payload, refused = read_article(request, body)
+        payload, refused = _read_article(request, body)
         if refused is not None:
             return refused
         if payload["source_id"] != article["source_id"]:
             return error(400, "source_id of an article cannot change")
-        fill(article, payload)
-        return JSONResponse({"code": 0, "data": receipt(article)})
+        self.fill(article, payload)
+        return JSONResponse({"code": 0, "data": _receipt(article)})
 
-    async def page(request: Request) -> Response:
-        article = state()["articles"].get(request.path_params["id"])
+    async def page(self, request: Request) -> Response:
+        article = self.state()["articles"].get(request.path_params["id"])
         if article is None:
             return HTMLResponse("<!doctype html><title>404</title><h1>页面不存在</h1>", status_code=404)
         doc = (f"<!doctype html><html lang=\"zh-CN\"><head><meta charset=\"utf-8\">"
@@ -207,13 +228,13 @@ def make(service: Service, public_base_url: str) -> tuple[Starlette, Any]:
                f"<div class=\"content\">{article['content']}</div></body></html>")
         return HTMLResponse(doc)
 
-    async def rss(request: Request) -> Response:
-        s = state()
+    async def rss(self, request: Request) -> Response:
+        s = self.state()
         column = request.query_params.get("column")
         chosen = [a for a in s["articles"].values() if column is None or a["column"] == column]
         chosen.sort(key=lambda a: a["_order"], reverse=True)
         changed = datetime.fromtimestamp(int(s["changed"]), UTC)
-        body = _rss_document(public_base_url, column, chosen[:FEED_SIZE], changed)
+        body = _rss_document(self.base, column, chosen[:FEED_SIZE], changed)
         etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
         headers = {"ETag": etag, "Last-Modified": email.utils.format_datetime(changed, usegmt=True),
                    "Cache-Control": "no-cache"}
@@ -221,32 +242,19 @@ def make(service: Service, public_base_url: str) -> tuple[Starlette, Any]:
             return Response(status_code=304, headers=headers)
         return Response(body, media_type="application/rss+xml; charset=utf-8", headers=headers)
 
-    async def http_error(request: Request, exc: Exception) -> Response:
+    async def http_error(self, request: Request, exc: Exception) -> Response:
         status = getattr(exc, "status_code", 500)
         return error(status, getattr(exc, "detail", None) or "error")
 
-    app = Starlette(
-        routes=[
-            Route("/api/articles", articles, methods=["GET", "POST"]),
-            Route("/api/articles/{id}", one, methods=["PUT", "DELETE"]),
-            Route("/art/{id}.html", page, methods=["GET", "HEAD"]),
-            Route("/rss.xml", rss, methods=["GET", "HEAD"]),
-        ],
-        exception_handlers={HTTPException: http_error},
-    )
-
-    def render_fault(kind: FaultKind, retry_after: str | None) -> Response:
-        headers = {"Retry-After": retry_after} if retry_after else None
+    def render_fault(self, kind: FaultKind, retry_after: str | None) -> Response:
+        headers = retry_after_header(retry_after)
         if kind == "unauthorized":
             return error(401, "credentials revoked")
         if kind == "rate_limited":
             return error(429, "too many requests", headers=headers)
-        status = service.faults.error_status
+        status = self.service.faults.error_status
         return error(status, "service unavailable" if status == 503 else "internal error",
                      headers=headers if status == 503 else None)
-
-    service.received = lambda: [public(a) for a in state()["articles"].values()]  # type: ignore[method-assign]
-    return app, render_fault
 
 
 def _not_modified(request: Request, etag: str, changed: datetime) -> bool:
@@ -285,4 +293,5 @@ def _rss_document(base: str, column: str | None, articles: list[dict[str, Any]],
         ET.SubElement(item, "category").text = a["column"]
         if a.get("summary"):
             ET.SubElement(item, "description").text = a["summary"]
-    return b'<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(rss, encoding="utf-8", xml_declaration=False)
+    document: bytes = ET.tostring(rss, encoding="utf-8", xml_declaration=False)
+    return b'<?xml version="1.0" encoding="utf-8"?>\n' + document

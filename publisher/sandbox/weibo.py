@@ -24,14 +24,13 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from publisher.clock import CHINA
-from publisher.sandbox.core import FaultKind, Service
+from publisher.sandbox.core import CREDENTIALS, FaultKind, StandIn, retry_after_header
 
 EXPIRED_TOKEN = "sandbox-weibo-expired-token"
 UID = 5612345678
@@ -103,148 +102,174 @@ def _image_ok(data: bytes) -> bool:
     return data.startswith((b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"\x89PNG\r\n\x1a\n"))
 
 
-def make(service: Service, public_base_url: str) -> tuple[Starlette, Any]:
-    """The Weibo stand-in app and its fault renderer."""
-    store = service.store
+def _token_of(request: Request, form: Any = None) -> str | None:
+    auth = request.headers.get("authorization", "")
+    if auth.lower().startswith("oauth2 "):
+        return auth[7:].strip()
+    if form is not None and form.get("access_token"):
+        return str(form.get("access_token"))
+    return request.query_params.get("access_token")
 
-    def init() -> None:
+
+def _check_token(path: str, token: str | None) -> Response | None:
+    if not token:
+        return _error(path, 10006)
+    if token == EXPIRED_TOKEN:
+        return _error(path, 21327)
+    if token != CREDENTIALS["weibo_token"]:
+        return _error(path, 21332)
+    return None
+
+
+def _check_text(path: str, status: Any, rip: Any, safe_domains: list[str]) -> Response | None:
+    """share.json's rules for `status` and `rip`, in the order the platform applies them."""
+    if not isinstance(status, str) or not status.strip():
+        return _error(path, 10016, "status")
+    if rip is not None:
+        try:
+            ipaddress.ip_address(str(rip))
+        except ValueError:
+            return _error(path, 10017, "rip", "an IP address like 211.156.0.1", str(rip)[:40])
+    if topic := TOPIC_RE.search(status):
+        return _error(path, 10017, "status", "text without #topic#", topic.group(0))
+    if weibo_count(status) > 140:
+        return _error(path, 20012)
+    safe = [d.lower() for d in safe_domains]
+
+    def bound(url: str) -> bool:
+        host = (urlsplit(url).hostname or "").lower()
+        return any(host == d or host.endswith("." + d) for d in safe)
+
+    if not any(bound(u) for u in URL_RE.findall(status)):
+        return _error(path, 20018)
+    return None
+
+
+async def _read_pic(path: str, pic: Any, content_type: str) -> str | Response | None:
+    """The `pic` part's image key, None without a picture, or the refusal of a bad one."""
+    if pic is None:
+        return None
+    if "multipart/form-data" not in content_type or not isinstance(pic, UploadFile):
+        return _error(path, 20007)
+    data = await pic.read()
+    if len(data) >= MAX_PIC_BYTES:
+        return _error(path, 20006)
+    if not _image_ok(data):
+        return _error(path, 20005)
+    return hashlib.sha1(data).hexdigest()[:22]
+
+
+def _shorten(url: str) -> str:
+    return "http://t.cn/" + hashlib.sha1(url.encode()).hexdigest()[:7]
+
+
+_USER = {"id": UID, "idstr": str(UID), "screen_name": SCREEN_NAME, "name": SCREEN_NAME,
+         "profile_url": f"u/{UID}", "domain": "", "verified": True, "verified_type": 1}
+
+
+class Weibo(StandIn):
+    """The user's statuses, the call and post counters of the limits, and the settings."""
+
+    def seed(self) -> None:
+        store = self.store
         store["settings"] = {k: (list(v) if isinstance(v, list) else v) for k, v in DEFAULT_SETTINGS.items()}
         store["statuses"] = {}  # idstr → status object
         store["posts"] = []  # times of successful posts (hourly limit)
         store["calls"] = []  # times of share.json calls (daily limit)
         store["seq"] = 0
 
-    init()
-    service.hooks.append(init)
-    service.received = lambda: {"statuses": list(store["statuses"].values())}  # type: ignore[method-assign]
+    def received(self) -> dict[str, Any]:
+        return {"statuses": list(self.store["statuses"].values())}
 
-    def token_of(request: Request, form: Any = None) -> str | None:
-        auth = request.headers.get("authorization", "")
-        if auth.lower().startswith("oauth2 "):
-            return auth[7:].strip()
-        if form is not None and form.get("access_token"):
-            return str(form.get("access_token"))
-        return request.query_params.get("access_token")
+    def routes(self) -> list[BaseRoute]:
+        methods = ["GET", "POST", "PUT", "DELETE", "PATCH"]  # a wrong method is Weibo's 10021, not a 405
+        return [
+            Route("/2/statuses/share.json", self.share, methods=methods),
+            Route("/2/statuses/show.json", self.show, methods=methods),
+            Route("/2/statuses/user_timeline.json", self.user_timeline, methods=methods),
+            Route("/{uid:int}/{sid}", self.page),
+        ]
 
-    def check_token(path: str, token: str | None) -> Response | None:
-        if not token:
-            return _error(path, 10006)
-        if token == EXPIRED_TOKEN:
-            return _error(path, 21327)
-        from publisher.sandbox import CREDENTIALS  # the package imports this module lazily
+    def spend(self, counter: str, now: float, window_s: int, limit: int) -> bool:
+        """Count one more use in a sliding window; False (and nothing counted) when the limit is reached."""
+        self.store[counter] = [t for t in self.store[counter] if now - t < window_s]
+        if len(self.store[counter]) >= limit:
+            return False
+        self.store[counter].append(now)
+        return True
 
-        if token != CREDENTIALS["weibo_token"]:
-            return _error(path, 21332)
-        return None
-
-    def user() -> dict[str, Any]:
-        return {"id": UID, "idstr": str(UID), "screen_name": SCREEN_NAME, "name": SCREEN_NAME,
-                "profile_url": f"u/{UID}", "domain": "", "verified": True, "verified_type": 1}
-
-    def shorten(url: str) -> str:
-        return "http://t.cn/" + hashlib.sha1(url.encode()).hexdigest()[:7]
-
-    async def share(request: Request) -> Response:
+    async def share(self, request: Request) -> Response:
         path = "statuses/share.json"
         if request.method != "POST":
             return _error(path, 10021)
-        ctype = request.headers.get("content-type", "")
         form = await request.form(max_part_size=8 * 1024 * 1024)
-        problem = check_token(path, token_of(request, form))
+        problem = _check_token(path, _token_of(request, form))
         if problem:
             return problem
         now = time.time()
-        settings = store["settings"]
-        store["calls"] = [t for t in store["calls"] if now - t < 86400]
-        if len(store["calls"]) >= settings["calls_per_day"]:
+        settings = self.store["settings"]
+        if not self.spend("calls", now, 86400, settings["calls_per_day"]):
             return _error(path, 10024)
-        store["calls"].append(now)
-
-        status = form.get("status")
-        if not isinstance(status, str) or not status.strip():
-            return _error(path, 10016, "status")
-        rip = form.get("rip")
-        if rip is not None:
-            try:
-                ipaddress.ip_address(str(rip))
-            except ValueError:
-                return _error(path, 10017, "rip", "an IP address like 211.156.0.1", str(rip)[:40])
-        if TOPIC_RE.search(status):
-            return _error(path, 10017, "status", "text without #topic#", TOPIC_RE.search(status).group(0))  # type: ignore[union-attr]
-        if weibo_count(status) > 140:
-            return _error(path, 20012)
-        urls = URL_RE.findall(status)
-        safe = [d.lower() for d in settings["safe_domains"]]
-
-        def bound(url: str) -> bool:
-            host = (urlsplit(url).hostname or "").lower()
-            return any(host == d or host.endswith("." + d) for d in safe)
-
-        if not any(bound(u) for u in urls):
-            return _error(path, 20018)
-
-        pic = form.get("pic")
-        pic_info = None
-        if pic is not None:
-            if "multipart/form-data" not in ctype or not isinstance(pic, UploadFile):
-                return _error(path, 20007)
-            data = await pic.read()
-            if len(data) >= MAX_PIC_BYTES:
-                return _error(path, 20006)
-            if not _image_ok(data):
-                return _error(path, 20005)
-            pic_info = hashlib.sha1(data).hexdigest()[:22]
-
+        problem = _check_text(path, form.get("status"), form.get("rip"), settings["safe_domains"])
+        if problem:
+            return problem
+        status = str(form.get("status"))  # _check_text took only a string
+        pic = await _read_pic(path, form.get("pic"), request.headers.get("content-type", ""))
+        if isinstance(pic, Response):
+            return pic
         window = settings["repeat_window_s"]
-        for earlier in store["statuses"].values():
+        for earlier in self.store["statuses"].values():
             if earlier["_source"] == status and now - earlier["_at"] < window:
                 return _error(path, 20019)
-        store["posts"] = [t for t in store["posts"] if now - t < 3600]
-        if len(store["posts"]) >= settings["posts_per_hour"]:
+        if not self.spend("posts", now, 3600, settings["posts_per_hour"]):
             return _error(path, 20016)
-        store["posts"].append(now)
-
-        store["seq"] += 1
-        sid = 4_700_000_000_000_000 + store["seq"] * 7919 + service.rng.randrange(1000)
-        text = URL_RE.sub(lambda m: shorten(m.group(0)), status)
-        obj: dict[str, Any] = {
-            "created_at": weibo_time(datetime.now(UTC)), "id": sid, "idstr": str(sid), "mid": str(sid),
-            "text": text, "source": '<a href="http://app.weibo.com/t/feed/sandbox" rel="nofollow">安监发布</a>',
-            "favorited": False, "truncated": False, "in_reply_to_status_id": "", "in_reply_to_user_id": "",
-            "in_reply_to_screen_name": "", "geo": None, "reposts_count": 0, "comments_count": 0,
-            "attitudes_count": 0, "visible": {"type": 0, "list_id": 0}, "user": user(),
-            "url_objects": [{"url_ori": u, "url_short": shorten(u)} for u in urls],
-            "_source": status, "_at": now,
-        }
-        if pic_info:
-            for size in ("thumbnail", "bmiddle", "large"):
-                obj[f"{size}_pic" if size != "large" else "original_pic"] = f"http://ww1.sinaimg.cn/{size}/{pic_info}.jpg"
-        store["statuses"][obj["idstr"]] = obj
+        obj = self.new_status(status, pic, now)
+        self.store["statuses"][obj["idstr"]] = obj
         return JSONResponse(_public(obj))
 
-    async def show(request: Request) -> Response:
-        path = "statuses/show.json"
+    def new_status(self, source: str, pic: str | None, now: float) -> dict[str, Any]:
+        """A status as share.json answers it, its links shortened as the platform shortens them."""
+        self.store["seq"] += 1
+        sid = 4_700_000_000_000_000 + self.store["seq"] * 7919 + self.service.rng.randrange(1000)
+        obj: dict[str, Any] = {
+            "created_at": weibo_time(datetime.now(UTC)), "id": sid, "idstr": str(sid), "mid": str(sid),
+            "text": URL_RE.sub(lambda m: _shorten(m.group(0)), source),
+            "source": '<a href="http://app.weibo.com/t/feed/sandbox" rel="nofollow">安监发布</a>',
+            "favorited": False, "truncated": False, "in_reply_to_status_id": "", "in_reply_to_user_id": "",
+            "in_reply_to_screen_name": "", "geo": None, "reposts_count": 0, "comments_count": 0,
+            "attitudes_count": 0, "visible": {"type": 0, "list_id": 0}, "user": dict(_USER),
+            "url_objects": [{"url_ori": u, "url_short": _shorten(u)} for u in URL_RE.findall(source)],
+            "_source": source, "_at": now,
+        }
+        if pic:
+            for size in ("thumbnail", "bmiddle", "large"):
+                obj[f"{size}_pic" if size != "large" else "original_pic"] = f"http://ww1.sinaimg.cn/{size}/{pic}.jpg"
+        return obj
+
+    @staticmethod
+    def refuse_read(path: str, request: Request) -> Response | None:
+        """The read APIs take GET only, and a valid token."""
         if request.method != "GET":
             return _error(path, 10021)
-        problem = check_token(path, token_of(request))
-        if problem:
+        return _check_token(path, _token_of(request))
+
+    async def show(self, request: Request) -> Response:
+        path = "statuses/show.json"
+        if problem := self.refuse_read(path, request):
             return problem
         sid = request.query_params.get("id")
         if not sid:
             return _error(path, 10016, "id")
         if not sid.isdigit():
             return _error(path, 10017, "id", "int64", sid[:40])
-        obj = store["statuses"].get(sid)
+        obj = self.store["statuses"].get(sid)
         if obj is None:
             return _error(path, 20101)
         return JSONResponse(_public(obj))
 
-    async def user_timeline(request: Request) -> Response:
+    async def user_timeline(self, request: Request) -> Response:
         path = "statuses/user_timeline.json"
-        if request.method != "GET":
-            return _error(path, 10021)
-        problem = check_token(path, token_of(request))
-        if problem:
+        if problem := self.refuse_read(path, request):
             return problem
         try:
             count = int(request.query_params.get("count", "20"))
@@ -252,37 +277,27 @@ def make(service: Service, public_base_url: str) -> tuple[Starlette, Any]:
         except ValueError:
             return _error(path, 10017, "count", "int", request.query_params.get("count", "")[:20])
         count = max(1, min(count, 100))
-        newest = sorted(store["statuses"].values(), key=lambda s: s["id"], reverse=True)
+        newest = sorted(self.store["statuses"].values(), key=lambda s: s["id"], reverse=True)
         chunk = newest[(page - 1) * count: page * count]
         return JSONResponse({"statuses": [_public(s) for s in chunk], "marks": [], "hasvisible": False,
                              "previous_cursor": 0, "next_cursor": 0, "total_number": len(newest)})
 
-    async def page(request: Request) -> Response:
+    async def page(self, request: Request) -> Response:
         """The status's page on weibo.com (`/<uid>/<id>`), for people following a receipt's link."""
-        obj = store["statuses"].get(request.path_params["sid"])
+        obj = self.store["statuses"].get(request.path_params["sid"])
         if obj is None or str(request.path_params["uid"]) != str(UID):
             return HTMLResponse("<h1>抱歉，此微博已被作者删除</h1>", status_code=404)
         return HTMLResponse(f"<!doctype html><meta charset=utf-8><title>{SCREEN_NAME}的微博</title>"
                             f"<p>{html.escape(obj['text'])}</p><p>{html.escape(obj['created_at'])}</p>")
 
-    methods = ["GET", "POST", "PUT", "DELETE", "PATCH"]
-    app = Starlette(routes=[
-        Route("/2/statuses/share.json", share, methods=methods),
-        Route("/2/statuses/show.json", show, methods=methods),
-        Route("/2/statuses/user_timeline.json", user_timeline, methods=methods),
-        Route("/{uid:int}/{sid}", page),
-    ])
-
-    def render_fault(kind: FaultKind, retry_after: str | None) -> Response:
-        headers = {"Retry-After": retry_after} if retry_after else None
+    def render_fault(self, kind: FaultKind, retry_after: str | None) -> Response:
+        headers = retry_after_header(retry_after)
         if kind == "unauthorized":
             return _error("statuses/share.json", 21332)
         if kind == "rate_limited":
             return _error("statuses/share.json", 10023, headers=headers)
-        status = service.faults.error_status
+        status = self.service.faults.error_status
         return _error("statuses/share.json", 10001 if status == 500 else 10002, status=status, headers=headers)
-
-    return app, render_fault
 
 
 def _public(obj: dict[str, Any]) -> dict[str, Any]:

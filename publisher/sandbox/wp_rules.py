@@ -31,6 +31,10 @@ class WPError(Exception):
         return JSONResponse(body, status_code=self.status, headers=headers)
 
 
+def no_route() -> WPError:
+    return WPError("rest_no_route", "No route was found matching the URL and request method.", 404)
+
+
 def invalid(param: str, message: str, code: str = "rest_invalid_type") -> WPError:
     return WPError("rest_invalid_param", f"Invalid parameter(s): {param}", 400, params={param: message},
                    details={param: {"code": code, "message": message, "data": None}})
@@ -70,6 +74,16 @@ def sanitize_file_name(name: str) -> str:
     name = "".join(c for c in name if c not in _FILE_SPECIALS)
     name = re.sub(r"[\s-]+", "-", name.replace("%20", "-"))
     return name.strip(".-_")
+
+
+def filename_from_disposition(disposition: str) -> str:
+    """get_filename_from_disposition(): the `filename=` parameter only (no `filename*=`), quotes removed."""
+    filename = ""
+    for part in disposition.encode("latin-1").decode("utf-8", "replace").split(";")[1:]:
+        key, _, value = part.partition("=")
+        if key.strip() == "filename":
+            filename = value.strip().removeprefix('"').removesuffix('"')
+    return filename
 
 
 def fmt(when: datetime) -> str:
