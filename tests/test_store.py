@@ -95,7 +95,7 @@ def test_concurrent_claims_never_share_a_row(url: str) -> None:
 
     def worker(name: str, store: Store) -> None:
         while rows := store.claim("bureau_site", name, NOW, 3, timedelta(minutes=5)):
-            got[name] += [r["id"] for r in rows]
+            got[name] += [r.id for r in rows]
 
     threads = [threading.Thread(target=worker, args=("a", first)), threading.Thread(target=worker, args=("b", second))]
     for t in threads:
