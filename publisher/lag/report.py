@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_right
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date, datetime, timedelta
 from functools import lru_cache
 from typing import TYPE_CHECKING
@@ -38,21 +38,12 @@ OPEN_STATES = tuple(state for state in DeliveryState if state in OPEN)
 
 
 @dataclass(frozen=True)
-class LateDelivery:
-    delivery_id: int
+class LateDelivery(reads.LateRow):
+    """A late delivery as the report shows it: the store's row, its channel, and how late it is."""
+
     channel: str
-    item_id: str
-    revision: int
-    title: str
-    state: DeliveryState
-    retract: bool
-    due_at: datetime
-    sent_at: datetime | None
     lag: timedelta
     over_sla: timedelta
-    attempts: int
-    last_error: str | None
-    next_attempt_at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -169,12 +160,9 @@ def late_deliveries(conn: Connection, config: Config, channel: str, now: datetim
     total = reads.late_count(conn, channel, now - sla, since)
     if not total or limit == 0:
         return total, []
-    rows = [LateDelivery(
-        delivery_id=r.delivery_id, channel=channel, item_id=r.item_id, revision=r.revision, title=r.title,
-        state=r.state, retract=r.retract, due_at=r.due_at, sent_at=r.sent_at,
-        lag=now - r.due_at, over_sla=now - r.due_at - sla, attempts=r.attempts,
-        last_error=r.last_error, next_attempt_at=r.next_attempt_at,
-    ) for r in reads.late_rows(conn, channel, now - sla, since, limit=limit)]
+    rows = [LateDelivery(**{f.name: getattr(r, f.name) for f in fields(r)}, channel=channel,
+                         lag=now - r.due_at, over_sla=now - r.due_at - sla)
+            for r in reads.late_rows(conn, channel, now - sla, since, limit=limit)]
     return total, rows
 
 
