@@ -162,4 +162,4 @@ def render_feed(state: FeedState, opts: Any, *, title: str, now: datetime) -> by
         grave.set("ref", ref)
         grave.set("when", when.isoformat())
     etree.cleanup_namespaces(root, top_nsmap={"at": TOMBSTONE_NS, "pub": REVISION_NS})
-    return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)  # type: ignore[no-any-return]
+    return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True))  # lxml ships no type hints

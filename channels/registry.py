@@ -28,4 +28,7 @@ def adapter_class(type_name: str) -> type[Channel]:
         known = ", ".join(sorted(REGISTRY))
         raise PublisherError(f"unknown channel type {type_name!r}; known types: {known}") from None
     module, _, cls = target.partition(":")
-    return getattr(importlib.import_module(module), cls)  # type: ignore[no-any-return]
+    found = getattr(importlib.import_module(module), cls)
+    if not (isinstance(found, type) and issubclass(found, Channel)):
+        raise TypeError(f"{target} is not a Channel adapter")  # a wrong line in REGISTRY: a defect
+    return found

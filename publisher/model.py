@@ -134,13 +134,119 @@ class Delivery:
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> Delivery:
-        values = {name: row[name] for name in _DELIVERY_FIELDS if name in row}
-        values["state"] = DeliveryState(row["state"])
-        values["retract"] = bool(row["retract"])
-        return cls(**values)
+        return cls(**_columns(cls, row, state=DeliveryState(row["state"]), retract=bool(row["retract"])))
 
 
-_DELIVERY_FIELDS = frozenset(f.name for f in fields(Delivery))
+@dataclass(frozen=True, slots=True)
+class StoredRevision:
+    """One row of the revisions table, as review, dispatch and the command line read it. (`Revision` is
+    what an adapter receives; it is made from this one by publisher.dispatch.outbox.)"""
 
-__all__ = ["ACTIVE", "APPROVAL_ACTIONS", "IN_REVIEW", "OPEN", "REVISION_TRANSITIONS", "TO_SEND", "TRANSITIONS",
-           "Attachment", "Delivery", "DeliveryState", "IllegalTransition", "Revision", "RevisionState", "sources"]
+    id: int
+    item_id: str
+    number: int
+    state: RevisionState
+    title: str
+    category: str
+    body: str
+    summary: str | None
+    doc_date: dt.date | None
+    source: str | None
+    author: str | None
+    publish_at: datetime | None
+    channels: list[str]  # the item file's own routing; empty: the category's
+    attachments: list[dict[str, Any]]  # [{name, path, size, content_type}]
+    retract: bool
+    findings: list[dict[str, Any]]  # the confidentiality screen's hits
+    file_name: str | None
+    file_sha256: str | None
+    created_at: datetime
+    approved_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[Any, Any]) -> StoredRevision:
+        return cls(**_columns(cls, row, state=RevisionState(row["state"]), retract=bool(row["retract"]),
+                              channels=list(row["channels"] or []), attachments=list(row["attachments"] or []),
+                              findings=list(row["findings"] or [])))
+
+
+@dataclass(frozen=True, slots=True)
+class Approval:
+    """One reviewer's action on a revision: a sign-off under a role, a rejection or an override."""
+
+    id: int
+    revision_id: int
+    action: str  # one of APPROVAL_ACTIONS
+    role: str | None
+    by: str
+    reason: str | None
+    at: datetime
+
+    @classmethod
+    def from_row(cls, row: Mapping[Any, Any]) -> Approval:
+        return cls(**_columns(cls, row))
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where an item currently lives on a channel: the receipt of the last successful send."""
+
+    item_id: str
+    channel: str
+    remote_id: str
+    url: str | None
+    extra: dict[str, Any]
+    revision: int  # 0 after a retraction
+    retracted: bool
+    updated_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Mapping[Any, Any]) -> Placement:
+        return cls(**_columns(cls, row, extra=dict(row["extra"] or {}), retracted=bool(row["retracted"])))
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One line of the audit log: who (a person's name, or "daemon") did what, when, to which item."""
+
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    item_id: str | None
+    revision: int | None
+    channel: str | None
+    detail: dict[str, Any]
+
+    @classmethod
+    def from_row(cls, row: Mapping[Any, Any]) -> AuditEntry:
+        return cls(**_columns(cls, row, detail=dict(row["detail"] or {})))
+
+
+@dataclass(frozen=True, slots=True)
+class ItemSummary:
+    """An item with the state of its current revision, as the item list shows it."""
+
+    id: str
+    category: str
+    title: str
+    current_revision: int
+    retracted: bool
+    updated_at: datetime
+    revision_state: RevisionState
+
+    @classmethod
+    def from_row(cls, row: Mapping[Any, Any]) -> ItemSummary:
+        return cls(**_columns(cls, row, retracted=bool(row["retracted"]),
+                              revision_state=RevisionState(row["revision_state"])))
+
+
+def _columns(cls: type, row: Mapping[Any, Any], **converted: Any) -> dict[str, Any]:
+    """The row's values for the dataclass's fields (columns it does not have are left to their
+    defaults), with the converted ones taking precedence."""
+    return {**{f.name: row[f.name] for f in fields(cls) if f.name in row}, **converted}
+
+__all__ = ["ACTIVE", "APPROVAL_ACTIONS", "IN_REVIEW", "OPEN", "REVISION_TRANSITIONS", "TO_SEND",
+           "TRANSITIONS", "Approval", "Attachment", "AuditEntry", "Delivery", "DeliveryState",
+           "IllegalTransition", "ItemSummary", "Placement", "Revision", "RevisionState", "StoredRevision",
+           "sources"]

@@ -14,6 +14,7 @@ import pytest
 
 from publisher.app.daemon import Daemon
 from publisher.clock import FrozenClock
+from publisher.model import RevisionState
 from publisher.sandbox import SandboxProcess
 from publisher.sandbox.corpus import make_corpus
 from tests.harness import free_port, load, received, settings, write_config
@@ -69,7 +70,7 @@ async def test_corpus_year_is_delivered_exactly_once_per_routed_channel(tmp_path
     assert list(inbox.glob("*.md")) == []
 
     store = daemon.store
-    blocked = {r["item_id"] for r in store.revisions_in(("blocked",))}
+    blocked = {r.item_id for r in store.revisions_in([RevisionState.BLOCKED])}
     assert blocked == sensitive
 
     expected: Counter[str] = Counter()

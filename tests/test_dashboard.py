@@ -108,7 +108,7 @@ async def test_retry_requeues_the_failed_delivery(world: World, client: httpx.As
     assert response.status_code == 303 and response.headers["location"] == "/?retried=1"
     row = next(r for r in world.store.deliveries_of("2015-notices-0001") if r.channel == "city_portal")
     assert row.state == DeliveryState.PENDING and row.attempts == 1  # counted as a repeat: a create asks `find` first
-    assert world.store.audit_log("2015-notices-0001")[0]["actor"].startswith("dashboard@")
+    assert world.store.audit_log("2015-notices-0001")[0].actor.startswith("dashboard@")
     cross = await client.post("/retry", data={"item_id": "x", "channel": "city_portal"},
                               headers={"Origin": "http://evil.example"})
     assert cross.status_code == 403

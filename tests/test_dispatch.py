@@ -54,7 +54,7 @@ async def test_an_adapter_defect_fails_the_row_at_once_with_a_summary(tmp_path: 
         assert (row.state, row.attempts) == (DeliveryState.FAILED, 1)
         assert row.last_error is not None and "KeyError: 'article_id'" in row.last_error
         assert "test_dispatch.py:" in row.last_error
-        assert daemon.store.audit_log("note-1")[0]["detail"]["error"] == row.last_error
+        assert daemon.store.audit_log("note-1")[0].detail["error"] == row.last_error
         bug = [e for e in logs if e["event"] == "dispatch.adapter_bug"]
         assert len(bug) == 1 and bug[0]["log_level"] == "error" and isinstance(bug[0]["exc_info"], KeyError)
     finally:

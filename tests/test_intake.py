@@ -50,7 +50,7 @@ async def test_accepted_file_and_its_attachment_are_archived_byte_identical(inta
     attached = intake.archive / "notice.md.files" / "附件.pdf"
     assert attached.read_bytes() == b"%PDF-1.4 test"
     rev = intake.store.revision("n-1")
-    assert rev["attachments"][0]["path"] == str(attached)
+    assert rev.attachments[0]["path"] == str(attached)
     assert list(intake.inbox.iterdir()) == []
 
 
@@ -61,7 +61,7 @@ async def test_same_file_dropped_twice_is_archived_not_ingested_again(intake: In
     await intake.scan()
     drop(intake.inbox, "dup.md", front, "正文。")
     await intake.scan()
-    assert intake.store.revision("dup-1")["number"] == 1
+    assert intake.store.revision("dup-1").number == 1
     assert sorted(p.name for p in intake.archive.iterdir()) == ["dup-2.md", "dup.md"]
     assert intake.counts["duplicate"] == 1
 
@@ -80,7 +80,7 @@ async def test_a_file_still_growing_is_not_read(intake: Intake) -> None:
     handled, _ = await asyncio.gather(intake.scan(), keep_writing())
     assert handled == 0 and path.exists()
     assert await intake.scan() == 1
-    assert intake.store.revision("slow-1")["body"].endswith("第二段。")
+    assert intake.store.revision("slow-1").body.endswith("第二段。")
 
 
 async def test_gbk_and_bom_files_are_read_without_garbling(intake: Intake) -> None:
@@ -91,7 +91,7 @@ async def test_gbk_and_bom_files_are_read_without_garbling(intake: Intake) -> No
     assert await intake.scan() == 2
     for item in ("gbk-1", "bom-1"):
         rev = intake.store.revision(item)
-        assert rev["title"] == "关于做好汛期安全生产工作的通知" and rev["body"] == "各区县安监局：请做好汛期工作。"
+        assert rev.title == "关于做好汛期安全生产工作的通知" and rev.body == "各区县安监局：请做好汛期工作。"
 
 
 @pytest.mark.parametrize(("text", "zh", "en"), [

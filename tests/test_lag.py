@@ -264,7 +264,7 @@ def test_requeue_without_a_dispatcher(world: World) -> None:
     row = world.store.delivery(did)
     # attempts 1, a repeat: a create asks `find` first
     assert (row.state, row.attempts, row.last_error) == (DeliveryState.PENDING, 1, None)
-    assert world.store.audit_log("again")[0]["action"] == "retry"
+    assert world.store.audit_log("again")[0].action == "retry"
 
 
 def test_json_schema_is_stable(world: World) -> None:

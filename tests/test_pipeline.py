@@ -103,7 +103,7 @@ async def test_review_chain_in_order_then_microblog_links_to_the_article(env: En
     assert len(statuses) == 1
     weibo_row = [d for d in env.daemon.store.deliveries_of("2015-accidents-00007") if d.channel == "microblog"][0]
     assert weibo_row.url
-    actions = [a["action"] for a in env.daemon.store.audit_log("2015-accidents-00007")]
+    actions = [a.action for a in env.daemon.store.audit_log("2015-accidents-00007")]
     assert actions.count("approve") == 4 and "ingest" in actions and "send" in actions
     assert post["link"]
 
@@ -114,14 +114,14 @@ async def test_screen_blocks_until_override(env: Env) -> None:
          "机密★10年\n\n请各单位做好检查。")
     await env.run()
     rev = env.daemon.store.revision("s-1")
-    assert rev["state"] == "blocked" and rev["findings"][0]["kind"] == "classified_marking"
+    assert rev.state == "blocked" and rev.findings[0]["kind"] == "classified_marking"
     assert env.states("s-1") == {}
     with pytest.raises(ReviewError, match="reason"):
         env.daemon.review.override("s-1", reason=" ", by="李科长")
     assert env.daemon.review.override("s-1", reason="已解密，经保密办确认", by="李科长") == "approved"
     await env.run()
     assert env.states("s-1")["bureau_site"] == "live"
-    assert any(a["action"] == "override" for a in env.daemon.store.audit_log("s-1"))
+    assert any(a.action == "override" for a in env.daemon.store.audit_log("s-1"))
 
 
 async def test_same_id_again_is_an_update_not_a_second_post(env: Env) -> None:
@@ -135,7 +135,7 @@ async def test_same_id_again_is_an_update_not_a_second_post(env: Env) -> None:
     assert len(posts) == 1 and "第二版标题" in posts[0]["title"]["rendered"]
     articles = portal_articles(env.sandbox, "rev-1")
     assert len(articles) == 1 and articles[0]["title"] == "第二版标题"
-    assert env.daemon.store.revision("rev-1")["number"] == 2
+    assert env.daemon.store.revision("rev-1").number == 2
     assert env.states("rev-1") == {"bureau_site": "live", "city_portal": "live", "provincial_feed": "live"}
 
 
@@ -211,7 +211,7 @@ async def test_crash_after_the_post_is_reconciled_by_find_not_resent(env: Env) -
     await env.run()  # start-up reconciliation
     assert len(wp_posts(env.sandbox, "crash-1")) == 1
     assert env.states("crash-1")["bureau_site"] == "live"
-    assert any(a["action"] == "reconcile" for a in d.store.audit_log("crash-1"))
+    assert any(a.action == "reconcile" for a in d.store.audit_log("crash-1"))
 
 
 async def test_microblog_rate_limit_is_kept_on_our_side(env: Env) -> None:
@@ -271,7 +271,7 @@ async def test_retry_resends_an_entry_the_collector_never_showed(tmp_path: Path,
         assert weibo.state == "live"
         assert daemon.dispatcher.retry("feed-1", by="管理员") == 1  # the live Weibo post is not touched
         await daemon.run_once()
-        sends = [a for a in daemon.store.audit_log("feed-1") if a["action"] == "send" and a["channel"] == "provincial_feed"]
+        sends = [a for a in daemon.store.audit_log("feed-1") if a.action == "send" and a.channel == "provincial_feed"]
         assert len(sends) == 2
         assert len(received(sandbox, "weibo")["statuses"]) == 1
     finally:
@@ -291,7 +291,7 @@ async def test_an_entry_never_seen_is_sent_once_more_by_itself(tmp_path: Path, s
         for _ in range(30):  # a day of read-backs, with their growing waits
             await daemon.run_once()
             clock.advance(timedelta(hours=1))
-        actions = [a["action"] for a in daemon.store.audit_log("unseen-1")]
+        actions = [a.action for a in daemon.store.audit_log("unseen-1")]
         assert actions.count("resend_unseen") == 1 and actions.count("send") == 2
         row = daemon.store.deliveries_of("unseen-1")[0]
         assert row.state == "sent" and "cannot see it yet" in row.last_error

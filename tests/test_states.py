@@ -136,7 +136,7 @@ def test_revision_moves_are_guarded(store: Store) -> None:
         store.await_review(conn, rid)
         store.approve_revision(conn, rid, LATER)
     rev = store.revision("it-1")
-    assert rev is not None and (rev["state"], rev["approved_at"]) == ("approved", LATER)
+    assert rev is not None and (rev.state, rev.approved_at) == ("approved", LATER)
     with pytest.raises(IllegalTransition, match=rf"revisions row {rid} is approved: cannot reject"), \
             store.tx() as conn:
         store.reject_revision(conn, rid)

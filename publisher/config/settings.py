@@ -251,7 +251,7 @@ def parse_config(data: Any, *, base_dir: Path, source: str = "config.yaml",
                 problems.append(_describe(err, data))
             continue
         for key in extra:
-            ch.__pydantic_extra__.pop(key, None)  # type: ignore[union-attr]
+            (ch.__pydantic_extra__ or {}).pop(key, None)
     if missing or problems:
         raise ConfigError(source, missing + problems)
     return config

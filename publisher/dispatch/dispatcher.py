@@ -365,9 +365,9 @@ class Dispatcher:
     def _placement(self, row: Delivery) -> Receipt | None:
         with self.store.read() as conn:
             p = self.store.placement(conn, row.item_id, row.channel)
-        if p is None or p["retracted"]:
+        if p is None or p.retracted:
             return None
-        return Receipt(remote_id=p["remote_id"], url=p["url"], extra=p["extra"] or {})
+        return Receipt(remote_id=p.remote_id, url=p.url, extra=p.extra or {})
 
     def _revision(self, row: Delivery) -> Revision | None:
         cached = self._revisions.get(row.revision_id)
@@ -376,7 +376,7 @@ class Dispatcher:
             link = None
             if upstream is not None:
                 p = self.store.placement(conn, row.item_id, upstream)
-                link = p["url"] if p is not None and not p["retracted"] else None
+                link = p.url if p is not None and not p.retracted else None
             if cached is None:
                 r = self.store.revision_by_id(conn, row.revision_id)
                 cached = revision_from_row(r, self.config)

@@ -11,54 +11,54 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.engine import Connection, RowMapping
+from sqlalchemy.engine import Connection
 
 from channels.registry import adapter_class
 from publisher.config.settings import Config
-from publisher.model import Attachment, DeliveryState, Revision
+from publisher.model import Attachment, DeliveryState, Revision, StoredRevision
 from publisher.store.db import Store
 
 
-def routed_channels(config: Config, rev: RowMapping) -> list[str]:
+def routed_channels(config: Config, rev: StoredRevision) -> list[str]:
     """The revision's channels: its own list, else its category's routing; disabled channels dropped."""
-    names = rev["channels"] or config.categories[rev["category"]].channels
+    names = rev.channels or config.categories[rev.category].channels
     return [n for n in names if n in config.channels and config.channels[n].enabled]
 
 
-def plan_publication(conn: Connection, store: Store, config: Config, rev: RowMapping, now: datetime) -> list[str]:
+def plan_publication(conn: Connection, store: Store, config: Config, rev: StoredRevision, now: datetime) -> list[str]:
     """Create the delivery rows of an approved revision; returns the channels planned."""
     channels = routed_channels(config, rev)
-    due = max(now, rev["publish_at"]) if rev["publish_at"] else now
-    store.supersede_active(conn, rev["item_id"], channels, now)
+    due = max(now, rev.publish_at) if rev.publish_at else now
+    store.supersede_active(conn, rev.item_id, channels, now)
     rows: list[dict[str, Any]] = []
     for name in channels:
         upstream = config.channels[name].link_from
         state = DeliveryState.PENDING
         error = None
         if upstream is not None:
-            placed = store.placement(conn, rev["item_id"], upstream)
-            if placed is None or not placed["url"] or placed["retracted"]:
+            placed = store.placement(conn, rev.item_id, upstream)
+            if placed is None or not placed.url or placed.retracted:
                 if upstream in channels:
                     state = DeliveryState.WAITING
                 else:
                     state, error = DeliveryState.FAILED, (f"this channel links to the item on {upstream}, "
                                               f"but the item is not routed to {upstream}; add it to the item's channels")
-        rows.append({"revision_id": rev["id"], "item_id": rev["item_id"], "channel": name, "state": state,
+        rows.append({"revision_id": rev.id, "item_id": rev.item_id, "channel": name, "state": state,
                      "retract": False, "due_at": due, "next_attempt_at": due, "last_error": error})
     store.add_deliveries(conn, rows, now)
     return channels
 
 
-def plan_retraction(conn: Connection, store: Store, config: Config, rev: RowMapping, now: datetime) -> list[str]:
+def plan_retraction(conn: Connection, store: Store, config: Config, rev: StoredRevision, now: datetime) -> list[str]:
     """Retract the item from every channel that holds it; unsent rows are simply superseded."""
     all_channels = list(config.channels)
-    store.supersede_active(conn, rev["item_id"], all_channels, now)
-    held = [p["channel"] for p in store.placements_of(conn, rev["item_id"])
-            if not p["retracted"] and p["channel"] in config.channels]
-    rows = [{"revision_id": rev["id"], "item_id": rev["item_id"], "channel": name,
+    store.supersede_active(conn, rev.item_id, all_channels, now)
+    held = [p.channel for p in store.placements_of(conn, rev.item_id)
+            if not p.retracted and p.channel in config.channels]
+    rows = [{"revision_id": rev.id, "item_id": rev.item_id, "channel": name,
              "state": DeliveryState.PENDING, "retract": True, "due_at": now, "next_attempt_at": now} for name in held]
     store.add_deliveries(conn, rows, now)
-    store.set_item_retracted(conn, rev["item_id"], now)
+    store.set_item_retracted(conn, rev.item_id, now)
     return held
 
 
@@ -73,10 +73,10 @@ def requeue(store: Store, config: Config, now: datetime, item_id: str, channel: 
     return len(rows)
 
 
-def revision_from_row(r: RowMapping, config: Config) -> Revision:
+def revision_from_row(r: StoredRevision, config: Config) -> Revision:
     return Revision(
-        item_id=r["item_id"], revision=r["number"], title=r["title"], category=r["category"],
-        category_name=config.category_name(r["category"]), body=r["body"], summary=r["summary"],
-        date=r["doc_date"], source=r["source"], author=r["author"], publish_at=r["publish_at"],
-        attachments=tuple(Attachment.of(a["name"], Path(a["path"])) for a in r["attachments"]),
-        created_at=r["created_at"])
+        item_id=r.item_id, revision=r.number, title=r.title, category=r.category,
+        category_name=config.category_name(r.category), body=r.body, summary=r.summary,
+        date=r.doc_date, source=r.source, author=r.author, publish_at=r.publish_at,
+        attachments=tuple(Attachment.of(a["name"], Path(a["path"])) for a in r.attachments),
+        created_at=r.created_at)

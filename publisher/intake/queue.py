@@ -152,7 +152,7 @@ class Intake:
             except Exception:  # noqa: S110  # the item is stored already; only the archive's copy was at stake
                 log.warning("intake.duplicate_attachments_left", file=name)
             self._release(claimed, again)
-            log.info("intake.duplicate", file=name, item_id=known["item_id"], revision=known["number"])
+            log.info("intake.duplicate", file=name, item_id=known[0], revision=known[1])
             return
         try:
             item = parse_item_file(name, data, categories={k: c.name for k, c in self.config.categories.items()},

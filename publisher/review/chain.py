@@ -11,13 +11,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from sqlalchemy.engine import Connection, RowMapping
+from sqlalchemy.engine import Connection
 
 from publisher.clock import Clock
 from publisher.config.settings import Config
 from publisher.dispatch.outbox import plan_publication, plan_retraction
 from publisher.errors import PublisherError
-from publisher.model import IN_REVIEW, RevisionState
+from publisher.model import IN_REVIEW, Approval, RevisionState, StoredRevision
 from publisher.review.screen import screen
 from publisher.store.db import Store
 
@@ -57,18 +57,18 @@ class Review:
         """Move a revision as far as it can go by itself: approve it when nothing is missing."""
         rev = self.store.revision_by_id(conn, revision_id)
         now = self.clock.now()
-        if rev["retract"]:
+        if rev.retract:
             # Taking an item down is the safe direction: it needs no chain and is never blocked.
             self.store.approve_revision(conn, revision_id, now)
             held = plan_retraction(conn, self.store, self.config, rev, now)
-            self.store.audit(conn, now, actor, "retract", item_id=rev["item_id"], revision=rev["number"],
+            self.store.audit(conn, now, actor, "retract", item_id=rev.item_id, revision=rev.number,
                              channels=held)
             return RevisionState.APPROVED
-        if rev["state"] not in IN_REVIEW:  # approved, rejected or superseded: nothing left to settle
-            return RevisionState(rev["state"])
+        if rev.state not in IN_REVIEW:  # approved, rejected or superseded: nothing left to settle
+            return RevisionState(rev.state)
         approvals = self.store.approvals(revision_id, conn)
-        overridden = any(a["action"] == "override" for a in approvals)
-        if rev["findings"] and not overridden:
+        overridden = any(a.action == "override" for a in approvals)
+        if rev.findings and not overridden:
             self.store.block_revision(conn, revision_id)
             return RevisionState.BLOCKED
         if self._next_role(rev, approvals) is not None:
@@ -76,14 +76,14 @@ class Review:
             return RevisionState.REVIEW
         self.store.approve_revision(conn, revision_id, now)
         channels = plan_publication(conn, self.store, self.config, rev, now)
-        self.store.audit(conn, now, actor, "approved", item_id=rev["item_id"], revision=rev["number"],
-                         channels=channels, publish_at=rev["publish_at"].isoformat() if rev["publish_at"] else None)
-        log.info("review.approved", item_id=rev["item_id"], revision=rev["number"], channels=channels)
+        self.store.audit(conn, now, actor, "approved", item_id=rev.item_id, revision=rev.number,
+                         channels=channels, publish_at=rev.publish_at.isoformat() if rev.publish_at else None)
+        log.info("review.approved", item_id=rev.item_id, revision=rev.number, channels=channels)
         return RevisionState.APPROVED
 
-    def _next_role(self, rev: RowMapping, approvals: list[RowMapping]) -> str | None:
-        chain = self.config.categories[rev["category"]].review if rev["category"] in self.config.categories else []
-        signed = [a["role"] for a in approvals if a["action"] == "approve"]
+    def _next_role(self, rev: StoredRevision, approvals: list[Approval]) -> str | None:
+        chain = self.config.categories[rev.category].review if rev.category in self.config.categories else []
+        signed = [a.role for a in approvals if a.action == "approve"]
         for role in chain:
             if role not in signed:
                 return role
@@ -91,7 +91,7 @@ class Review:
 
     # --- reviewers' actions ------------------------------------------------------------------------
 
-    def _current(self, conn: Connection, item_id: str) -> RowMapping:
+    def _current(self, conn: Connection, item_id: str) -> StoredRevision:
         rev = self.store.revision(item_id, conn=conn)
         if rev is None:
             raise ReviewError(f"no item with id {item_id!r}; `publisher items` lists them")
@@ -100,11 +100,11 @@ class Review:
     def approve(self, item_id: str, *, role: str, by: str) -> RevisionState:
         with self.store.tx() as conn:
             rev = self._current(conn, item_id)
-            if rev["state"] not in IN_REVIEW:
-                raise ReviewError(f"{item_id} revision {rev['number']} is {rev['state']}, not waiting for review")
+            if rev.state not in IN_REVIEW:
+                raise ReviewError(f"{item_id} revision {rev.number} is {rev.state}, not waiting for review")
             if role not in self.config.roles:
                 raise ReviewError(f"unknown role {role!r}; roles: {', '.join(self.config.roles)}")
-            approvals = self.store.approvals(rev["id"], conn)
+            approvals = self.store.approvals(rev.id, conn)
             expected = self._next_role(rev, approvals)
             if expected is None:
                 raise ReviewError(f"{item_id} needs no further sign-off; it is blocked by the confidentiality "
@@ -113,44 +113,44 @@ class Review:
                 raise ReviewError(f"{item_id} waits for {expected} ({self.config.role_name(expected)}) "
                                   f"before {role} can sign")
             now = self.clock.now()
-            self.store.add_approval(conn, rev["id"], "approve", by, now, role=role)
-            self.store.audit(conn, now, by, "approve", item_id=item_id, revision=rev["number"], role=role)
-            return self.settle(conn, rev["id"], actor=by)
+            self.store.add_approval(conn, rev.id, "approve", by, now, role=role)
+            self.store.audit(conn, now, by, "approve", item_id=item_id, revision=rev.number, role=role)
+            return self.settle(conn, rev.id, actor=by)
 
     def reject(self, item_id: str, *, reason: str, by: str) -> None:
         if not reason.strip():
             raise ReviewError("a rejection needs a reason the editor can act on (--reason)")
         with self.store.tx() as conn:
             rev = self._current(conn, item_id)
-            if rev["state"] not in IN_REVIEW:
-                raise ReviewError(f"{item_id} revision {rev['number']} is {rev['state']}, not waiting for review")
+            if rev.state not in IN_REVIEW:
+                raise ReviewError(f"{item_id} revision {rev.number} is {rev.state}, not waiting for review")
             now = self.clock.now()
-            self.store.add_approval(conn, rev["id"], "reject", by, now, reason=reason)
-            self.store.reject_revision(conn, rev["id"])
-            self.store.audit(conn, now, by, "reject", item_id=item_id, revision=rev["number"], reason=reason)
+            self.store.add_approval(conn, rev.id, "reject", by, now, reason=reason)
+            self.store.reject_revision(conn, rev.id)
+            self.store.audit(conn, now, by, "reject", item_id=item_id, revision=rev.number, reason=reason)
 
     def override(self, item_id: str, *, reason: str, by: str) -> RevisionState:
         if not reason.strip():
             raise ReviewError("an override needs a reason for the audit log (--reason)")
         with self.store.tx() as conn:
             rev = self._current(conn, item_id)
-            if rev["state"] != RevisionState.BLOCKED:
-                raise ReviewError(f"{item_id} revision {rev['number']} is {rev['state']}; only a blocked item "
+            if rev.state != RevisionState.BLOCKED:
+                raise ReviewError(f"{item_id} revision {rev.number} is {rev.state}; only a blocked item "
                                   "can be overridden")
             now = self.clock.now()
-            self.store.add_approval(conn, rev["id"], "override", by, now, reason=reason)
-            self.store.audit(conn, now, by, "override", item_id=item_id, revision=rev["number"], reason=reason,
-                             findings=[f["text"] for f in rev["findings"]])
-            return self.settle(conn, rev["id"], actor=by)
+            self.store.add_approval(conn, rev.id, "override", by, now, reason=reason)
+            self.store.audit(conn, now, by, "override", item_id=item_id, revision=rev.number, reason=reason,
+                             findings=[f["text"] for f in rev.findings])
+            return self.settle(conn, rev.id, actor=by)
 
     def waiting(self) -> list[Waiting]:
         out = []
         for rev in self.store.revisions_in(IN_REVIEW):
-            approvals = self.store.approvals(rev["id"])
+            approvals = self.store.approvals(rev.id)
             out.append(Waiting(
-                item_id=rev["item_id"], revision=rev["number"], title=rev["title"], category=rev["category"],
-                state=RevisionState(rev["state"]), next_role=self._next_role(rev, approvals),
-                signed=[a["role"] for a in approvals if a["action"] == "approve"], findings=rev["findings"]))
+                item_id=rev.item_id, revision=rev.number, title=rev.title, category=rev.category,
+                state=rev.state, next_role=self._next_role(rev, approvals),
+                signed=[a.role for a in approvals if a.action == "approve" and a.role], findings=rev.findings))
         return out
 
     def retract(self, item_id: str, *, by: str, reason: str = "") -> RevisionState:
@@ -158,7 +158,7 @@ class Review:
         with self.store.tx() as conn:
             rev = self._current(conn, item_id)
             now = self.clock.now()
-            fields = {k: rev[k] for k in ("title", "category", "body", "summary", "doc_date", "source", "author",
+            fields = {k: getattr(rev, k) for k in ("title", "category", "body", "summary", "doc_date", "source", "author",
                                           "channels", "attachments")}
             rid, number = self.store.add_revision(conn, {
                 **fields, "item_id": item_id, "publish_at": None, "retract": True, "findings": [],

@@ -165,9 +165,11 @@ def _merge(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
 def _screen_text(original: str, where: str, terms: tuple[str, ...]) -> list[Finding]:
     text = original.translate(_ASCII)
     found: list[tuple[Kind, int, int]] = []
-    for kind, patterns in (("classified_marking", _CLASSIFIED), ("internal_marking", _INTERNAL)):
+    markings: tuple[tuple[Kind, list[re.Pattern[str]]], ...] = (("classified_marking", _CLASSIFIED),
+                                                                ("internal_marking", _INTERNAL))
+    for kind, patterns in markings:
         spans = (span for p in patterns for span in _spans(p, text))
-        found += [(kind, s, e) for s, e in _merge(spans)]  # type: ignore[misc]
+        found += [(kind, s, e) for s, e in _merge(spans)]
     for pattern in (_ID18, _ID15):
         found += [("resident_id", *m.span()) for m in pattern.finditer(text) if is_resident_id(m.group())]
     found += [("mobile_number", *m.span()) for m in _MOBILE.finditer(text)]

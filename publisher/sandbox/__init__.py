@@ -167,13 +167,13 @@ class SandboxServer(_Address):
         self.port = sock.getsockname()[1]
         app, self.services = build_app(self.base_url, self._services)
         config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
-        self._server = uvicorn.Server(config)
+        self._server = server = uvicorn.Server(config)
         ready = threading.Event()
 
         def run() -> None:
             loop = asyncio.new_event_loop()
             asyncio.set_event_loop(loop)
-            task = loop.create_task(self._server.serve(sockets=[sock]))  # type: ignore[union-attr]
+            task = loop.create_task(server.serve(sockets=[sock]))
             loop.call_soon(ready.set)
             loop.run_until_complete(task)
             loop.close()
@@ -181,7 +181,7 @@ class SandboxServer(_Address):
         self._thread = threading.Thread(target=run, name="sandbox", daemon=True)
         self._thread.start()
         ready.wait(5)
-        while not self._server.started:
+        while not server.started:
             threading.Event().wait(0.01)
         return self
 

@@ -16,9 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import sqlalchemy as sa
-from sqlalchemy.engine import RowMapping
 
-from publisher.model import DeliveryState, RevisionState
+from publisher.model import AuditEntry, DeliveryState, ItemSummary, RevisionState
 from publisher.store.deliveries import DeliveryStore
 from publisher.store.engine import make_engine
 from publisher.store.revisions import RevisionStore
@@ -82,14 +81,14 @@ class Store(DeliveryStore, RevisionStore):
 
     # --- listing -------------------------------------------------------------------------------
 
-    def audit_log(self, item_id: str | None = None, limit: int = 200) -> list[RowMapping]:
+    def audit_log(self, item_id: str | None = None, limit: int = 200) -> list[AuditEntry]:
         q = sa.select(audit).order_by(audit.c.id.desc()).limit(limit)
         if item_id is not None:
             q = q.where(audit.c.item_id == item_id)
         with self.read() as conn:
-            return list(conn.execute(q).mappings())
+            return [AuditEntry.from_row(r) for r in conn.execute(q).mappings()]
 
-    def items(self, state: str | None = None, limit: int = 500) -> list[RowMapping]:
+    def items(self, state: str | None = None, limit: int = 500) -> list[ItemSummary]:
         """The newest items; `state` is "retracted", a revision's state (the current revision's), or a
         delivery's state (any row of the current revision)."""
         q = (sa.select(items, revisions.c.state.label("revision_state"))
@@ -105,7 +104,7 @@ class Store(DeliveryStore, RevisionStore):
                 q = q.where(sa.exists().where(deliveries.c.item_id == items.c.id)
                             .where(deliveries.c.revision_id == revisions.c.id).where(deliveries.c.state == state))
         with self.read() as conn:
-            return list(conn.execute(q).mappings())
+            return [ItemSummary.from_row(r) for r in conn.execute(q).mappings()]
 
     def delivery_states(self) -> dict[str, dict[str, int]]:
         """channel → state → count (current rows; superseded ones are left out)."""

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, RowMapping
+from sqlalchemy.engine import Connection
 
 from publisher.model import (
     ACTIVE,
@@ -22,6 +22,7 @@ from publisher.model import (
     Delivery,
     DeliveryState,
     IllegalTransition,
+    Placement,
     sources,
 )
 from publisher.store.changes import announce
@@ -51,14 +52,16 @@ class DeliveryStore(StoreBase):
             announce(conn)
 
     @staticmethod
-    def placement(conn: Connection, item_id: str, channel: str) -> RowMapping | None:
-        return conn.execute(sa.select(placements).where(placements.c.item_id == item_id)
-                            .where(placements.c.channel == channel)).mappings().first()
+    def placement(conn: Connection, item_id: str, channel: str) -> Placement | None:
+        row = conn.execute(sa.select(placements).where(placements.c.item_id == item_id)
+                           .where(placements.c.channel == channel)).mappings().first()
+        return None if row is None else Placement.from_row(row)
 
     @staticmethod
-    def placements_of(conn: Connection, item_id: str) -> list[RowMapping]:
-        return list(conn.execute(sa.select(placements).where(placements.c.item_id == item_id)
-                                 .order_by(placements.c.channel)).mappings())
+    def placements_of(conn: Connection, item_id: str) -> list[Placement]:
+        rows = conn.execute(sa.select(placements).where(placements.c.item_id == item_id)
+                            .order_by(placements.c.channel)).mappings()
+        return [Placement.from_row(r) for r in rows]
 
     @staticmethod
     def set_placement(conn: Connection, item_id: str, channel: str, *, remote_id: str, url: str | None,
@@ -112,7 +115,7 @@ class DeliveryStore(StoreBase):
     def sent_since(self, channel: str, since: datetime, limit: int) -> list[datetime]:
         """The newest `limit` send times on a channel since `since`, oldest first (the client-side rate limit).
         Read newest-first from ix_deliveries_channel_sent: at most `limit` index entries, however long the
-        channel's history (a scan of a year of microblog rows held the event loop ~1 s at each drain)."""
+        channel's history (a scan of a year of microblog rows held the event loop at each drain)."""
         with self.read() as conn:
             newest = conn.execute(
                 sa.select(deliveries.c.sent_at).where(deliveries.c.channel == channel)

@@ -8,9 +8,9 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, RowMapping
+from sqlalchemy.engine import Connection
 
-from publisher.model import IN_REVIEW, REVISION_TRANSITIONS, IllegalTransition, RevisionState
+from publisher.model import IN_REVIEW, REVISION_TRANSITIONS, Approval, IllegalTransition, RevisionState, StoredRevision
 from publisher.store.engine import StoreBase
 from publisher.store.schema import approvals, items, revisions
 
@@ -18,10 +18,12 @@ from publisher.store.schema import approvals, items, revisions
 class RevisionStore(StoreBase):
     # --- intake --------------------------------------------------------------------------------
 
-    def known_file(self, sha256: str) -> RowMapping | None:
+    def known_file(self, sha256: str) -> tuple[str, int] | None:
+        """(item id, revision number) of the revision an identical file made, if any."""
         with self.read() as conn:
-            return conn.execute(sa.select(revisions.c.item_id, revisions.c.number)
-                                .where(revisions.c.file_sha256 == sha256).limit(1)).mappings().first()
+            row = conn.execute(sa.select(revisions.c.item_id, revisions.c.number)
+                               .where(revisions.c.file_sha256 == sha256).limit(1)).first()
+        return None if row is None else (row[0], row[1])
 
     def add_revision(self, conn: Connection, fields: dict[str, Any], now: datetime) -> tuple[int, int]:
         """Insert the next revision of an item (creating the item); older unapproved ones are superseded."""
@@ -50,29 +52,35 @@ class RevisionStore(StoreBase):
 
     # --- review --------------------------------------------------------------------------------
 
-    def revision(self, item_id: str, number: int | None = None, conn: Connection | None = None) -> RowMapping | None:
+    def revision(self, item_id: str, number: int | None = None,
+                 conn: Connection | None = None) -> StoredRevision | None:
+        """The item's revision `number`, or its newest one."""
         q = sa.select(revisions).where(revisions.c.item_id == item_id)
         q = q.where(revisions.c.number == number) if number else q.order_by(revisions.c.number.desc()).limit(1)
         if conn is not None:
-            return conn.execute(q).mappings().first()
-        with self.read() as c:
-            return c.execute(q).mappings().first()
+            row = conn.execute(q).mappings().first()
+        else:
+            with self.read() as c:
+                row = c.execute(q).mappings().first()
+        return None if row is None else StoredRevision.from_row(row)
 
     @staticmethod
-    def revision_by_id(conn: Connection, revision_id: int) -> RowMapping:
-        return conn.execute(sa.select(revisions).where(revisions.c.id == revision_id)).mappings().one()
+    def revision_by_id(conn: Connection, revision_id: int) -> StoredRevision:
+        return StoredRevision.from_row(
+            conn.execute(sa.select(revisions).where(revisions.c.id == revision_id)).mappings().one())
 
-    def revisions_in(self, states: Iterable[str]) -> list[RowMapping]:
+    def revisions_in(self, states: Iterable[RevisionState]) -> list[StoredRevision]:
         with self.read() as conn:
-            return list(conn.execute(sa.select(revisions).where(revisions.c.state.in_(list(states)))
-                                     .order_by(revisions.c.created_at, revisions.c.id)).mappings())
+            rows = conn.execute(sa.select(revisions).where(revisions.c.state.in_(sorted(states)))
+                                .order_by(revisions.c.created_at, revisions.c.id)).mappings()
+            return [StoredRevision.from_row(r) for r in rows]
 
-    def approvals(self, revision_id: int, conn: Connection | None = None) -> list[RowMapping]:
+    def approvals(self, revision_id: int, conn: Connection | None = None) -> list[Approval]:
         q = sa.select(approvals).where(approvals.c.revision_id == revision_id).order_by(approvals.c.id)
         if conn is not None:
-            return list(conn.execute(q).mappings())
+            return [Approval.from_row(r) for r in conn.execute(q).mappings()]
         with self.read() as c:
-            return list(c.execute(q).mappings())
+            return [Approval.from_row(r) for r in c.execute(q).mappings()]
 
     @staticmethod
     def add_approval(conn: Connection, revision_id: int, action: str, by: str, at: datetime,

@@ -15,12 +15,15 @@ import json
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from publisher.states import ON_THEIR_WAY
 from publisher.states import DeliveryState as S
+
+if TYPE_CHECKING:
+    from publisher.store.db import Store
 
 ASK_TIMEOUT = 10.0  # seconds: a daemon that is up answers over a million rows in ~0.1 s
 
@@ -130,7 +133,7 @@ def read_store(config_path: Path, channel: str | None, since: str | None, at: st
     return to_json(report, source="store")
 
 
-def _open_store(url: str):  # type: ignore[no-untyped-def]
+def _open_store(url: str) -> Store:
     import sqlalchemy as sa
 
     from publisher.store.db import Store
@@ -169,8 +172,12 @@ def lag_command(config_path: Path, as_json: bool, channel: str | None, since: st
         print_table(doc, listen, why, rows=limit)
 
 
+def _instant(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
 def _at(value: str | None) -> datetime | None:
-    return None if value is None else datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return None if value is None else _instant(value)
 
 
 def _td(seconds: float | None) -> timedelta | None:
@@ -191,8 +198,8 @@ def print_table(doc: dict[str, Any], listen: str = "", why: str = "", rows: int 
     def note(text: str, style: str) -> None:
         out.append(paint(text, style, color))
 
-    now = _at(doc["generated_at"]).astimezone()  # type: ignore[union-attr]
-    since = _at(doc["window"]["since"]).astimezone().strftime("%Y-%m-%d %H:%M")  # type: ignore[union-attr]
+    now = _instant(doc["generated_at"]).astimezone()
+    since = _instant(doc["window"]["since"]).astimezone().strftime("%Y-%m-%d %H:%M")
 
     def channels(stats: tuple[str, ...]) -> Table:
         table = Table(f"{_('title')} · {_('generated')} {now:%Y-%m-%d %H:%M} · {_('window')} {since} –", [

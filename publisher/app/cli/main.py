@@ -257,9 +257,9 @@ def items(state: str | None, limit: int, config_path: Path) -> None:
     rows = _store(config).items(state, limit)
     table = _table("item", "rev", "category", "title", "review", "updated (UTC)")
     for r in rows:
-        review = "retracted" if r["retracted"] else r["revision_state"]
-        table.add_row(r["id"], str(r["current_revision"]), config.category_name(r["category"]), r["title"][:40],
-                      review, r["updated_at"].strftime("%Y-%m-%d %H:%M"))
+        review = "retracted" if r.retracted else r.revision_state
+        table.add_row(r.id, str(r.current_revision), config.category_name(r.category), r.title[:40],
+                      review, r.updated_at.strftime("%Y-%m-%d %H:%M"))
     console.print(table)
     console.print(f"{len(rows)} item(s)")
 
@@ -274,19 +274,19 @@ def show(item_id: str, config_path: Path) -> None:
     latest = store.revision(item_id)
     if latest is None:
         _fail(PublisherError(f"no item with id {item_id!r}; `publisher items` lists them"))
-    console.print(f"[bold]{item_id}[/] — {latest['title']}  ({config.category_name(latest['category'])})")
-    for n in range(1, latest["number"] + 1):
+    console.print(f"[bold]{item_id}[/] — {latest.title}  ({config.category_name(latest.category)})")
+    for n in range(1, latest.number + 1):
         rev = store.revision(item_id, n)
         if rev is None:
             continue
-        console.print(f"  revision {n}: {rev['state']}{' (retraction)' if rev['retract'] else ''}, "
-                      f"file {rev['file_name']}, {rev['created_at']:%Y-%m-%d %H:%M:%S} UTC")
-        for f in rev["findings"]:
+        console.print(f"  revision {n}: {rev.state}{' (retraction)' if rev.retract else ''}, "
+                      f"file {rev.file_name}, {rev.created_at:%Y-%m-%d %H:%M:%S} UTC")
+        for f in rev.findings:
             console.print(f"    [red]finding[/]: {f['zh']} / {f['en']}")
-        for a in store.approvals(rev["id"]):
-            role = f" as {a['role']} ({config.role_name(a['role'])})" if a["role"] else ""
-            console.print(f"    {a['action']}{role} by {a['by']} at {a['at']:%Y-%m-%d %H:%M:%S}"
-                          + (f": {a['reason']}" if a["reason"] else ""))
+        for a in store.approvals(rev.id):
+            role = f" as {a.role} ({config.role_name(a.role)})" if a.role else ""
+            console.print(f"    {a.action}{role} by {a.by} at {a.at:%Y-%m-%d %H:%M:%S}"
+                          + (f": {a.reason}" if a.reason else ""))
     table = _table("rev", "channel", "state", "attempts", "due", "sent", "live", "url / last error")
     for d in store.deliveries_of(item_id):
         name = config.channels[d.channel].display(d.channel) if d.channel in config.channels else d.channel
@@ -307,9 +307,9 @@ def audit(item_id: str | None, limit: int, config_path: Path) -> None:
     """The audit log (who did what, when), newest first."""
     config = _config(config_path)
     for row in _store(config).audit_log(item_id, limit):
-        detail = json.dumps(row["detail"], ensure_ascii=False)
-        console.print(f"{row['at']:%Y-%m-%d %H:%M:%S} {row['actor']:<12} {row['action']:<12} "
-                      f"{row['item_id'] or ''} {row['channel'] or ''} {detail}", highlight=False)
+        detail = json.dumps(row.detail, ensure_ascii=False)
+        console.print(f"{row.at:%Y-%m-%d %H:%M:%S} {row.actor:<12} {row.action:<12} "
+                      f"{row.item_id or ''} {row.channel or ''} {detail}", highlight=False)
 
 
 @main.command()
