@@ -14,6 +14,7 @@ import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Literal
 
 import sqlalchemy as sa
 
@@ -28,8 +29,14 @@ RETRACTED = "retracted"  # `items(state=...)`: the items taken down, beside the 
 
 class Store(DeliveryStore, RevisionStore):
     @classmethod
-    def open(cls, url: str, *, migrate: bool = True) -> Store:
+    def open(cls, url: str, *, migrate: bool | Literal["if-new"] = True) -> Store:
+        """The store at `url`, its schema brought up to date (`migrate=True`), left as it is (False), or
+        created only when the database holds none yet ("if-new": a reader never upgrades a store that the
+        daemon of another version still uses, yet a first run finds its tables)."""
         store = cls(make_engine(url))
+        if migrate == "if-new":
+            with store.read() as conn:
+                migrate = not sa.inspect(conn).has_table("deliveries")
         if migrate:
             store.migrate()
         return store

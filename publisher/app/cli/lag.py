@@ -15,15 +15,12 @@ import json
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
 from publisher.states import ON_THEIR_WAY
 from publisher.states import DeliveryState as S
-
-if TYPE_CHECKING:
-    from publisher.store.db import Store
 
 ASK_TIMEOUT = 10.0  # seconds: a daemon that is up answers over a million rows in ~0.1 s
 
@@ -125,25 +122,14 @@ def read_store(config_path: Path, channel: str | None, since: str | None, at: st
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint=hint) from None
         now, start = (instant or now, None) if hint == "--at" else (now, instant)
-    store = _open_store(config.store_url)
+    from publisher.store.db import Store
+
+    store = Store.open(config.store_url, migrate="if-new")
     try:
         report = build_report(store, config, now, channel=channel, since=start, late_limit=limit)
     finally:
         store.close()
     return to_json(report, source="store")
-
-
-def _open_store(url: str) -> Store:
-    import sqlalchemy as sa
-
-    from publisher.store.db import Store
-
-    store = Store.open(url, migrate=False)
-    with store.read() as conn:  # a fresh store gets its tables; an existing one is read as it is
-        fresh = not sa.inspect(conn).has_table("deliveries")
-    if fresh:
-        store.migrate()
-    return store
 
 
 @click.command("lag")
