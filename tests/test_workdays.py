@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+import random
+from datetime import UTC, date, datetime, timedelta
 
 from publisher.lag import workdays
 
@@ -42,3 +43,39 @@ def test_year_beyond_the_calendar_falls_back_to_weekdays() -> None:
     assert not workdays.known(2099) and workdays.known(2015)
     assert workdays.is_workday(date(2099, 1, 1))  # a Thursday; New Year is not known so far ahead
     assert not workdays.is_workday(date(2099, 1, 3))  # a Saturday
+
+
+def _walk_between(start: date, end: date) -> int:
+    """The definition, a day at a time: working days in (start, end]."""
+    if end < start:
+        return -_walk_between(end, start)
+    return sum(workdays.is_workday(start + timedelta(days=i)) for i in range(1, (end - start).days + 1))
+
+
+def test_counts_agree_with_a_day_by_day_walk_across_years_and_calendars() -> None:
+    """Over spans that cross year ends, the Spring Festival, the epoch and years outside the package's data
+    (before 2004, after its last year), the table's counts and searches equal a walk day by day."""
+    rng = random.Random(7)
+    starts = [date(1998, 12, 30), date(1999, 12, 31), date(2003, 12, 31), date(2014, 12, 31), date(2015, 2, 13),
+              date(2020, 1, 23), date(2024, 12, 31), date(2098, 12, 30)]
+    starts += [date(2000, 1, 1) + timedelta(days=rng.randrange(40 * 365)) for _ in range(40)]
+    for start in starts:
+        for span in (0, 1, 2, 5, 20, 40, 366, 900):
+            end = start + timedelta(days=span)
+            n = _walk_between(start, end)
+            assert workdays.workdays_between(start, end) == n, (start, end)
+            assert workdays.workdays_between(end, start) == -n
+        for n in (1, 2, 20, 250):
+            day = workdays.add_workdays(start, n)
+            assert workdays.is_workday(day) and _walk_between(start, day) == n, (start, n)
+            assert _walk_between(start, day - timedelta(days=1)) == n - 1
+
+
+def test_a_decade_deep_deadline_costs_lookups_not_a_walk() -> None:
+    """Working days from 2015 to 2026 are counted from the per-year tables: asking again for another day of
+    the same years consults the holiday calendar no more (the tables are built once per year)."""
+    workdays.workdays_between(date(2015, 1, 5), date(2026, 12, 4))
+    before = workdays._year.cache_info().misses
+    assert workdays.workdays_between(date(2015, 3, 1), date(2026, 11, 30)) > 2800
+    assert workdays.add_workdays(date(2015, 3, 1), 2000) > date(2023, 1, 1)
+    assert workdays._year.cache_info().misses == before
