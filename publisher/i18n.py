@@ -10,6 +10,7 @@ from datetime import timedelta
 _STRINGS: dict[str, tuple[str, str]] = {  # key: (zh-CN, en)
     "title": ("发布延迟", "Publishing lag"),
     "generated": ("生成于", "Generated"),
+    "report_age": ("{s} 秒前计算", "computed {s} s ago"),
     "channel": ("渠道", "Channel"),
     "type": ("类型", "Type"),
     "sla": ("时限", "SLA"),

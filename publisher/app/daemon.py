@@ -17,6 +17,7 @@ import uvicorn
 from channels.base import Channel
 from channels.registry import adapter_class
 from publisher import __version__
+from publisher.app.reports import ReportProcess, Reports
 from publisher.app.web.app import create_app
 from publisher.app.web.context import WebContext
 from publisher.clock import Clock, SystemClock
@@ -31,6 +32,8 @@ from publisher.store.db import Store
 
 log = structlog.get_logger()
 ANALYZE_EVERY = 6 * 3600  # seconds between refreshes of the store's planner statistics
+REPORT_REFRESH = 2.0  # seconds between rebuilds of the default lag report the web doors serve
+REPORT_MAX_AGE = 5.0  # the oldest copy of it a door may serve; older, it is built on the spot
 
 
 def build_channels(config: Config, clock: Clock) -> dict[str, Channel]:
@@ -124,6 +127,9 @@ class Daemon:
         if web is None:
             raise PublisherError(f"web.listen {self.config.web.listen} is taken: is another daemon running?")
         server, sock = web
+        # the lag report is built in a process of its own while the daemon runs (publisher/app/reports.py)
+        reports = self.web.reports = Reports(ReportProcess(self.config), self.clock, max_age=REPORT_MAX_AGE,
+                                             refresh=REPORT_REFRESH)
         gc.freeze()  # what start-up made lives as long as the daemon: keep it out of every later GC pass
         log.info("daemon.started", version=__version__, web=self.config.web.base_url,
                  inbox=str(self.intake.inbox), channels=list(self.channels))
@@ -133,14 +139,16 @@ class Daemon:
             asyncio.create_task(self._rescan(stop), name="rescan"),
             asyncio.create_task(self.dispatcher.run(stop), name="dispatch"),
             asyncio.create_task(self._follow_store(stop), name="store-changes"),
-            asyncio.create_task(Alerter(store=self.store, config=self.config, clock=self.clock,
-                                        http=self._alert_http).run(stop), name="alerts"),
+            asyncio.create_task(Alerter(store=self.store, config=self.config, clock=self.clock, http=self._alert_http,
+                                        build=lambda now: reports.report(now, limit=None)).run(stop), name="alerts"),
+            asyncio.create_task(reports.keep_fresh(stop), name="report"),
         ]
         tasks.append(asyncio.create_task(self._analyze(), name="analyze"))  # in the background: slow on a deep store
         await self.intake.scan()
         self.dispatcher.wake()
         await stop.wait()
         log.info("daemon.stopping")
+        await reports.aclose()  # a report being built is abandoned, not waited for
         server.should_exit = True
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.aclose()
@@ -206,6 +214,7 @@ class Daemon:
             log.info("store.analyzed", ms=round((self.clock.now() - started).total_seconds() * 1000, 1))
 
     async def aclose(self) -> None:
+        await self.web.reports.aclose()
         await self._alert_http.aclose()
         if self._web is not None and self._web_task is not None:
             self._web.should_exit = True

@@ -14,6 +14,7 @@ The daemon runs `Alerter.run(stop)`; tests call `check()`.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
@@ -90,11 +91,17 @@ def _subject(key: str) -> str:
 
 
 class Alerter:
-    def __init__(self, *, store: Store, config: Config, clock: Clock, http: httpx.AsyncClient | None = None) -> None:
+    def __init__(self, *, store: Store, config: Config, clock: Clock, http: httpx.AsyncClient | None = None,
+                 build: Callable[[datetime], Awaitable[lag.LagReport]] | None = None) -> None:
         self.store = store
         self.config = config
         self.clock = clock
         self.http = http
+        # where the whole report (every late row) is built: the running daemon's report process, else a thread here
+        self.build = build or self._build_here
+
+    async def _build_here(self, now: datetime) -> lag.LagReport:
+        return await asyncio.to_thread(lag.build_report, self.store, self.config, now, late_limit=None)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Check every `lag.alert_every` until `stop` is set; a failing check is logged, never fatal."""
@@ -115,7 +122,7 @@ class Alerter:
         """Open and clear conditions as of now; announce the opened ones not yet announced, and the
         announced ones that recovered. Returns the events sent."""
         now = self.clock.now()
-        report = await asyncio.to_thread(lag.build_report, self.store, self.config, now, late_limit=None)
+        report = await self.build(now)
         current = conditions(report, self.config.locale)
         pending, recovered = await asyncio.to_thread(self._record, current, now)
         sent: list[Event] = []

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from publisher.app.reports import InProcess, Reports
+
 if TYPE_CHECKING:
     from channels.base import Channel
     from publisher.clock import Clock
@@ -23,3 +25,7 @@ class WebContext:
     channels: dict[str, Channel] = field(default_factory=dict)
     dispatcher: Dispatcher | None = None
     health: dict[str, Any] = field(default_factory=dict)  # filled by the daemon: started_at, intake state ...
+    reports: Reports = field(init=False)  # where the lag report comes from; the running daemon swaps in its process
+
+    def __post_init__(self) -> None:
+        self.reports = Reports(InProcess(self.store, self.config), self.clock)

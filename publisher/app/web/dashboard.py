@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -26,6 +27,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import BaseRoute, Route
 
 from publisher import i18n
+from publisher.app.reports import DEFAULT_LIMIT
 from publisher.app.web.metrics import LagMetrics
 from publisher.clock import CHINA
 from publisher.dispatch import outbox
@@ -43,6 +45,7 @@ _env = Environment(loader=PackageLoader("publisher.app.web", "templates"), autoe
 CONFIG_HEADER = "X-Publisher-Config"  # the digest of the config the daemon runs on (publisher lag compares)
 # The channel table's "pending" column: rows on their way that need nobody yet (waiting for a link, queued,
 # sending, sent and not yet seen live); retrying, failed and manual have columns of their own.
+PAGE_LATE = 50  # late rows per channel on the page (the JSON has more)
 RETRYABLE = frozenset({DeliveryState.FAILED, DeliveryState.RETRYING})  # late rows shown with a retry button
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
 
@@ -83,9 +86,9 @@ def routes(ctx: WebContext) -> list[BaseRoute]:
         loc = locale(request)
         span = request.query_params.get("range", "24h")
         span = span if span in lag.SPANS else "24h"
-        now = ctx.clock.now()
-        report = await run_in_threadpool(lag.build_report, ctx.store, ctx.config, now, late_limit=50)
-        hist = await run_in_threadpool(lag.history, ctx.store, ctx.config, now, span)
+        report, age = await ctx.reports.current()
+        hist = await ctx.reports.history(report.generated_at, span)
+        report = replace(report, channels=[replace(ch, late=ch.late[:PAGE_LATE]) for ch in report.channels])
         _ = i18n.Translator(loc)
         html = _env.get_template("dashboard.html").render(
             _=_, r=report, config=ctx.config, locale=loc, span=span, spans=list(lag.SPANS),
@@ -94,9 +97,9 @@ def routes(ctx: WebContext) -> list[BaseRoute]:
             warnings=[f for f in report.freshness if f.status in ("warning", "breached")],
             retried=request.query_params.get("retried"), other=("en" if loc == "zh-CN" else "zh-CN"),
             states=DeliveryState, retryable=RETRYABLE,
-            on_their_way=lambda ch: sum(ch.counts.get(state, 0) for state in ON_THEIR_WAY),
+            on_their_way=lambda ch: sum(ch.counts.get(state, 0) for state in ON_THEIR_WAY), age=round(age),
         )
-        response = HTMLResponse(html)
+        response = HTMLResponse(html, headers={"Age": str(round(age))})
         if "lang" in request.query_params:
             response.set_cookie("lang", loc, max_age=365 * 86400, samesite="strict")
         return response
@@ -115,11 +118,16 @@ def routes(ctx: WebContext) -> list[BaseRoute]:
             since = parse_instant(request.query_params["since"], now) if "since" in request.query_params else None
         except ValueError as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
-        limit = request.query_params.get("limit", "100")
-        report = await run_in_threadpool(lag.build_report, ctx.store, ctx.config, now, channel=channel, since=since,
-                                         late_limit=int(limit) if limit.isdigit() else 100)
+        limit = request.query_params.get("limit", "")
+        late_limit = int(limit) if limit.isdigit() else DEFAULT_LIMIT
+        age = 0.0
+        if {"at", "since", "channel"}.isdisjoint(request.query_params) and late_limit == DEFAULT_LIMIT:
+            report, age = await ctx.reports.current()  # the default report: the copy the daemon keeps fresh
+        else:
+            report = await ctx.reports.report(now, channel=channel, since=since, limit=late_limit)
         return JSONResponse(to_json(report, source="daemon"),
-                            headers={"Cache-Control": "no-store", CONFIG_HEADER: ctx.config.digest})
+                            headers={"Cache-Control": "no-store", CONFIG_HEADER: ctx.config.digest,
+                                     "Age": str(round(age))})
 
     async def metrics_route(request: Request) -> Response:
         if not allowed(request):
