@@ -23,6 +23,7 @@ from publisher.app.web.context import WebContext
 from publisher.clock import Clock, SystemClock
 from publisher.config.settings import Config
 from publisher.dispatch.dispatcher import Dispatcher
+from publisher.dispatch.telemetry import Telemetry
 from publisher.errors import PublisherError
 from publisher.intake.queue import Intake
 from publisher.lag.alerts import Alerter
@@ -63,10 +64,13 @@ class Daemon:
         self.store = store or Store.open(config.store_url)
         self.channels = build_channels(config, self.clock)
         self.review = Review(self.store, config, self.clock)
-        self.dispatcher = Dispatcher(store=self.store, config=config, channels=self.channels, clock=self.clock)
-        self.intake = Intake(config, self.store, self.review, self.clock, on_approved=self.dispatcher.wake)
+        self.telemetry = Telemetry(config.channels)  # the counters /metrics shows: dispatcher and intake feed them
+        self.dispatcher = Dispatcher(store=self.store, config=config, channels=self.channels, clock=self.clock,
+                                     telemetry=self.telemetry)
+        self.intake = Intake(config, self.store, self.review, self.clock, on_approved=self.dispatcher.wake,
+                             on_file=self.telemetry.intake_file)
         self.web = WebContext(config=config, store=self.store, clock=self.clock, channels=self.channels,
-                              dispatcher=self.dispatcher,
+                              dispatcher=self.dispatcher, telemetry=self.telemetry,
                               health={"version": __version__, "started_at": self.clock.now().isoformat()})
         self._sandbox: Any = None
         self._web: uvicorn.Server | None = None  # the server run_once starts, if any

@@ -35,6 +35,7 @@ from publisher.dispatch import policy
 from publisher.dispatch.outbox import requeue, revision_from_row
 from publisher.dispatch.policy import Deadlines, describe
 from publisher.dispatch.ratelimit import RateLimits
+from publisher.dispatch.telemetry import Telemetry
 from publisher.model import Delivery, DeliveryState, IllegalTransition, Revision
 from publisher.store.db import Store
 
@@ -45,7 +46,7 @@ T = TypeVar("T")
 class Dispatcher:
     def __init__(self, *, store: Store, config: Config, channels: dict[str, Channel], clock: Clock,
                  owner: str | None = None, rng: random.Random | None = None, read_retries: int = 3,
-                 lease_slack: timedelta = policy.LEASE_SLACK) -> None:
+                 lease_slack: timedelta = policy.LEASE_SLACK, telemetry: Telemetry | None = None) -> None:
         self.store = store
         self.config = config
         self.channels = channels
@@ -54,6 +55,7 @@ class Dispatcher:
         self.rng = rng or random.Random()
         self.read_retries = read_retries
         self.lease_slack = lease_slack
+        self.telemetry = telemetry or Telemetry(channels)
         self._wake = {name: asyncio.Event() for name in channels}
         self._revisions: dict[int, Revision] = {}
         self.limits = RateLimits(store, config, channels)
@@ -188,7 +190,7 @@ class Dispatcher:
             return  # _revision has already failed the row (no upstream link)
         try:  # past the deadline the call is cancelled: the next attempt of a create asks `find` first
             async with policy.bounded(self.deadlines(row.channel).call, f"the call to {row.channel}"):
-                receipt = await self._call_channel(row, placed, rev)
+                receipt = await self.telemetry.timed(row.channel, "send", self._call_channel(row, placed, rev))
         except ManualTask as exc:
             self._manual(row, exc)
             return
@@ -248,9 +250,10 @@ class Dispatcher:
         error = None
         try:
             async with policy.bounded(self.deadlines(row.channel).call, f"the read-back on {row.channel}"):
-                live = await self._read(channel.verify, receipt)
+                live = await self.telemetry.timed(row.channel, "verify", self._read(channel.verify, receipt))
         except (TransientError, PermanentError) as exc:
             live, error = False, f"verification failed: {exc}"
+        self.telemetry.read_back(row.channel, "live" if live else "error" if error else "not_live")
         now = self.clock.now()
         with self.store.tx() as conn:
             if live:
@@ -301,6 +304,7 @@ class Dispatcher:
                                  outcome="found" if reconciled else "sent")
                 for name in released:
                     self.wake(name)
+        self.telemetry.send_outcome(row.channel, "retracted" if retract else "found" if reconciled else "sent")
         log.info("delivery.sent", remote_id=getattr(receipt, "remote_id", None), attempt=row.attempts,
                  retract=retract, reconciled=reconciled)
         if not retract:
@@ -318,6 +322,7 @@ class Dispatcher:
         wait = policy.backoff(row.attempts, budget.base, budget.cap, self.rng, exc.retry_after)
         with self.store.tx() as conn:
             self.store.schedule_retry(conn, row.id, now, at=now + wait, error=message)
+        self.telemetry.retry_scheduled(row.channel)
         log.warning("delivery.retry_scheduled", attempt=row.attempts, wait_s=round(wait.total_seconds(), 3),
                     error=message)
 
@@ -329,6 +334,7 @@ class Dispatcher:
                                     f"{row.channel} failed, so there is no article to link to: {message}")
             self.store.audit(conn, now, "daemon", "failed", item_id=row.item_id, channel=row.channel,
                              error=message)
+        self.telemetry.send_outcome(row.channel, "failed")
         log.error("delivery.failed", error=message)
 
     def _defect(self, row: Delivery, exc: Exception) -> None:
@@ -345,6 +351,7 @@ class Dispatcher:
             self.store.to_manual(conn, row.id, now, task=str(exc))
             self.store.audit(conn, now, "daemon", "manual_task", item_id=row.item_id, channel=row.channel,
                              task=str(exc))
+        self.telemetry.send_outcome(row.channel, "manual")
         log.warning("delivery.manual_task", task=str(exc))
 
     # --- helpers ------------------------------------------------------------------------------------

@@ -77,12 +77,13 @@ def link_or_copy(src: Path, dst: Path) -> None:
 
 class Intake:
     def __init__(self, config: Config, store: Store, review: Review, clock: Clock,
-                 on_approved: Callable[[], None] | None = None) -> None:
+                 on_approved: Callable[[], None] | None = None, on_file: Callable[[str], None] | None = None) -> None:
         self.config = config
         self.store = store
         self.review = review
         self.clock = clock
         self.on_approved = on_approved or (lambda: None)
+        self.on_file = on_file or (lambda outcome: None)  # each file's outcome, for /metrics (accepted, rejected, duplicate)
         root = config.queue_dir
         self.inbox, self.claimed = root / "inbox", root / ".claimed"
         self.archive, self.rejected = root / "archive", root / "rejected"
@@ -142,6 +143,7 @@ class Intake:
         if known is not None:
             # Read before (a crash after the commit, or the same file dropped twice): file it, change nothing.
             self.counts["duplicate"] += 1
+            self.on_file("duplicate")
             archived = self._link_into(self.archive, claimed, name)
             again: ParsedItem | None = None
             try:  # after a crash its attachments may still wait in the inbox: file them beside it
@@ -174,6 +176,7 @@ class Intake:
         state = self._store(item, name, digest, attachments, now)
         self._release(claimed, item)
         self.counts["accepted"] += 1
+        self.on_file("accepted")
         log.info("intake.accepted", file=name, item_id=item.item_id, state=state.value)
         if state == RevisionState.APPROVED:
             self.on_approved()
@@ -249,6 +252,7 @@ class Intake:
         with self.store.tx() as conn:
             self.store.audit(conn, now, "daemon", "reject_file", file=name, reason=exc.en)
         self.counts["rejected"] += 1
+        self.on_file("rejected")
         log.warning("intake.rejected", file=name, reason=exc.en)
 
 

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from publisher.clock import Clock
     from publisher.config.settings import Config
     from publisher.dispatch.dispatcher import Dispatcher
+    from publisher.dispatch.telemetry import Telemetry
     from publisher.store.db import Store
 
 
@@ -25,6 +26,7 @@ class WebContext:
     channels: dict[str, Channel] = field(default_factory=dict)
     dispatcher: Dispatcher | None = None
     health: dict[str, Any] = field(default_factory=dict)  # filled by the daemon: started_at, intake state ...
+    telemetry: Telemetry | None = None  # the dispatcher's and intake's counters, shown on /metrics
     reports: Reports = field(init=False)  # where the lag report comes from; the running daemon swaps in its process
 
     def __post_init__(self) -> None:

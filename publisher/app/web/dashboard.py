@@ -132,7 +132,8 @@ def routes(ctx: WebContext) -> list[BaseRoute]:
     async def metrics_route(request: Request) -> Response:
         if not allowed(request):
             return refused(request, api=True)
-        body = await run_in_threadpool(metrics.render)
+        report, _age = await ctx.reports.current()
+        body = await run_in_threadpool(metrics.render, report)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     async def retry(request: Request) -> Response:
