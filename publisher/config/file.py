@@ -52,13 +52,19 @@ def config_digest(path: Path, raw: bytes) -> str:
     return hashlib.sha256(str(path.resolve()).encode() + b"\0" + raw).hexdigest()[:32]
 
 
-def substitute_env(node: Any, path: str, missing: list[str], env: dict[str, str]) -> Any:
-    """Replace `${NAME}` / `${NAME:-default}` in every string; collect unresolved names (never values)."""
+def substitute_env(node: Any, path: str, missing: list[str], env: dict[str, str], *,
+                   none_when_unset: bool = False) -> Any:
+    """Replace `${NAME}` / `${NAME:-default}` in every string; collect unresolved names (never values).
+    An unset variable reads as "" (the caller reports `missing`); with `none_when_unset` the whole string
+    becomes None instead, for a key the caller leaves without a value rather than half a secret."""
     if isinstance(node, dict):
-        return {k: substitute_env(v, f"{path}.{k}" if path else str(k), missing, env) for k, v in node.items()}
+        return {k: substitute_env(v, f"{path}.{k}" if path else str(k), missing, env, none_when_unset=none_when_unset)
+                for k, v in node.items()}
     if isinstance(node, list):
-        return [substitute_env(v, f"{path}[{i}]", missing, env) for i, v in enumerate(node)]
+        return [substitute_env(v, f"{path}[{i}]", missing, env, none_when_unset=none_when_unset) for i, v in enumerate(node)]
     if isinstance(node, str):
+        found = len(missing)
+
         def repl(m: re.Match[str]) -> str:
             name, default = m.group(1), m.group(2)
             if name in env:
@@ -67,5 +73,6 @@ def substitute_env(node: Any, path: str, missing: list[str], env: dict[str, str]
                 return default
             missing.append(f"{path}: environment variable {name} is not set (the secret comes from ${{{name}}})")
             return ""
-        return _ENV.sub(repl, node)
+        text = _ENV.sub(repl, node)
+        return None if none_when_unset and len(missing) > found else text
     return node

@@ -222,14 +222,37 @@ def _short(value: Any) -> str:
     return text if len(text) < 60 else text[:57] + "..."
 
 
+def _substitute(data: dict[Any, Any], env: dict[str, str], *, adapters: bool) -> tuple[dict[Any, Any], list[str]]:
+    """config.yaml's data with `${ENV}` substituted, and each unset variable in words. Without adapters, an
+    unset variable in a channel's own keys (those ChannelConfig does not declare: the adapter's options, where
+    the secrets live) is no problem: the key is left None, and nothing that runs without adapters reads it."""
+    missing: list[str] = []
+    channels = data.get("channels")
+    if adapters or not isinstance(channels, dict):
+        return substitute_env(data, "", missing, env), missing
+
+    def channel(name: str, ch: Any) -> Any:
+        if not isinstance(ch, dict):
+            return substitute_env(ch, f"channels.{name}", missing, env)  # validation says what is wrong
+        return {key: substitute_env(value, f"channels.{name}.{key}", missing, env) if key in ChannelConfig.model_fields
+                else substitute_env(value, f"channels.{name}.{key}", [], env, none_when_unset=True)
+                for key, value in ch.items()}
+    substituted = {key: {name: channel(str(name), ch) for name, ch in channels.items()} if key == "channels"
+                   else substitute_env(value, str(key), missing, env) for key, value in data.items()}
+    return substituted, missing
+
+
 def parse_config(data: Any, *, base_dir: Path, source: str = "config.yaml",
                  env: dict[str, str] | None = None, adapters: bool = True) -> Config:
-    """Validate config.yaml's data. `adapters=False` skips each channel's own keys (and importing its
-    adapter): for read-only commands such as `publisher lag`, which never talk to a channel."""
+    """Validate config.yaml's data. `adapters=True` (the default) is for the commands that send: every
+    `${ENV}` must be set and every channel's own keys must suit its adapter. `adapters=False` is the mode for
+    readers, the commands that never talk to a channel (`publisher lag`, `items`, `show`, `review`, `audit`,
+    and approve/reject/override/retract/retry, which only write to the store): each channel's own keys are
+    neither checked nor read, the adapter modules are not imported, and a secret in those keys may be unset.
+    A variable a reader does use (`store.url`, `web.token`, a channel's `sla`) must still be set."""
     if not isinstance(data, dict):
         raise ConfigError(source, ["the file must be a YAML mapping (key: value lines)"])
-    missing: list[str] = []
-    data = substitute_env(data, "", missing, dict(os.environ) if env is None else env)
+    data, missing = _substitute(data, dict(os.environ) if env is None else env, adapters=adapters)
     try:
         config = Config.model_validate({**data, "base_dir": base_dir})
     except ValidationError as exc:
@@ -258,6 +281,8 @@ def parse_config(data: Any, *, base_dir: Path, source: str = "config.yaml",
 
 
 def load_config(path: Path | str, env: dict[str, str] | None = None, *, adapters: bool = True) -> Config:
+    """config.yaml validated; `adapters=False` for readers (see parse_config). The digest is the file's own
+    (its path and bytes), whichever mode and whatever the environment holds."""
     path = Path(path)
     data, digest = read_config_file(path)
     config = parse_config(data, base_dir=path.resolve().parent, source=str(path), env=env, adapters=adapters)

@@ -109,7 +109,7 @@ def read_store(config_path: Path, channel: str | None, since: str | None, at: st
     from publisher.lag.report import build_report
     from publisher.units import parse_instant  # nothing on this path logs: structlog is not even imported
     try:
-        config = load_config(config_path, adapters=False)  # the report talks to no channel
+        config = load_config(config_path, adapters=False)  # a reader: no channel, so none of their secrets
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     if channel is not None and channel not in config.channels:

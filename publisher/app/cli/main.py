@@ -53,7 +53,11 @@ CONFIG_OPTION = click.option("--config", "config_path", type=click.Path(path_typ
                              show_default=True, envvar="PUBLISHER_CONFIG", help="config.yaml to use")
 
 
-def _config(path: Path) -> Config:
+def _config(path: Path, *, sends: bool) -> Config:
+    """config.yaml for a command. Only `sends=True` (`run`, and `check-config`, which exists to find what
+    `run` would refuse) needs the channels' secrets in the environment. Every other command is a reader: it
+    reads or writes the store and talks to no channel (approve, reject, override, retract and retry only
+    record what the running daemon then sends), so an admin's shell without the WordPress password can run it."""
     import logging
 
     from publisher.config.settings import ConfigError, load_config
@@ -61,7 +65,7 @@ def _config(path: Path) -> Config:
 
     configure_logging(json=False, level=logging.WARNING)  # `run` turns the daemon's own logging on
     try:
-        return load_config(path)
+        return load_config(path, adapters=sends)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -106,7 +110,7 @@ def init(directory: Path) -> None:
 @CONFIG_OPTION
 def check_config(config_path: Path) -> None:
     """Validate config.yaml and list every problem with its place in the file."""
-    config = _config(config_path)
+    config = _config(config_path, sends=True)
     console.print(f"[green]{config_path}: OK[/] — {len(config.categories)} categories, "
                   f"{len(config.channels)} channels ({', '.join(config.channels)})")
 
@@ -122,7 +126,7 @@ def run(config_path: Path, once: bool, log_format: str) -> None:
     from publisher.app.daemon import Daemon
     from publisher.logs import configure_logging
 
-    config = _config(config_path)
+    config = _config(config_path, sends=True)
     configure_logging(json=log_format == "json")
     if not config.web.is_loopback and config.web.token is None:
         raise click.ClickException(f"web.listen {config.web.listen} is reachable from other machines: set web.token "
@@ -158,7 +162,7 @@ def review(config_path: Path) -> None:
     """List what waits for whose sign-off, and what the confidentiality screen blocked."""
     from publisher.review.chain import Review
 
-    config = _config(config_path)
+    config = _config(config_path, sends=False)
     waiting = Review(_store(config), config, SystemClock()).waiting()
     if not waiting:
         console.print("Nothing waits for review.")
@@ -176,7 +180,7 @@ def review(config_path: Path) -> None:
 def _review_action(config_path: Path, action: str, item_id: str, **kw: Any) -> None:
     from publisher.review.chain import Review
 
-    config = _config(config_path)
+    config = _config(config_path, sends=False)
     try:
         state = getattr(Review(_store(config), config, SystemClock()), action)(item_id, **kw)
     except PublisherError as exc:
@@ -233,7 +237,7 @@ def retry(item_id: str, channel: str | None, by: str, config_path: Path) -> None
     """Put an item's failed deliveries back in the queue (the running daemon picks them up)."""
     from publisher.dispatch.outbox import requeue
 
-    config = _config(config_path)
+    config = _config(config_path, sends=False)
     if channel is not None and channel not in config.channels:
         raise click.BadParameter(f"{channel!r} is not a channel in {config_path}; these are: "
                                  f"{', '.join(config.channels)}", param_hint="--channel")
@@ -253,7 +257,7 @@ def retry(item_id: str, channel: str | None, by: str, config_path: Path) -> None
 @CONFIG_OPTION
 def items(state: str | None, limit: int, config_path: Path) -> None:
     """List items, newest first."""
-    config = _config(config_path)
+    config = _config(config_path, sends=False)
     rows = _store(config).items(state, limit)
     table = _table("item", "rev", "category", "title", "review", "updated (UTC)")
     for r in rows:
@@ -269,7 +273,7 @@ def items(state: str | None, limit: int, config_path: Path) -> None:
 @CONFIG_OPTION
 def show(item_id: str, config_path: Path) -> None:
     """An item's revisions, sign-offs, findings and per-channel delivery history."""
-    config = _config(config_path)
+    config = _config(config_path, sends=False)
     store = _store(config)
     latest = store.revision(item_id)
     if latest is None:
@@ -305,7 +309,7 @@ def _t(v: Any) -> str:
 @CONFIG_OPTION
 def audit(item_id: str | None, limit: int, config_path: Path) -> None:
     """The audit log (who did what, when), newest first."""
-    config = _config(config_path)
+    config = _config(config_path, sends=False)
     for row in _store(config).audit_log(item_id, limit):
         detail = json.dumps(row.detail, ensure_ascii=False)
         console.print(f"{row.at:%Y-%m-%d %H:%M:%S} {row.actor:<12} {row.action:<12} "
