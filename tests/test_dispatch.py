@@ -133,3 +133,47 @@ async def test_a_read_back_that_never_ends_is_cancelled_at_the_deadline(
         assert row.next_attempt_at > daemon.clock.now()
     finally:
         await daemon.aclose()
+
+
+@pytest.fixture
+async def black_hole() -> AsyncIterator[str]:
+    """A loopback peer that takes the connection and the request and never answers."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+        await reader.read()  # until the client goes away
+
+    server = await asyncio.start_server(swallow, "127.0.0.1", 0)
+    yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/api/articles"
+    for writer in held:
+        writer.close()
+    server.close()
+
+
+async def test_a_stopping_daemon_does_not_wait_for_a_peer_that_never_answers(
+        tmp_path: Path, sandbox: SandboxServer, black_hole: str) -> None:
+    """Told to stop while a send to a black-holed peer is in flight (its timeout 30 s), the dispatcher returns
+    within a couple of seconds; the row stays `sending` under this node's name, so that the next start
+    reconciles it through `find` instead of sending blindly, as after a crash."""
+    daemon = await _daemon(tmp_path, sandbox, **{"channels.city_portal.url": black_hole,
+                                                 "channels.city_portal.timeout": "30s"})
+    stop = asyncio.Event()
+    running = asyncio.create_task(daemon.dispatcher.run(stop))
+    try:
+        for _ in range(200):
+            (row,) = daemon.store.deliveries_of("note-1")
+            if row.state == DeliveryState.SENDING:
+                break
+            await asyncio.sleep(0.05)
+        assert row.state == DeliveryState.SENDING
+        started = time.monotonic()
+        stop.set()
+        await asyncio.wait_for(running, 10)
+        assert time.monotonic() - started < 3
+        (row,) = daemon.store.deliveries_of("note-1")
+        assert row.state == DeliveryState.SENDING and row.lease_owner == daemon.dispatcher.owner
+        assert [d.id for d in daemon.store.stale_sending(daemon.clock.now(), owner=daemon.dispatcher.owner)] == [row.id]
+    finally:
+        running.cancel()
+        await daemon.aclose()

@@ -19,14 +19,11 @@ from __future__ import annotations
 import asyncio
 import random
 import socket
-from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
 
 import structlog
 from sqlalchemy.exc import DBAPIError
 from structlog.contextvars import bound_contextvars
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from channels.base import Channel, ManualTask, PermanentError, Receipt, TransientError
 from publisher.clock import Clock
@@ -40,7 +37,6 @@ from publisher.model import Delivery, DeliveryState, IllegalTransition, Revision
 from publisher.store.db import Store
 
 log = structlog.get_logger()
-T = TypeVar("T")
 
 
 class Dispatcher:
@@ -98,6 +94,11 @@ class Dispatcher:
         workers = [asyncio.create_task(self._worker(name, stop), name=f"dispatch:{name}") for name in self.channels]
         await stop.wait()
         self.wake()
+        # Sends in flight get a moment to finish; then they are cancelled. A cancelled send leaves its row
+        # `sending`, which the next start reconciles through `find`, exactly as after a crash.
+        _done, slow = await asyncio.wait(workers, timeout=policy.SHUTDOWN_GRACE.total_seconds())
+        for task in slow:
+            task.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
 
     def retry(self, item_id: str, channel: str | None = None, *, by: str) -> int:
@@ -162,7 +163,13 @@ class Dispatcher:
                 handled += len(rows)
             if not sending and not reading:
                 return handled
-            done, _ = await asyncio.wait(sending | reading, return_when=asyncio.FIRST_COMPLETED)
+            try:
+                done, _ = await asyncio.wait(sending | reading, return_when=asyncio.FIRST_COMPLETED)
+            except asyncio.CancelledError:  # the daemon is stopping: its rows' calls go with it
+                for task in sending | reading:
+                    task.cancel()
+                await asyncio.gather(*sending, *reading, return_exceptions=True)
+                raise
             sending -= done
             reading -= done
 
@@ -213,7 +220,7 @@ class Dispatcher:
         if placed is not None:
             return await channel.update(rev, placed)
         if row.attempts > 1:  # an earlier attempt may have landed: never post twice
-            found = await self._read(channel.find, rev)
+            found = await policy.read(channel.find, rev, attempts=self.read_retries)
             if found is not None:
                 log.info("dispatch.found_earlier")
                 return found
@@ -229,7 +236,7 @@ class Dispatcher:
                 return
             try:
                 async with policy.bounded(self.deadlines(row.channel).call, f"the search on {row.channel}"):
-                    found = await self._read(channel.find, rev)
+                    found = await policy.read(channel.find, rev, attempts=self.read_retries)
             except (TransientError, PermanentError) as exc:
                 log.warning("dispatch.reconcile_unknown", error=str(exc))
         if found is not None:
@@ -250,7 +257,8 @@ class Dispatcher:
         error = None
         try:
             async with policy.bounded(self.deadlines(row.channel).call, f"the read-back on {row.channel}"):
-                live = await self.telemetry.timed(row.channel, "verify", self._read(channel.verify, receipt))
+                reading = policy.read(channel.verify, receipt, attempts=self.read_retries)
+                live = await self.telemetry.timed(row.channel, "verify", reading)
         except (TransientError, PermanentError) as exc:
             live, error = False, f"verification failed: {exc}"
         self.telemetry.read_back(row.channel, "live" if live else "error" if error else "not_live")
@@ -359,15 +367,6 @@ class Dispatcher:
     def _dependents(self, row: Delivery) -> list[str]:
         """The channels that link to the item on this row's channel (their `link_from`)."""
         return [n for n, c in self.config.channels.items() if c.link_from == row.channel]
-
-    async def _read(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
-        """Reads (find, verify) are idempotent: a few quick in-process retries before giving up."""
-        async for attempt in AsyncRetrying(retry=retry_if_exception_type(TransientError),
-                                           stop=stop_after_attempt(self.read_retries),
-                                           wait=wait_random_exponential(multiplier=0.1, max=2), reraise=True):
-            with attempt:
-                return await fn(*args)
-        raise AssertionError("unreachable")
 
     def _placement(self, row: Delivery) -> Receipt | None:
         with self.store.read() as conn:

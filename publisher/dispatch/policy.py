@@ -7,10 +7,13 @@ from __future__ import annotations
 import asyncio
 import random
 import traceback
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any, TypeVar
+
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from channels.base import TransientError
 
@@ -18,6 +21,8 @@ VERIFY_CAP = timedelta(minutes=30)
 VERIFY_BASE = timedelta(seconds=5)
 RESEND_AFTER_CHECKS = 5  # read-backs that found nothing before an unseen delivery is sent once more
 LEASE_SLACK = timedelta(seconds=30)
+SHUTDOWN_GRACE = timedelta(seconds=1)  # how long a stopping daemon waits for the calls in flight
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,15 @@ async def bounded(deadline: timedelta, what: str) -> AsyncIterator[None]:
         if not scope.expired():
             raise
         raise TransientError(f"{what} took longer than {deadline.total_seconds():g} s and was cancelled") from None
+
+
+async def read(fn: Callable[..., Awaitable[T]], *args: Any, attempts: int) -> T:
+    """Reads (find, verify) are idempotent: a few quick in-process retries of a transient failure."""
+    async for attempt in AsyncRetrying(retry=retry_if_exception_type(TransientError), stop=stop_after_attempt(attempts),
+                                       wait=wait_random_exponential(multiplier=0.1, max=2), reraise=True):
+        with attempt:
+            return await fn(*args)
+    raise AssertionError("unreachable")  # reraise=True: the last failure is raised above
 
 
 def backoff(attempt: int, base: timedelta, cap: timedelta, rng: random.Random,
