@@ -37,7 +37,7 @@ CHUNK = 50_000  # delivery rows per insert transaction
 
 
 def _loguniform(rng: random.Random, lo: float, hi: float) -> float:
-    return lo * (hi / lo) ** rng.random()
+    return float(lo * (hi / lo) ** rng.random())  # float ** float is typed Any (a negative base gives complex)
 
 
 def build(url: str, config_path: Path, now: datetime, *, target: int = 1_000_000,

@@ -30,9 +30,10 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 import yaml
@@ -55,7 +56,7 @@ def build(url: str, config_path: Path, now: datetime, seed: int = 7) -> None:
     _store.build(url, config_path, now, target=TARGET, span=timedelta(days=365), seed=seed)
 
 
-def write_config(workdir: Path, url: str, **sections: dict) -> Path:
+def write_config(workdir: Path, url: str, **sections: dict[str, Any]) -> Path:
     data = yaml.safe_load((ROOT / "publisher" / "config" / "default.yaml").read_text(encoding="utf-8"))
     data["store"] = {"url": url}
     data["sandbox"] = {"enabled": False}
@@ -65,7 +66,7 @@ def write_config(workdir: Path, url: str, **sections: dict) -> Path:
     return path
 
 
-def median_ms(fn, runs: int) -> tuple[float, list[float]]:
+def median_ms(fn: Callable[[], object], runs: int) -> tuple[float, list[float]]:
     times = []
     for _ in range(runs):
         t = time.perf_counter()
