@@ -264,6 +264,7 @@ def report(args: argparse.Namespace, meta: dict[str, Any], out: Measurement, bef
     rate_off = sum(w.sends for w in off) / off_s if off_s else 0.0
     ratio = rate_on / rate_off if rate_off else 0.0
     busy = info["last_send"] >= out.windows[-1].end and info["first_send"] <= out.windows[0].start
+    verdict = ("met" if ratio >= IDEAL_RATIO else "NOT met") if busy else "invalid"
 
     print(f"\n{'figure':24} {'median':>10}  {'n':>3}  {'min-max':>13}  {'ideal':>9}  {'':7} what")
     for kind, ideal in zip(KINDS, (IDEAL_LAG_MS, IDEAL_API_MS, IDEAL_API_MS), strict=True):
@@ -272,8 +273,9 @@ def report(args: argparse.Namespace, meta: dict[str, Any], out: Measurement, bef
         print(f"{kind:24} {med:7.1f} ms  {len(ms):3}  {min(ms):5.0f}-{max(ms):<5.0f}ms  {'≤ ' + f'{ideal:.0f} ms':>9}  "
               f"{'met' if med <= ideal else 'NOT met':7} {WHAT[kind]}")
     print(f"{'dispatch rate ratio':24} {ratio:10.2f}  {len(out.windows):3}  {'':13}  {'≥ 0.90':>9}  "
-          f"{'met' if ratio >= IDEAL_RATIO else 'NOT met':7} {rate_on:.1f} deliveries/s over {on_s:.1f} s measuring, "
-          f"{rate_off:.1f}/s over {off_s:.1f} s not")
+          f"{verdict:7} {rate_on:.1f} deliveries/s over {on_s:.1f} s measuring, {rate_off:.1f}/s over {off_s:.1f} s not")
+    print("windows in order (deliveries/s, * measuring): "
+          + " ".join(f"{w.sends / w.seconds:.0f}{'*' if w.measuring else ''}" for w in out.windows))
     print(f"GET /api/lag Age headers: {min(out.ages)}-{max(out.ages)} s")
     if not busy:
         print("warning: the corpus was not being sent through every window (sends "

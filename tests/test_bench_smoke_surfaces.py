@@ -26,6 +26,7 @@ def test_bench_surfaces_smoke_prints_every_figure(tmp_path: Path) -> None:
                       out, re.MULTILINE)
     assert ratio is not None, f"no dispatch rate ratio in:\n{out}"
     assert float(ratio.group(3)) > 0, "no corpus delivery was sent in the windows without the measurement"
+    assert re.search(r"^windows in order \(deliveries/s, \* measuring\): \d+\*? \d+", out, re.MULTILINE), out
     assert re.search(r"^GET /api/lag Age headers: \d+-\d+ s$", out, re.MULTILINE), out
     assert re.search(r"^machine: nproc \d+; CPU .+; RAM \d+ GiB; Python 3\.\d+\.\d+; SQLite 3\.\d+\.\d+", out, re.MULTILINE), out
     assert "command: python bench/bench_surfaces.py --smoke" in out
