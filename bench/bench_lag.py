@@ -22,7 +22,6 @@ import argparse
 import contextlib
 import json
 import os
-import random
 import shutil
 import signal
 import socket
@@ -31,9 +30,10 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 import yaml
@@ -41,107 +41,22 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import _store  # noqa: E402  (bench/, beside this script)
+
 from publisher.config.settings import load_config  # noqa: E402
 from publisher.lag.report import build_report  # noqa: E402
 from publisher.store.db import Store  # noqa: E402
-from publisher.store.schema import deliveries, items, revisions  # noqa: E402
+from publisher.store.schema import deliveries  # noqa: E402
 
 TARGET = 1_000_000
-WEIGHTS = {"news": 40, "updates": 25, "notices": 10, "agency": 5, "committee": 8, "laws": 4, "guides": 7,
-           "accidents": 1}
-LAG = {  # channel → (low, high) seconds from due to live, drawn log-uniformly
-    "bureau_site": (3, 300), "city_portal": (30, 6 * 3600), "provincial_feed": (60, 1800), "microblog": (60, 3 * 3600),
-}
-
-
-def _loguniform(rng: random.Random, lo: float, hi: float) -> float:
-    return lo * (hi / lo) ** rng.random()
 
 
 def build(url: str, config_path: Path, now: datetime, seed: int = 7) -> None:
-    config = load_config(config_path)
-    store = Store.open(url)
-    rng = random.Random(seed)
-    cats = list(WEIGHTS)
-    weights = list(WEIGHTS.values())
-    span = timedelta(days=365).total_seconds()
-    per_rev = sum(len(config.categories[c].channels) * w for c, w in WEIGHTS.items()) / sum(weights)
-    n_revs = int(TARGET / per_rev * 1.02) + 1  # a little over: the loop stops at exactly TARGET rows
-    made = 0
-    chunk_items: list[dict] = []
-    chunk_revs: list[dict] = []
-    chunk_dels: list[dict] = []
-
-    def flush() -> None:
-        with store.tx() as conn:
-            if chunk_items:
-                conn.execute(items.insert(), chunk_items)
-            conn.execute(revisions.insert(), chunk_revs)
-            conn.execute(deliveries.insert(), chunk_dels)
-        chunk_items.clear()
-        chunk_revs.clear()
-        chunk_dels.clear()
-
-    started = time.perf_counter()
-    for i in range(n_revs):
-        if made >= TARGET:
-            break
-        category = rng.choices(cats, weights)[0]
-        due = now - timedelta(seconds=span * (1 - made / TARGET))  # even over the year, up to the build
-        item_id = f"bench-{i:07d}"
-        in_review = made >= TARGET - 1_000 and rng.random() < 0.3  # the last days' sign-offs still open
-        chunk_items.append({"id": item_id, "category": category, "title": f"{category} {i}", "current_revision": 1,
-                            "retracted": False, "created_at": due, "updated_at": due})
-        chunk_revs.append({"id": i + 1, "item_id": item_id, "number": 1, "state": "review" if in_review else "approved",
-                           "title": f"{category} {i}", "category": category, "body": "…", "channels": [],
-                           "attachments": [], "retract": False, "findings": [], "created_at": due,
-                           "doc_date": (due - timedelta(days=rng.randint(0, 40 if in_review else 10))).date(),
-                           "approved_at": None if in_review else due})
-        if in_review:
-            continue
-        for channel in config.categories[category].channels:
-            if made >= TARGET:
-                break
-            made += 1
-            lo, hi = LAG[channel]
-            live = due + timedelta(seconds=_loguniform(rng, lo, hi))
-            roll = rng.random()
-            state = "live"
-            if live > now:
-                state = rng.choice(("pending", "sent", "retrying"))
-            elif roll < 0.003:
-                state = "failed"
-            elif roll < 0.004:
-                state = "retrying"
-            elif roll < 0.005:
-                state = "manual"
-            elif roll < 0.015:
-                state = "superseded"
-            is_live = state == "live"
-            chunk_dels.append({
-                "revision_id": i + 1, "item_id": item_id, "channel": channel, "state": state, "retract": False,
-                "due_at": due, "next_attempt_at": due, "attempts": 1 if is_live else rng.randint(1, 10),
-                "verify_attempts": 1, "sent_at": live if is_live else None, "live_at": live if is_live else None,
-                "last_error": None if is_live or state == "superseded" else "503 Service Unavailable",
-                "created_at": due, "updated_at": live if is_live else due,
-            })
-        if len(chunk_dels) >= 50_000:
-            flush()
-            print(f"  {made:>9,} deliveries  {time.perf_counter() - started:5.1f} s", flush=True)
-    flush()
-    # as a running system has them: SQLite's statistics (the daemon's ANALYZE); on PostgreSQL, autovacuum's
-    # statistics and visibility map (index-only scans), which a bulk load has not waited for
-    if store.engine.dialect.name == "sqlite":
-        store.analyze()
-    else:
-        with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.exec_driver_sql("VACUUM ANALYZE deliveries")
-            conn.exec_driver_sql("VACUUM ANALYZE revisions")
-    store.close()
-    print(f"built {made:,} deliveries in {time.perf_counter() - started:.1f} s")
+    """One bureau-network year of TARGET deliveries (bench/_store.py, whose defaults are this store)."""
+    _store.build(url, config_path, now, target=TARGET, span=timedelta(days=365), seed=seed)
 
 
-def write_config(workdir: Path, url: str, **sections: dict) -> Path:
+def write_config(workdir: Path, url: str, **sections: dict[str, Any]) -> Path:
     data = yaml.safe_load((ROOT / "publisher" / "config" / "default.yaml").read_text(encoding="utf-8"))
     data["store"] = {"url": url}
     data["sandbox"] = {"enabled": False}
@@ -151,7 +66,7 @@ def write_config(workdir: Path, url: str, **sections: dict) -> Path:
     return path
 
 
-def median_ms(fn, runs: int) -> tuple[float, list[float]]:
+def median_ms(fn: Callable[[], object], runs: int) -> tuple[float, list[float]]:
     times = []
     for _ in range(runs):
         t = time.perf_counter()
