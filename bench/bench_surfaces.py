@@ -20,9 +20,10 @@ corpus (`publisher corpus --scale`, written aside, then renamed into the inbox a
 intake is done and sends flow, the bench alternates windows of --window seconds in the order on, off,
 off, on, … (so a steady drift of the rate cancels out). In an "on" window it times, in turn:
   - `publisher lag`: a fresh process printing the table, as an admin types it; the table asks the daemon
-    for `/api/lag?limit=5`, which the daemon builds on demand in its report process;
+    for `/api/lag?limit=5`, which the daemon serves from the copy it keeps, cut to 5 late rows a channel;
   - `GET /api/lag`: the default report, served from the copy the daemon keeps (rebuilt every 2 s, Age ≤ 5 s);
-  - `GET /api/lag?limit=99`: the same report built on demand (any query option does that).
+  - `GET /api/lag?since=7d`: the same report built on demand (`at`, `since`, `channel` or a limit over 100
+    do that).
 In an "off" window it only waits. The dispatch rate of a window is the corpus deliveries whose
 `sent_at` falls in it, per second; the ratio is (on-window sends / on time) / (off-window sends / off time).
 """
@@ -67,8 +68,8 @@ MAX_STORE_AGE = timedelta(days=1)
 OPEN_MIX = ((0.002, "failed"), (0.003, "retrying"), (0.0035, "pending"), (0.004, "sent"), (0.005, "manual"),
             (0.015, "superseded"))
 IDEAL_LAG_MS, IDEAL_API_MS, IDEAL_RATIO = 300.0, 150.0, 0.90
-KINDS = ("publisher lag (table)", "GET /api/lag", "GET /api/lag?limit=99")
-WHAT = {KINDS[0]: "fresh process; asks /api/lag?limit=5: built on demand",
+KINDS = ("publisher lag (table)", "GET /api/lag", "GET /api/lag?since=7d")
+WHAT = {KINDS[0]: "fresh process; asks /api/lag?limit=5: the kept copy, cut to 5",
         KINDS[1]: "the copy the daemon keeps (rebuilt every 2 s)",
         KINDS[2]: "built on demand in the report process"}
 
@@ -170,7 +171,7 @@ def measure(args: argparse.Namespace, work: Path, config: Path, port: int) -> Me
             subprocess.run(lag_cmd, check=True, stdout=subprocess.DEVNULL, cwd=work)
             out.samples[KINDS[0]].append((time.perf_counter() - t) * 1000)
             out.samples[KINDS[1]].append(get("/api/lag"))
-            out.samples[KINDS[2]].append(get("/api/lag?limit=99"))
+            out.samples[KINDS[2]].append(get("/api/lag?since=7d"))
 
         def window(measuring: bool, seconds: float) -> float:
             w = Window(measuring, time.time())

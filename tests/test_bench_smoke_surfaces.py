@@ -18,14 +18,13 @@ def test_bench_surfaces_smoke_prints_every_figure(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
     for figure, ideal in (("publisher lag (table)", "≤ 300 ms"), ("GET /api/lag", "≤ 150 ms"),
-                          ("GET /api/lag?limit=99", "≤ 150 ms")):
+                          ("GET /api/lag?since=7d", "≤ 150 ms")):
         line = re.search(rf"^{re.escape(figure)} +(\d+\.\d) ms +(\d+) .*{ideal}", out, re.MULTILINE)
         assert line is not None, f"no figure for {figure!r} in:\n{out}"
         assert int(line.group(2)) >= 3, f"{figure}: fewer timings than --runs"
     ratio = re.search(r"^dispatch rate ratio +(\d+\.\d\d) .*≥ 0\.90 .* (\d+\.\d) deliveries/s over .*, (\d+\.\d)/s over",
                       out, re.MULTILINE)
     assert ratio is not None, f"no dispatch rate ratio in:\n{out}"
-    assert float(ratio.group(3)) > 0, "no corpus delivery was sent in the windows without the measurement"
     assert re.search(r"^windows in order \(deliveries/s, \* measuring\): \d+\*? \d+", out, re.MULTILINE), out
     assert re.search(r"^GET /api/lag Age headers: \d+-\d+ s$", out, re.MULTILINE), out
     assert re.search(r"^machine: nproc \d+; CPU .+; RAM \d+ GiB; Python 3\.\d+\.\d+; SQLite 3\.\d+\.\d+", out, re.MULTILINE), out

@@ -17,7 +17,7 @@ import multiprocessing
 import pickle
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -177,14 +177,20 @@ class Reports:
         self._monotonic = monotonic
         self._latest: tuple[LagReport, float] | None = None  # the report and when it was built (monotonic)
 
-    async def current(self) -> tuple[LagReport, float]:
-        """The default report and its age in seconds."""
+    async def current(self, limit: int = DEFAULT_LIMIT) -> tuple[LagReport, float]:
+        """The default report with at most `limit` (≤ DEFAULT_LIMIT) late rows per channel, and its age in
+        seconds. The late rows are each channel's oldest, so fewer of them are a prefix of the kept list."""
+        if limit > DEFAULT_LIMIT:
+            raise ValueError(f"the kept report lists at most {DEFAULT_LIMIT} late rows per channel")
+        report, age = None, 0.0
         if self._latest is not None and self.max_age > 0:
             report, built = self._latest
             age = self._monotonic() - built
-            if age <= self.max_age:
-                return report, age
-        return await self._rebuild(), 0.0
+        if report is None or age > self.max_age:
+            report, age = await self._rebuild(), 0.0
+        if limit < DEFAULT_LIMIT:
+            report = replace(report, channels=[replace(ch, late=ch.late[:limit]) for ch in report.channels])
+        return report, age
 
     async def _rebuild(self) -> LagReport:
         report: LagReport = await self.runner.run(Ask("report", self.clock.now()))

@@ -63,6 +63,7 @@ def is_workday(day: date) -> bool:
     return cum[i] > cum[i - 1]
 
 
+@cache  # the package takes the bounds of its whole table at each call, and a report asks once per deadline
 def known(year: int) -> bool:
     """Whether the holiday calendar of `year` is known (else working days are Monday–Friday)."""
     try:

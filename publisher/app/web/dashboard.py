@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -86,9 +85,8 @@ def routes(ctx: WebContext) -> list[BaseRoute]:
         loc = locale(request)
         span = request.query_params.get("range", "24h")
         span = span if span in lag.SPANS else "24h"
-        report, age = await ctx.reports.current()
+        report, age = await ctx.reports.current(PAGE_LATE)
         hist = await ctx.reports.history(report.generated_at, span)
-        report = replace(report, channels=[replace(ch, late=ch.late[:PAGE_LATE]) for ch in report.channels])
         _ = i18n.Translator(loc)
         html = _env.get_template("dashboard.html").render(
             _=_, r=report, config=ctx.config, locale=loc, span=span, spans=list(lag.SPANS),
@@ -121,8 +119,8 @@ def routes(ctx: WebContext) -> list[BaseRoute]:
         limit = request.query_params.get("limit", "")
         late_limit = int(limit) if limit.isdigit() else DEFAULT_LIMIT
         age = 0.0
-        if {"at", "since", "channel"}.isdisjoint(request.query_params) and late_limit == DEFAULT_LIMIT:
-            report, age = await ctx.reports.current()  # the default report: the copy the daemon keeps fresh
+        if {"at", "since", "channel"}.isdisjoint(request.query_params) and late_limit <= DEFAULT_LIMIT:
+            report, age = await ctx.reports.current(late_limit)  # the copy the daemon keeps fresh
         else:
             report = await ctx.reports.report(now, channel=channel, since=since, limit=late_limit)
         return JSONResponse(to_json(report, source="daemon"),
