@@ -33,6 +33,15 @@ from publisher.store.db import Store
 
 log = structlog.get_logger()
 ANALYZE_EVERY = 6 * 3600  # seconds between refreshes of the store's planner statistics
+# What it means for an admin when one of the daemon's parts has ended (/healthz says it)
+STOPPED = {
+    "watch": "the inbox watcher has stopped: new files wait for the next rescan",
+    "rescan": "the inbox rescan has stopped: files dropped while the watcher misses them stay in the inbox",
+    "dispatch": "dispatch has stopped: nothing is sent or verified",
+    "store-changes": "the daemon no longer hears other processes' approvals at once (they wait for the next poll)",
+    "alerts": "the alerter has stopped: no alert goes out",
+    "report": "the lag report's refresh has stopped: each page and scrape builds its own",
+}
 REPORT_REFRESH = 2.0  # seconds between rebuilds of the default lag report the web doors serve
 REPORT_MAX_AGE = 5.0  # the oldest copy of it a door may serve; older, it is built on the spot
 
@@ -147,6 +156,8 @@ class Daemon:
                                         build=lambda now: reports.report(now, limit=None)).run(stop), name="alerts"),
             asyncio.create_task(reports.keep_fresh(stop), name="report"),
         ]
+        lasting = list(tasks)  # the parts that run as long as the daemon (not the one-off analyze below)
+        self.web.checks.append(lambda: self.stopped_parts(lasting, stop))
         tasks.append(asyncio.create_task(self._analyze(), name="analyze"))  # in the background: slow on a deep store
         await self.intake.scan()
         self.dispatcher.wake()
@@ -157,6 +168,17 @@ class Daemon:
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.aclose()
         log.info("daemon.stopped")
+
+    def stopped_parts(self, tasks: list[asyncio.Task[Any]], stop: asyncio.Event) -> list[str]:
+        """The daemon's parts that ended while it runs (/healthz): each is work that no longer happens."""
+        if stop.is_set():
+            return []
+        ended = {t.get_name() for t in tasks if t.done()} - ({"watch"} if not self.config.queue.watch else set())
+        problems = [STOPPED.get(name, f"the daemon's {name} task has stopped") for name in sorted(ended)]
+        problems += [f"the dispatch worker of {name} ({self.config.channels[name].display(name)}) has stopped: "
+                     "its deliveries wait until the daemon is restarted"
+                     for name, task in self.dispatcher.workers.items() if task.done()]
+        return problems
 
     async def _watch(self, stop: asyncio.Event) -> None:
         if not self.config.queue.watch:

@@ -43,10 +43,7 @@ class Dispatcher:
     def __init__(self, *, store: Store, config: Config, channels: dict[str, Channel], clock: Clock,
                  owner: str | None = None, rng: random.Random | None = None, read_retries: int = 3,
                  lease_slack: timedelta = policy.LEASE_SLACK, telemetry: Telemetry | None = None) -> None:
-        self.store = store
-        self.config = config
-        self.channels = channels
-        self.clock = clock
+        self.store, self.config, self.channels, self.clock = store, config, channels, clock
         self.owner = owner or socket.gethostname()
         self.rng = rng or random.Random()
         self.read_retries = read_retries
@@ -55,6 +52,7 @@ class Dispatcher:
         self._wake = {name: asyncio.Event() for name in channels}
         self._revisions: dict[int, Revision] = {}
         self.limits = RateLimits(store, config, channels)
+        self.workers: dict[str, asyncio.Task[None]] = {}  # one per channel while `run` runs (/healthz looks)
 
     # --- public ----------------------------------------------------------------------------------
 
@@ -91,7 +89,9 @@ class Dispatcher:
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.recover()
-        workers = [asyncio.create_task(self._worker(name, stop), name=f"dispatch:{name}") for name in self.channels]
+        self.workers = {name: asyncio.create_task(self._worker(name, stop), name=f"dispatch:{name}")
+                        for name in self.channels}
+        workers = list(self.workers.values())
         await stop.wait()
         self.wake()
         # Sends in flight get a moment to finish; then they are cancelled. A cancelled send leaves its row

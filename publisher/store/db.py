@@ -64,6 +64,16 @@ class Store(DeliveryStore, RevisionStore):
             conn.exec_driver_sql("PRAGMA analysis_limit=0")
             conn.exec_driver_sql("ANALYZE")
 
+    def probe_write(self) -> None:
+        """Raise unless the database takes a write now (a read-only file or server, a standby). Changes
+        nothing: the statement sets a value to itself, and it is rolled back."""
+        with self.engine.connect() as conn:
+            tx = conn.begin()
+            try:
+                conn.execute(sa.text("UPDATE alembic_version SET version_num = version_num"))
+            finally:
+                tx.rollback()
+
     def close(self) -> None:
         self.engine.dispose()
 

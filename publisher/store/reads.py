@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from publisher.store.db import Store
 
 __all__ = ["Connection", "DeadlineCandidate", "LateRow", "deadline_candidates", "lags_by_offset", "late_count",
-           "late_rows", "newest_live", "newly_live", "open_counts", "ping", "report_snapshot", "window_lags"]
+           "late_rows", "newest_live", "newly_live", "open_counts", "report_snapshot", "window_lags"]
 
 # Spelled exactly as the partial index ix_deliveries_open says it, so that SQLite and PostgreSQL use it.
 OPEN_ROWS = sa.text(f"deliveries.{OPEN_ROWS_SQL}")
@@ -86,11 +86,6 @@ def report_snapshot(store: Store) -> Iterator[Connection]:
         if conn.dialect.name == "postgresql":  # each query reads a few thousand index entries at most:
             conn.exec_driver_sql("SET LOCAL max_parallel_workers_per_gather = 0")  # starting workers costs more
         yield conn
-
-
-def ping(conn: Connection) -> None:
-    """Raises when the database does not answer (the web server's /healthz)."""
-    conn.exec_driver_sql("SELECT 1")
 
 
 def _at(now: datetime) -> ColumnElement[datetime]:

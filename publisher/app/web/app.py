@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -15,16 +16,13 @@ from starlette.routing import BaseRoute, Route
 from channels.http import parse_http_date
 from publisher.app.web import dashboard
 from publisher.app.web.context import WebContext
-from publisher.store import reads
 
 
 def create_app(ctx: WebContext) -> Starlette:
     async def healthz(request: Request) -> Response:
-        try:
-            with ctx.store.read() as conn:
-                reads.ping(conn)
-        except Exception as exc:  # any store failure means unhealthy; say which
-            return JSONResponse({"status": "error", "store": str(exc)}, status_code=503)
+        problems = await run_in_threadpool(ctx.problems)
+        if problems:
+            return JSONResponse({"status": "error", "problems": problems}, status_code=503)
         return JSONResponse({"status": "ok", **{k: str(v) for k, v in ctx.health.items()}})
 
     async def feed(request: Request) -> Response:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -29,5 +30,20 @@ class WebContext:
     telemetry: Telemetry | None = None  # the dispatcher's and intake's counters, shown on /metrics
     reports: Reports = field(init=False)  # where the lag report comes from; the running daemon swaps in its process
 
+    # What keeps the daemon from doing its work, in words an admin acts on (none: healthy); the daemon
+    # adds its own checks (workers, the watcher) to the store's.
+    checks: list[Callable[[], list[str]]] = field(default_factory=list)
+
     def __post_init__(self) -> None:
         self.reports = Reports(InProcess(self.store, self.config), self.clock)
+        self.checks.append(self._store_problems)
+
+    def _store_problems(self) -> list[str]:
+        try:
+            self.store.probe_write()
+        except Exception as exc:  # any failure of the store is the answer; say which
+            return [f"the store cannot be written: {exc}"]
+        return []
+
+    def problems(self) -> list[str]:
+        return [problem for check in self.checks for problem in check()]
