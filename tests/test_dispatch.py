@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 from structlog.testing import capture_logs
 
@@ -19,7 +20,7 @@ from publisher.clock import FrozenClock
 from publisher.dispatch.dispatcher import Dispatcher
 from publisher.model import DeliveryState, Revision
 from publisher.sandbox import SandboxServer
-from tests.harness import drop, load, write_config
+from tests.harness import drop, faults, load, write_config
 
 
 class BrokenPortal(HttpPush):
@@ -176,4 +177,27 @@ async def test_a_stopping_daemon_does_not_wait_for_a_peer_that_never_answers(
         assert [d.id for d in daemon.store.stale_sending(daemon.clock.now(), owner=daemon.dispatcher.owner)] == [row.id]
     finally:
         running.cancel()
+        await daemon.aclose()
+
+
+async def test_requests_answered_429_count_against_the_client_side_limit(tmp_path: Path,
+                                                                        sandbox: SandboxServer) -> None:
+    """Under a limit of 3 an hour, five items to a portal that answers 429 make three requests, not five: a
+    refused request went over the wire and counts, even though nothing was sent."""
+    daemon = await _daemon(tmp_path, sandbox, **{"channels.city_portal.rate_limit": "3/h"})
+    for n in range(2, 6):
+        drop(tmp_path / "queue" / "inbox", f"n{n}.md", {"id": f"note-{n}", "title": f"关于开展安全检查的通知（{n}）",
+                                                       "category": "updates", "channels": ["city_portal"]})
+    await daemon.intake.scan()
+    faults(sandbox, "portal", burst_429=10, retry_after="600")
+    try:
+        await daemon.dispatcher.run_once()
+        async with httpx.AsyncClient(timeout=10) as client:
+            log = (await client.get(f"{sandbox.base_url}/_sandbox/portal/requests")).json()
+        posts = [r for r in log if r["method"] == "POST"]
+        assert len(posts) == 3
+        states = sorted(d.state for n in range(1, 6) for d in daemon.store.deliveries_of(f"note-{n}"))
+        assert states == [DeliveryState.PENDING] * 2 + [DeliveryState.RETRYING] * 3
+    finally:
+        faults(sandbox, "portal", burst_429=0)
         await daemon.aclose()

@@ -201,11 +201,12 @@ class Dispatcher:
         except ManualTask as exc:
             self._manual(row, exc)
             return
-        except TransientError as exc:
-            self._transient(row, exc)
-            return
-        except PermanentError as exc:
-            self._permanent(row, describe(exc))
+        except (TransientError, PermanentError) as exc:
+            self.limits.refused(row.channel, self.clock.now())  # it went over the wire: it counts against the limit
+            if isinstance(exc, TransientError):
+                self._transient(row, exc)
+            else:
+                self._permanent(row, describe(exc))
             return
         self._succeeded(row, receipt, retract=row.retract)
 

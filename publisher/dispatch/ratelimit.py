@@ -1,6 +1,7 @@
 """The client-side rate limit of each channel: config's `rate_limit`, else the platform's documented one.
 
-Counted from the store (the sends of the last window), so it holds across restarts and across nodes.
+Counted from the store (the sends of the last window), so it holds across restarts and across nodes, plus
+this node's requests that the channel refused (a 429 sent nothing, yet it was a request the limit counts).
 """
 
 from __future__ import annotations
@@ -23,6 +24,11 @@ class RateLimits:
         self.config = config
         self.channels = channels
         self._free_at: dict[str, datetime | None] = {}
+        self._refused: dict[str, list[datetime]] = {name: [] for name in channels}
+
+    def refused(self, name: str, at: datetime) -> None:
+        """A send that reached the channel and did not end as sent (refused, rate limited, timed out)."""
+        self._refused[name].append(at)
 
     def rate(self, name: str) -> Rate | None:
         default = self.channels[name].default_rate_limit
@@ -33,7 +39,10 @@ class RateLimits:
         rate = self.rate(name)
         if rate is None:
             return concurrency
-        recent = self.store.sent_since(name, now - rate.per, rate.count)  # the window's newest `count` sends
+        since = now - rate.per
+        self._refused[name] = refused = [at for at in self._refused[name] if at >= since]
+        # the window's newest `count` requests: sends recorded in the store, and refusals seen here
+        recent = sorted(self.store.sent_since(name, since, rate.count) + refused)[-rate.count:]
         left = rate.count - len(recent)
         free_at = recent[0] + rate.per if left <= 0 else None  # when the oldest of them leaves the window
         self._free_at[name] = free_at
