@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from publisher.app.cli.lag import lag_command
+from publisher.app.cli.table import printable
 from publisher.clock import SystemClock
 from publisher.errors import PublisherError
 from publisher.states import DeliveryState, RevisionState
@@ -172,8 +173,8 @@ def review(config_path: Path) -> None:
         nxt = f"{w.next_role} ({config.role_name(w.next_role)})" if w.next_role else "-"
         if w.state == RevisionState.BLOCKED:
             nxt = f"[red]override[/] · {nxt}" if w.next_role else "[red]override[/]"
-        table.add_row(w.item_id, str(w.revision), config.category_name(w.category), w.title[:40], nxt,
-                      "; ".join(f["zh"] for f in w.findings))
+        table.add_row(_s(w.item_id), str(w.revision), _s(config.category_name(w.category)), _s(w.title[:40]), nxt,
+                      _s("; ".join(f["zh"] for f in w.findings)))
     console.print(table)
 
 
@@ -262,7 +263,7 @@ def items(state: str | None, limit: int, config_path: Path) -> None:
     table = _table("item", "rev", "category", "title", "review", "updated (UTC)")
     for r in rows:
         review = "retracted" if r.retracted else r.revision_state
-        table.add_row(r.id, str(r.current_revision), config.category_name(r.category), r.title[:40],
+        table.add_row(_s(r.id), str(r.current_revision), _s(config.category_name(r.category)), _s(r.title[:40]),
                       review, r.updated_at.strftime("%Y-%m-%d %H:%M"))
     console.print(table)
     console.print(f"{len(rows)} item(s)")
@@ -278,29 +279,37 @@ def show(item_id: str, config_path: Path) -> None:
     latest = store.revision(item_id)
     if latest is None:
         _fail(PublisherError(f"no item with id {item_id!r}; `publisher items` lists them"))
-    console.print(f"[bold]{item_id}[/] — {latest.title}  ({config.category_name(latest.category)})")
+    console.print(f"[bold]{_s(item_id)}[/] — {_s(latest.title)}  ({_s(config.category_name(latest.category))})")
     for n in range(1, latest.number + 1):
         rev = store.revision(item_id, n)
         if rev is None:
             continue
         console.print(f"  revision {n}: {rev.state}{' (retraction)' if rev.retract else ''}, "
-                      f"file {rev.file_name}, {rev.created_at:%Y-%m-%d %H:%M:%S} UTC")
+                      f"file {_s(rev.file_name)}, {rev.created_at:%Y-%m-%d %H:%M:%S} UTC")
         for f in rev.findings:
-            console.print(f"    [red]finding[/]: {f['zh']} / {f['en']}")
+            console.print(f"    [red]finding[/]: {_s(f['zh'])} / {_s(f['en'])}")
         for a in store.approvals(rev.id):
             role = f" as {a.role} ({config.role_name(a.role)})" if a.role else ""
-            console.print(f"    {a.action}{role} by {a.by} at {a.at:%Y-%m-%d %H:%M:%S}"
-                          + (f": {a.reason}" if a.reason else ""))
+            console.print(f"    {a.action}{_s(role)} by {_s(a.by)} at {a.at:%Y-%m-%d %H:%M:%S}"
+                          + (f": {_s(a.reason)}" if a.reason else ""))
     table = _table("rev", "channel", "state", "attempts", "due", "sent", "live", "url / last error")
     for d in store.deliveries_of(item_id):
         name = config.channels[d.channel].display(d.channel) if d.channel in config.channels else d.channel
-        table.add_row(str(d.revision) + (" ✕" if d.retract else ""), name, d.state.value, str(d.attempts),
-                      _t(d.due_at), _t(d.sent_at), _t(d.live_at), d.last_error or d.url or "")
+        table.add_row(str(d.revision) + (" ✕" if d.retract else ""), _s(name), d.state.value, str(d.attempts),
+                      _t(d.due_at), _t(d.sent_at), _t(d.live_at), _s(d.last_error or d.url or ""))
     console.print(table)
 
 
 def _t(v: Any) -> str:
     return v.strftime("%m-%d %H:%M:%S") if v else ""
+
+
+def _s(text: str | None) -> str:
+    """Stored text (an editor's title, a remote's error) as rich prints it literally: no markup taken from
+    it, and no character that a terminal would act on (see publisher/app/cli/table.py `printable`)."""
+    from rich.markup import escape
+
+    return escape(printable(text or ""))
 
 
 @main.command()
@@ -312,8 +321,8 @@ def audit(item_id: str | None, limit: int, config_path: Path) -> None:
     config = _config(config_path, sends=False)
     for row in _store(config).audit_log(item_id, limit):
         detail = json.dumps(row.detail, ensure_ascii=False)
-        console.print(f"{row.at:%Y-%m-%d %H:%M:%S} {row.actor:<12} {row.action:<12} "
-                      f"{row.item_id or ''} {row.channel or ''} {detail}", highlight=False)
+        console.print(f"{row.at:%Y-%m-%d %H:%M:%S} {_s(row.actor):<12} {row.action:<12} "
+                      f"{_s(row.item_id)} {_s(row.channel)} {_s(detail)}", highlight=False)
 
 
 @main.command()

@@ -9,11 +9,21 @@ count East Asian wide characters as two cells (unicodedata), as terminals draw t
 from __future__ import annotations
 
 import os
+import re
 import sys
 import unicodedata
 from dataclasses import dataclass, field
 
 Line = str | tuple[str, str]  # text, or (text, style)
+# What must never reach a terminal from stored text: control characters (an escape sequence can retitle the
+# window, clear the screen or move the cursor) and the bidirectional overrides (they reorder what is read).
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """`text` with each character a terminal would act on instead of show replaced by U+FFFD."""
+    return _UNSAFE.sub("\ufffd", text)
+
 Cell = Line | list[Line]  # one line, or several (e.g. an id over its title)
 STYLES = {"red": "31", "green": "32", "yellow": "33", "dim": "2", "bold": "1", "bold red": "1;31"}
 
@@ -91,7 +101,8 @@ class Table:
     rows: list[list[Cell]] = field(default_factory=list)
 
     def add_row(self, *row: Cell) -> None:
-        self.rows.append(list(row))
+        """A row of cells; their text is made printable here, as it may come from an editor's file."""
+        self.rows.append([_printable_cell(cell) for cell in row])
 
     def widths(self, room: int) -> list[int]:
         """Each column's width in cells: its widest line, then, while the table is wider than `room`, the
@@ -146,6 +157,12 @@ class Table:
             shown = paint(text, "bold" if header else line[1] if isinstance(line, tuple) else None, color)
             parts.append(f"{pad}{shown}" if col.right else f"{shown}{pad}")
         return "│ " + " │ ".join(parts) + " │"
+
+
+def _printable_cell(cell: Cell) -> Cell:
+    if isinstance(cell, list):
+        return [(printable(line[0]), line[1]) if isinstance(line, tuple) else printable(line) for line in cell]
+    return (printable(cell[0]), cell[1]) if isinstance(cell, tuple) else printable(cell)
 
 
 def _lines(cell: Cell) -> list[Line]:
