@@ -158,6 +158,23 @@ async def test_retraction_takes_the_item_down_and_weibo_becomes_a_manual_task(en
     assert any("ret-1" in ref for ref in hub["deleted"])
 
 
+async def test_an_item_published_again_after_a_retraction_is_no_longer_retracted(env: Env) -> None:
+    """Retracted, then dropped again as a new revision and signed off, the item lists as approved, not as
+    retracted, and the website shows it again."""
+    front = {"id": "back-1", "title": "撤回后重新发布的稿件", "category": "updates", "channels": ["bureau_site"]}
+    drop(env.inbox, "b1.md", front, "内容。")
+    await env.run()
+    drop(env.inbox, "b2.md", {**front, "retract": True}, "")
+    await env.run()
+    assert [i.retracted for i in env.daemon.store.items("retracted") if i.id == "back-1"] == [True]
+    drop(env.inbox, "b3.md", front, "更正后的内容。")
+    await env.run()
+    (item,) = [i for i in env.daemon.store.items() if i.id == "back-1"]
+    assert not item.retracted and item.revision_state == "approved" and item.current_revision == 3
+    assert env.states("back-1") == {"bureau_site": "live"}
+    assert "back-1" not in [i.id for i in env.daemon.store.items("retracted")]
+
+
 async def test_embargo_waits_for_publish_at(env: Env) -> None:
     """An item with a future publish_at is not sent before that time, and is sent once it passes."""
     at = env.clock.now() + timedelta(hours=2)

@@ -26,10 +26,12 @@ def routed_channels(config: Config, rev: StoredRevision) -> list[str]:
 
 
 def plan_publication(conn: Connection, store: Store, config: Config, rev: StoredRevision, now: datetime) -> list[str]:
-    """Create the delivery rows of an approved revision; returns the channels planned."""
+    """Create the delivery rows of an approved revision; returns the channels planned. An item retracted
+    earlier and now published again is no longer retracted."""
     channels = routed_channels(config, rev)
     due = max(now, rev.publish_at) if rev.publish_at else now
     store.supersede_active(conn, rev.item_id, channels, now)
+    store.set_item_retracted(conn, rev.item_id, now, retracted=False)
     rows: list[dict[str, Any]] = []
     for name in channels:
         upstream = config.channels[name].link_from

@@ -47,8 +47,9 @@ class RevisionStore(StoreBase):
         return int(key[0]), number
 
     @staticmethod
-    def set_item_retracted(conn: Connection, item_id: str, now: datetime) -> None:
-        conn.execute(items.update().where(items.c.id == item_id).values(retracted=True, updated_at=now))
+    def set_item_retracted(conn: Connection, item_id: str, now: datetime, retracted: bool = True) -> None:
+        """Whether the item is taken down: set by a retraction, cleared when a later revision is published."""
+        conn.execute(items.update().where(items.c.id == item_id).values(retracted=retracted, updated_at=now))
 
     # --- review --------------------------------------------------------------------------------
 
