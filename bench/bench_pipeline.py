@@ -49,9 +49,13 @@ def _count(engine: sa.Engine, states: tuple[str, ...]) -> int:
         return int(conn.execute(q, {"states": list(states)}).scalar() or 0)
 
 
-def _wait_ready(port: int) -> None:
-    deadline = time.monotonic() + 30
+def _wait_ready(port: int, proc: subprocess.Popen[bytes] | None = None, timeout: float = 30,
+                log: str = "its output") -> None:
+    """Until the daemon on `port` answers /healthz; a daemon process that exits meanwhile is an error."""
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"the daemon exited ({proc.returncode}); see {log}")
         try:
             httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).raise_for_status()
             return

@@ -13,6 +13,7 @@ import mimetypes
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import datetime
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -244,7 +245,12 @@ class ItemSummary:
 def _columns(cls: type, row: Mapping[Any, Any], **converted: Any) -> dict[str, Any]:
     """The row's values for the dataclass's fields (columns it does not have are left to their
     defaults), with the converted ones taking precedence."""
-    return {**{f.name: row[f.name] for f in fields(cls) if f.name in row}, **converted}
+    return {**{name: row[name] for name in _field_names(cls) if name in row}, **converted}
+
+
+@cache  # rows are made on the dispatcher's hot path: read each class's fields once
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls))
 
 __all__ = ["ACTIVE", "APPROVAL_ACTIONS", "IN_REVIEW", "OPEN", "REVISION_TRANSITIONS", "TO_SEND",
            "TRANSITIONS", "Approval", "Attachment", "AuditEntry", "Delivery", "DeliveryState",

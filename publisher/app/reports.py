@@ -213,7 +213,8 @@ class Reports:
             try:
                 await self._rebuild()
             except ReportUnavailable as exc:
-                log.warning("report.refresh_failed", error=str(exc))
+                if not stop.is_set():  # a stopping daemon abandons the build on purpose
+                    log.warning("report.refresh_failed", error=str(exc))
             try:
                 await asyncio.wait_for(stop.wait(), self.refresh)
             except TimeoutError:

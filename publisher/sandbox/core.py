@@ -14,6 +14,7 @@ import asyncio
 import json
 import random
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -188,7 +189,7 @@ def retry_after_header(value: str | None) -> dict[str, str] | None:
     return {"Retry-After": value} if value else None
 
 
-class StandIn:
+class StandIn(ABC):
     """One stand-in: its state (in `service.store`, so a reset clears it), one method per endpoint,
     the route table of those methods, and its own rendering of the injected faults."""
 
@@ -200,17 +201,19 @@ class StandIn:
         service.show = self.received
         self.seed()
 
-    def seed(self) -> None:
+    def seed(self) -> None:  # noqa: B027  # optional hook: a stand-in whose state starts empty seeds nothing
         """Put the state in its first form; called again after every reset."""
 
     def received(self) -> Any:
         return self.store
 
+    @abstractmethod
     def routes(self) -> list[BaseRoute]:
-        raise NotImplementedError
+        """The stand-in's route table: one Route per path of its protocol."""
 
     def asgi(self) -> ASGIApp:
         return Starlette(routes=self.routes())
 
+    @abstractmethod
     def render_fault(self, kind: FaultKind, retry_after: str | None) -> Response:
-        raise NotImplementedError
+        """An injected fault as the real service answers it (its own error body and status)."""
