@@ -74,6 +74,9 @@ class Channel(ABC):
     Options: ClassVar[type[ChannelOptions]] = ChannelOptions
     default_rate_limit: ClassVar[str | None] = None  # the platform's documented limit, e.g. "30/h"
     can_update: ClassVar[bool] = True  # False: an edit is sent as a manual task
+    # False: `find` cannot tell whether an earlier send arrived (SMTP). A send left `sending` by a crash is
+    # then failed for a person to check, never repeated by the daemon (publisher/dispatch/dispatcher.py).
+    can_find: ClassVar[bool] = True
 
     def __init__(self, *, name: str, options: ChannelOptions, http: httpx.AsyncClient, clock: Clock,
                  display_name: str | None = None) -> None:

@@ -6,7 +6,11 @@ derived from the item id and revision, so a resend after a crash carries the sam
 recipients' mail clients (and the reporters) can recognise it as the same release. Corrections
 go out as "更正：" with `References` to the original; retractions as "撤回：".
 
-SMTP has no read-back: once the relay has accepted the message it is out of our hands.
+SMTP has no read-back: once the relay has accepted the message (250 after DATA) it is out of our
+hands, and "live" means exactly that. Nor can a relay be asked what it accepted (`can_find` is
+False): a send that may have reached the relay without its answer reaching us (a crash, a timeout or
+a dropped connection after the data went out) is never repeated by the daemon; the delivery fails
+with the Message-ID and what to check, and `publisher retry` sends it again (same Message-ID).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import Any
 import aiosmtplib
 import nh3
 import structlog
+from aiosmtplib.email import flatten_message
 from pydantic import Field, SecretStr, model_validator
 
 from channels.base import Channel, ChannelOptions, PermanentError, Receipt, TransientError
@@ -37,6 +42,7 @@ class Smtp(Channel):
     """Press releases by e-mail; `publish` returns Receipt(remote_id=<Message-ID>)."""
 
     type_name = "smtp"
+    can_find = False  # no relay can be asked what it accepted
 
     class Options(ChannelOptions):
         host: str
@@ -83,8 +89,11 @@ class Smtp(Channel):
         await self._send(msg)
 
     async def find(self, rev: Revision) -> Receipt | None:
-        # SMTP offers no way to ask a relay, let alone the recipients' mailboxes, what was delivered.
-        # A resend after a crash carries the same Message-ID, which lets recipients spot the repeat.
+        # SMTP offers no way to ask a relay, let alone the recipients' mailboxes, what was delivered
+        # (can_find is False). The dispatcher therefore never reconciles a press row left `sending` by
+        # a crash through this call: it fails it for a person to check. It asks here only before a
+        # repeat that follows a failure in which nothing reached the relay (a TransientError from
+        # `_send`) or a person's `publisher retry`; then there is nothing to find.
         return None
 
     async def verify(self, receipt: Receipt) -> bool:
@@ -148,15 +157,30 @@ class Smtp(Channel):
     # --- the wire -----------------------------------------------------------------------------
 
     async def _send(self, msg: EmailMessage) -> dict[str, str]:
-        """One attempt; returns the recipients the relay refused while it accepted the others."""
+        """One attempt; returns the recipients the relay refused while it accepted the others. A failure
+        before the message's data went out is a TransientError (nothing was accepted: a retry is safe);
+        silence or a dropped connection after it is a PermanentError, because the relay may hold the
+        message and a retry could send it twice: a person checks and retries (`publisher retry`)."""
         opts = self.options
         envelope_from = Address(addr_spec=email.utils.parseaddr(opts.sender)[1]).addr_spec
+        client = aiosmtplib.SMTP(hostname=opts.host, port=opts.port, use_tls=opts.use_tls, start_tls=opts.starttls,
+                                 username=opts.username,
+                                 password=opts.password.get_secret_value() if opts.password else None,
+                                 timeout=self.http.timeout.read or DEFAULT_TIMEOUT)
+        data_sent = False
         try:
-            errors, reply = await aiosmtplib.send(
-                msg, sender=envelope_from, recipients=opts.to, hostname=opts.host, port=opts.port,
-                use_tls=opts.use_tls, start_tls=opts.starttls, username=opts.username,
-                password=opts.password.get_secret_value() if opts.password else None,
-                timeout=self.http.timeout.read or DEFAULT_TIMEOUT)
+            async with client:
+                await client.mail(envelope_from)
+                errors: dict[str, aiosmtplib.SMTPRecipientRefused] = {}
+                for rcpt in opts.to:
+                    try:
+                        await client.rcpt(rcpt)
+                    except aiosmtplib.SMTPRecipientRefused as exc:
+                        errors[rcpt] = exc
+                if len(errors) == len(opts.to):
+                    raise aiosmtplib.SMTPRecipientsRefused(list(errors.values()))
+                data_sent = True
+                reply = (await client.data(flatten_message(msg))).message
         except aiosmtplib.SMTPRecipientsRefused as exc:
             remote = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in exc.recipients)
             codes = [r.code for r in exc.recipients]
@@ -177,6 +201,12 @@ class Smtp(Channel):
             raise PermanentError(f"{self.name}: the relay lacks a feature the config asks for: {exc}; "
                                  "check starttls/use_tls/username") from exc
         except (aiosmtplib.SMTPException, OSError) as exc:
+            if data_sent:
+                raise PermanentError(
+                    f"{self.name}: the message {msg['Message-ID']} went to the relay, which gave no answer "
+                    f"({type(exc).__name__}: {exc}); it may have been accepted. Look it up in the relay's log "
+                    "or ask a recipient; if it did not arrive, `publisher retry` sends it again with the same "
+                    "Message-ID") from exc
             raise TransientError(f"{self.name}: cannot reach the relay {opts.host}:{opts.port}: "
                                  f"{type(exc).__name__}: {exc}") from exc
         refused = {rcpt: f"{r.code} {r.message}" for rcpt, r in errors.items()}

@@ -99,6 +99,17 @@ _STRINGS: dict[str, tuple[str, str]] = {  # key: (zh-CN, en)
     "alert_recovered_subject": ("[发布延迟] {n} 条告警已恢复", "[publishing lag] {n} alert(s) recovered"),
     "alert_recovered": ("已恢复：{text}", "Recovered: {text}"),
     "alert_more": ("……另有 {n} 条，见仪表盘。", "… and {n} more: see the dashboard."),
+    # district sources (publisher/intake/sources.py)
+    "sources": ("区县信息源", "District sources"),
+    "district": ("区县", "District"),
+    "interval": ("抓取间隔", "Interval"),
+    "last_success": ("最近成功", "Last success"),
+    "entries": ("源内条目", "Entries"),
+    "imported": ("已导入", "Imported"),
+    "src_ok": ("正常", "ok"),
+    "src_error": ("出错", "error"),
+    "src_silent": ("长时间无更新", "silent"),
+    "src_never": ("尚未抓取", "not polled yet"),
 }
 
 

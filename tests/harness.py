@@ -29,8 +29,9 @@ def free_port() -> int:
 
 
 def write_config(root: Path, sandbox: Any, *, web_port: int | None = None, store_url: str | None = None,
-                 **overrides: Any) -> Path:
-    """The shipped config.yaml, pointed at this test's sandbox port, store and web port."""
+                 sources: bool = False, **overrides: Any) -> Path:
+    """The shipped config.yaml, pointed at this test's sandbox port, store and web port; its district
+    sources only with `sources=True` (else a run imports the sandbox's district entries too)."""
     data = yaml.safe_load(SHIPPED.read_text(encoding="utf-8"))
     sb = sandbox.base_url
     web_port = web_port or free_port()
@@ -50,6 +51,12 @@ def write_config(root: Path, sandbox: Any, *, web_port: int | None = None, store
     ch["microblog"]["api_base"] = f"{sb}/weibo/2/"
     ch["microblog"]["access_token"] = CREDENTIALS["weibo_token"]
     ch["microblog"]["web_base"] = f"{sb}/weibo"
+    ch["press"]["host"], ch["press"]["port"] = sandbox.host, sandbox.smtp_port
+    if sources:
+        for src in data["sources"].values():
+            src["url"] = src["url"].replace("http://127.0.0.1:8701", sb)
+    else:
+        data.pop("sources", None)
     for key, value in overrides.items():
         node = data
         *path, last = key.split(".")

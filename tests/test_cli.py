@@ -30,13 +30,14 @@ def cli(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProces
 
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
-    """`publisher init`, with the web and sandbox ports moved to free ones so tests never collide."""
+    """`publisher init`, with the web, sandbox and press relay ports moved to free ones so tests never collide."""
     root = tmp_path / "bureau"
     cli("init", str(root), cwd=tmp_path)
     config = root / "config.yaml"
     text = config.read_text(encoding="utf-8")
-    web, sb = free_port(), free_port()
+    web, sb, smtp = free_port(), free_port(), free_port()
     text = text.replace("127.0.0.1:8700", f"127.0.0.1:{web}").replace("127.0.0.1:8701", f"127.0.0.1:{sb}")
+    text = text.replace("8725", str(smtp))  # the sandbox's press relay, and the press channel's port
     config.write_text(text, encoding="utf-8")
     return root
 

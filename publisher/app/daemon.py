@@ -26,6 +26,7 @@ from publisher.dispatch.dispatcher import Dispatcher
 from publisher.dispatch.telemetry import Telemetry
 from publisher.errors import PublisherError
 from publisher.intake.queue import Intake
+from publisher.intake.sources import SourcePoller
 from publisher.lag.alerts import Alerter
 from publisher.review.chain import Review
 from publisher.store.changes import ChangeFeed
@@ -41,6 +42,7 @@ STOPPED = {
     "store-changes": "the daemon no longer hears other processes' approvals at once (they wait for the next poll)",
     "alerts": "the alerter has stopped: no alert goes out",
     "report": "the lag report's refresh has stopped: each page and scrape builds its own",
+    "sources": "the district sources are no longer polled: their new entries wait until the daemon is restarted",
 }
 REPORT_REFRESH = 2.0  # seconds between rebuilds of the default lag report the web doors serve
 REPORT_MAX_AGE = 5.0  # the oldest copy of it a door may serve; older, it is built on the spot
@@ -86,13 +88,18 @@ class Daemon:
         self._web_task: asyncio.Task[None] | None = None
         self._alert_http = httpx.AsyncClient(timeout=httpx.Timeout(10.0),
                                              headers={"User-Agent": f"publisher/{__version__}"})
+        self._source_http = httpx.AsyncClient(timeout=httpx.Timeout(20.0),
+                                              headers={"User-Agent": f"publisher/{__version__}"})
+        self.sources = SourcePoller(config=config, store=self.store, review=self.review, clock=self.clock,
+                                    http=self._source_http, on_approved=self.dispatcher.wake)
 
     def start_sandbox(self) -> None:
         if self.config.sandbox.enabled and self._sandbox is None:
             from publisher.sandbox import SandboxProcess
 
             host, _, port = self.config.sandbox.listen.rpartition(":")
-            self._sandbox = SandboxProcess(host, int(port)).start()
+            smtp_port = int(self.config.sandbox.smtp.rpartition(":")[2])
+            self._sandbox = SandboxProcess(host, int(port), smtp_port=smtp_port).start()
             log.info("sandbox.started", url=self._sandbox.base_url)
 
     def _web_server(self) -> tuple[uvicorn.Server, socket.socket] | None:
@@ -111,7 +118,7 @@ class Daemon:
         return server, sock
 
     async def run_once(self) -> dict[str, int]:
-        """Take every file in the inbox, send and verify everything due, then return.
+        """Poll the district sources once, take every file in the inbox, send and verify everything due, then return.
 
         The web server runs meanwhile when its port is free, so that feed readers (the provincial
         collector after a WebSub ping) can fetch what this run wrote."""
@@ -121,6 +128,7 @@ class Daemon:
         if web is not None:
             self._web_task = asyncio.create_task(web[0].serve(sockets=[web[1]]), name="web")
             self._web = web[0]
+        await self.sources.poll_all()
         while True:
             handled = await self.intake.scan()
             await self.dispatcher.run_once()
@@ -155,6 +163,7 @@ class Daemon:
             asyncio.create_task(Alerter(store=self.store, config=self.config, clock=self.clock, http=self._alert_http,
                                         build=lambda now: reports.report(now, limit=None)).run(stop), name="alerts"),
             asyncio.create_task(reports.keep_fresh(stop), name="report"),
+            asyncio.create_task(self.sources.run(stop), name="sources"),
         ]
         lasting = list(tasks)  # the parts that run as long as the daemon (not the one-off analyze below)
         self.web.checks.append(lambda: self.stopped_parts(lasting, stop))
@@ -242,6 +251,7 @@ class Daemon:
     async def aclose(self) -> None:
         await self.web.reports.aclose()
         await self._alert_http.aclose()
+        await self._source_http.aclose()
         if self._web is not None and self._web_task is not None:
             self._web.should_exit = True
             await asyncio.gather(self._web_task, return_exceptions=True)

@@ -70,6 +70,7 @@ class WebConfig(_Model):
 class SandboxConfig(_Model):
     enabled: bool = False
     listen: str = "127.0.0.1:8701"
+    smtp: str = "127.0.0.1:8725"  # the press relay's SMTP port
 
 
 class CategoryConfig(_Model):
@@ -134,6 +135,26 @@ class LagConfig(_Model):
     deadline_working_days: int = Field(default=20, ge=1)  # public within this many working days of the date
     deadline_warn_working_days: int = Field(default=5, ge=0)  # "at risk" when this few are left
     alert_every: Duration = parse_duration("1m")  # how often the daemon checks for new alerts
+    source_silent_intervals: int = Field(default=3, ge=1)  # a district source with no good poll this many intervals is silent
+
+
+class SourceConfig(_Model):
+    """A district bureau's own feed (RSS or Atom): its entries become items pending review (publisher/intake/sources.py)."""
+
+    url: str
+    district: str  # the district's name: the items' `source`, as `publisher report districts` counts them
+    category: str  # a key of categories: where its entries go
+    interval: Duration = parse_duration("15m")  # how often it is polled
+    review: list[str] | None = None  # the sign-offs its entries need; None: the category's chain
+    timeout: Duration = parse_duration("20s")
+    enabled: bool = True
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError(f"{v!r} is not an http(s) URL of an RSS or Atom feed")
+        return v
 
 
 class ScreenConfig(_Model):
@@ -149,6 +170,7 @@ class Config(_Model):
     roles: dict[str, str] = Field(default_factory=dict)
     categories: dict[str, CategoryConfig]
     channels: dict[str, ChannelConfig]
+    sources: dict[str, SourceConfig] = Field(default_factory=dict)  # district feeds, by a short key
     screen: ScreenConfig = Field(default_factory=ScreenConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     lag: LagConfig = Field(default_factory=LagConfig)
@@ -173,6 +195,12 @@ class Config(_Model):
                     problems.append(f"channels.{name}.link_from: {ch.link_from!r} itself waits for another channel")
                 elif ch.link_from == name:
                     problems.append(f"channels.{name}.link_from: a channel cannot wait for itself")
+        for key, src in self.sources.items():
+            if src.category not in self.categories:
+                problems.append(f"sources.{key}.category: category {src.category!r} is not defined under categories")
+            for role in src.review or []:
+                if role not in self.roles:
+                    problems.append(f"sources.{key}.review: role {role!r} is not defined under roles")
         if problems:
             raise ValueError("\n".join(problems))
         return self

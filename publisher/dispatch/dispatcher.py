@@ -5,7 +5,8 @@ with at most `concurrency` in flight, and records the outcome in one transaction
 or dead channel only ever holds its own worker. Three rules give exactly-once:
 
 1. A row is `sending` from the claim until its outcome is stored; at start-up every such row
-   is reconciled through the adapter's `find` before anything is sent again.
+   is reconciled through the adapter's `find` before anything is sent again (where `find` cannot
+   tell, as for e-mail, the row fails for a person to check: it is never sent again unasked).
 2. A create is retried only after `find` said the item is not there (or with the same
    idempotency key, which the adapters send where the protocol has one).
 3. The receipt, the row's new state and the item's placement on the channel commit together.
@@ -44,10 +45,8 @@ class Dispatcher:
                  owner: str | None = None, rng: random.Random | None = None, read_retries: int = 3,
                  lease_slack: timedelta = policy.LEASE_SLACK, telemetry: Telemetry | None = None) -> None:
         self.store, self.config, self.channels, self.clock = store, config, channels, clock
-        self.owner = owner or socket.gethostname()
-        self.rng = rng or random.Random()
-        self.read_retries = read_retries
-        self.lease_slack = lease_slack
+        self.owner, self.rng = owner or socket.gethostname(), rng or random.Random()
+        self.read_retries, self.lease_slack = read_retries, lease_slack
         self.telemetry = telemetry or Telemetry(channels)
         self._wake = {name: asyncio.Event() for name in channels}
         self._revisions: dict[int, Revision] = {}
@@ -228,9 +227,12 @@ class Dispatcher:
         return await channel.publish(rev)
 
     async def _reconcile(self, row: Delivery) -> None:
-        channel = self.channels.get(row.channel)
-        now = self.clock.now()
-        found = None
+        channel, now = self.channels.get(row.channel), self.clock.now()
+        found: Receipt | None = None
+        if channel is not None and not channel.can_find:  # it may have arrived and nothing can tell: a person looks
+            self._permanent(row, f"the daemon stopped mid-send and {row.channel} cannot say if it arrived; check with "
+                                 f"its recipients, then `publisher retry {row.item_id} --channel {row.channel}`")
+            return
         if channel is not None and not row.retract and self._placement(row) is None:
             rev = self._revision(row)
             if rev is None:
@@ -251,8 +253,7 @@ class Dispatcher:
         log.info("dispatch.reconciled", found=False)
 
     async def _verify(self, row: Delivery) -> None:
-        channel = self.channels[row.channel]
-        placed = self._placement(row)
+        channel, placed = self.channels[row.channel], self._placement(row)
         receipt = (placed if placed is not None and placed.remote_id == row.remote_id
                    else Receipt(remote_id=row.remote_id or "", url=row.url))
         error = None

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+from sqlalchemy.engine import Connection
 
 from publisher.clock import CHINA, Clock
 from publisher.config.settings import Config
@@ -183,20 +184,9 @@ class Intake:
 
     def _store(self, item: ParsedItem, name: str, digest: str, attachments: list[dict[str, Any]],
                now: datetime) -> RevisionState:
-        f = item.front
-        findings = [] if f.retract else findings_for(self.config, f.title, f"{f.summary or ''}\n{item.body}")
-        fields: dict[str, Any] = {
-            "item_id": item.item_id, "title": f.title, "category": f.category, "body": item.body,
-            "summary": f.summary, "doc_date": f.date, "source": f.source, "author": f.author,
-            "publish_at": f.publish_at, "channels": f.channels, "attachments": attachments,
-            "retract": f.retract, "file_name": name, "file_sha256": digest, "state": RevisionState.REVIEW,
-            "findings": findings,
-        }
         with self.store.tx() as conn:
-            rid, number = self.store.add_revision(conn, fields, now)
-            self.store.audit(conn, now, f.author or "editor", "ingest", item_id=item.item_id, revision=number,
-                             file=name, sha256=digest, findings=len(findings))
-            return self.review.settle(conn, rid)
+            return record_revision(conn, self.config, self.store, self.review, item, now=now, file_name=name,
+                                   digest=digest, attachments=attachments)[1]
 
     def _archive_attachments(self, item: ParsedItem, archived: Path) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
@@ -254,6 +244,27 @@ class Intake:
         self.counts["rejected"] += 1
         self.on_file("rejected")
         log.warning("intake.rejected", file=name, reason=exc.en)
+
+
+def record_revision(conn: Connection, config: Config, store: Store, review: Review, item: ParsedItem, *,
+                    now: datetime, file_name: str | None, digest: str | None, attachments: list[dict[str, Any]],
+                    actor: str | None = None) -> tuple[int, RevisionState]:
+    """Store a parsed item as its next revision, screened, audited and moved as far as review lets it go:
+    the one way into the store for an item file and a district feed's entry alike. Returns the revision
+    number and its state."""
+    f = item.front
+    findings = [] if f.retract else findings_for(config, f.title, f"{f.summary or ''}\n{item.body}")
+    fields: dict[str, Any] = {
+        "item_id": item.item_id, "title": f.title, "category": f.category, "body": item.body,
+        "summary": f.summary, "doc_date": f.date, "source": f.source, "author": f.author,
+        "publish_at": f.publish_at, "channels": f.channels, "attachments": attachments,
+        "retract": f.retract, "file_name": file_name, "file_sha256": digest, "state": RevisionState.REVIEW,
+        "findings": findings,
+    }
+    rid, number = store.add_revision(conn, fields, now)
+    store.audit(conn, now, actor or f.author or "editor", "ingest", item_id=item.item_id, revision=number,
+                file=file_name, sha256=digest, findings=len(findings))
+    return number, review.settle(conn, rid)
 
 
 def _sig(path: Path) -> tuple[int, int] | None:

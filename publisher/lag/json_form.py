@@ -57,4 +57,12 @@ def to_json(report: LagReport, *, source: str = "store") -> dict[str, Any]:
             "deadline": timestamp(d.deadline),
             "working_days_left": d.working_days_left, "status": d.status, "calendar_known": d.calendar_known,
         } for d in report.deadlines],
+        "sources": [{
+            "name": src.key, "district": src.district, "url": src.url, "category": src.category,
+            "category_name": config.category_name(src.category), "status": src.status,
+            "interval_s": seconds(src.interval), "silent_after_s": seconds(src.silent_after),
+            "last_attempt_at": timestamp(src.last_attempt_at), "last_success_at": timestamp(src.last_success_at),
+            "last_error_at": timestamp(src.last_error_at), "last_error": src.last_error,
+            "entries": src.entries, "imported": src.imported, "last_import_at": timestamp(src.last_import_at),
+        } for src in report.sources],
     }

@@ -32,6 +32,7 @@ from publisher.store import reads
 if TYPE_CHECKING:
     from publisher.store.db import Store
     from publisher.store.reads import Connection
+    from publisher.store.sources import SourceState
 
 # The open states (due and not live) in their lifecycle order: the order of the JSON's and /metrics' counts.
 OPEN_STATES = tuple(state for state in DeliveryState if state in OPEN)
@@ -92,6 +93,26 @@ class ChannelLag:
         return "late" if self.late_total else "on_time"
 
 
+@dataclass(frozen=True)
+class SourceStatus:
+    """A district source as the report shows it: its last polls, and whether it has been silent too long."""
+
+    key: str
+    district: str
+    url: str
+    category: str
+    interval: timedelta
+    silent_after: timedelta  # interval × lag.source_silent_intervals
+    last_attempt_at: datetime | None
+    last_success_at: datetime | None
+    last_error_at: datetime | None
+    last_error: str | None
+    entries: int  # in the feed at the last good read
+    imported: int  # items its entries made, ever
+    last_import_at: datetime | None
+    status: str  # ok | error (the last poll failed) | silent (no good poll for silent_after) | never (not polled yet)
+
+
 @dataclass
 class LagReport:
     generated_at: datetime
@@ -100,6 +121,7 @@ class LagReport:
     freshness: list[Freshness]
     deadlines: list[DeadlineRisk]
     config: Config = field(repr=False)
+    sources: list[SourceStatus] = field(default_factory=list)
 
 
 # --- pure rules ------------------------------------------------------------------------------------
@@ -222,7 +244,36 @@ def build_report(store: Store, config: Config, now: datetime, *, channel: str | 
             fresh += entries
             out.append(ch)
         risks = deadline_risks(conn, config, now)
-    return LagReport(generated_at=now, since=start, channels=out, freshness=fresh, deadlines=risks, config=config)
+        sources = source_statuses(config, store.source_states(conn), now) if config.sources else []
+    return LagReport(generated_at=now, since=start, channels=out, freshness=fresh, deadlines=risks, config=config,
+                     sources=sources)
+
+
+def source_statuses(config: Config, states: dict[str, SourceState], now: datetime) -> list[SourceStatus]:
+    """Each enabled source's status. Silent: no good poll for interval × N since the last good one (or,
+    for a feed never read, since the first try); a source not tried yet is `never`, not silent."""
+    out = []
+    for key, src in config.sources.items():
+        if not src.enabled:
+            continue
+        st = states.get(key)
+        limit = src.interval * config.lag.source_silent_intervals
+        since = None if st is None else st.last_success_at or st.created_at
+        if st is None or st.last_attempt_at is None:
+            status = "never"
+        elif since is not None and now - since > limit:
+            status = "silent"
+        elif st.last_error_at is not None and (st.last_success_at is None or st.last_error_at > st.last_success_at):
+            status = "error"
+        else:
+            status = "ok"
+        out.append(SourceStatus(
+            key=key, district=src.district, url=src.url, category=src.category, interval=src.interval, silent_after=limit,
+            last_attempt_at=st.last_attempt_at if st else None, last_success_at=st.last_success_at if st else None,
+            last_error_at=st.last_error_at if st else None, last_error=st.last_error if st else None,
+            entries=st.entries if st else 0, imported=st.imported if st else 0,
+            last_import_at=st.last_import_at if st else None, status=status))
+    return out
 
 
 # --- lag over time (the dashboard's plot) -----------------------------------------------------------

@@ -71,7 +71,7 @@ class Review:
         if rev.findings and not overridden:
             self.store.block_revision(conn, revision_id)
             return RevisionState.BLOCKED
-        if self._next_role(rev, approvals) is not None:
+        if self._next_role(rev, approvals, conn) is not None:
             self.store.await_review(conn, revision_id)
             return RevisionState.REVIEW
         self.store.approve_revision(conn, revision_id, now)
@@ -81,13 +81,22 @@ class Review:
         log.info("review.approved", item_id=rev.item_id, revision=rev.number, channels=channels)
         return RevisionState.APPROVED
 
-    def _next_role(self, rev: StoredRevision, approvals: list[Approval]) -> str | None:
-        chain = self.config.categories[rev.category].review if rev.category in self.config.categories else []
+    def _next_role(self, rev: StoredRevision, approvals: list[Approval], conn: Connection | None = None) -> str | None:
+        chain = self.chain(rev, conn)
         signed = [a.role for a in approvals if a.action == "approve"]
         for role in chain:
             if role not in signed:
                 return role
         return None
+
+    def chain(self, rev: StoredRevision, conn: Connection | None = None) -> list[str]:
+        """The sign-offs a revision needs: its category's chain, or, for an entry of a district feed whose
+        config gives one, the source's own (an outside body's text is read before the bureau reposts it)."""
+        if any(s.review is not None for s in self.config.sources.values()):
+            source = self.store.item_source(rev.item_id, conn)
+            if source in self.config.sources and (own := self.config.sources[source].review) is not None:
+                return own
+        return self.config.categories[rev.category].review if rev.category in self.config.categories else []
 
     # --- reviewers' actions ------------------------------------------------------------------------
 
@@ -105,7 +114,7 @@ class Review:
             if role not in self.config.roles:
                 raise ReviewError(f"unknown role {role!r}; roles: {', '.join(self.config.roles)}")
             approvals = self.store.approvals(rev.id, conn)
-            expected = self._next_role(rev, approvals)
+            expected = self._next_role(rev, approvals, conn)
             if expected is None:
                 raise ReviewError(f"{item_id} needs no further sign-off; it is blocked by the confidentiality "
                                   "screen: see `publisher show` and use `publisher override` if it is safe")

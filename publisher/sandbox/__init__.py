@@ -9,6 +9,9 @@ or a user look at what each stand-in received and turn its fault knobs:
     PUT  /_sandbox/<service>/faults      JSON of Faults fields, e.g. {"burst_429": 3, "retry_after": "2"}
     PUT  /_sandbox/<service>/settings    the stand-in's own settings, e.g. weibo {"posts_per_hour": 1000}
     POST /_sandbox/reset                 forget everything, clear every knob
+
+The press relay speaks SMTP on a port of its own (`smtp_port`; config.yaml `sandbox.smtp`), and shows
+what it accepted at `/_sandbox/press/received` like the others.
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ SERVICES: dict[str, str] = {
     "hub": "publisher.sandbox.hub:Hub",
     "weibo": "publisher.sandbox.weibo:Weibo",
     "mastodon": "publisher.sandbox.mastodon:Mastodon",
+    "districts": "publisher.sandbox.districts:Districts",  # district bureaus' own feeds (district sources)
+    "press": "publisher.sandbox.press:Press",  # the press desk's mail relay: SMTP on a port of its own
 }
 
 
@@ -152,9 +157,11 @@ class SandboxServer(_Address):
             sb.services["weibo"].faults.burst_429 = 2
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, services: list[str] | None = None) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, services: list[str] | None = None,
+                 smtp_port: int = 0) -> None:
         self.host = host
         self.port = port
+        self.smtp_port = smtp_port
         self._services = services
         self.services: dict[str, Service] = {}
         self._server: uvicorn.Server | None = None
@@ -166,6 +173,8 @@ class SandboxServer(_Address):
         sock.bind((self.host, self.port))
         self.port = sock.getsockname()[1]
         app, self.services = build_app(self.base_url, self._services)
+        smtp = _smtp_socket(self.host, self.smtp_port) if "press" in self.services else None
+        self.smtp_port = smtp.getsockname()[1] if smtp is not None else 0
         config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
         self._server = server = uvicorn.Server(config)
         ready = threading.Event()
@@ -173,6 +182,8 @@ class SandboxServer(_Address):
         def run() -> None:
             loop = asyncio.new_event_loop()
             asyncio.set_event_loop(loop)
+            if smtp is not None:
+                loop.run_until_complete(_serve_smtp(self.services["press"], smtp))
             task = loop.create_task(server.serve(sockets=[sock]))
             loop.call_soon(ready.set)
             loop.run_until_complete(task)
@@ -201,13 +212,16 @@ class SandboxServer(_Address):
         self.stop()
 
 
-def run(host: str, port: int, *, parent: int | None = None, log_level: str = "info") -> None:
+def run(host: str, port: int, *, parent: int | None = None, log_level: str = "info", smtp_port: int | None = None) -> None:
     """`publisher sandbox`: serve the stand-ins in the foreground until interrupted (or, with
-    `parent`, until that process is gone: a daemon killed with SIGKILL leaves no sandbox behind)."""
-    app, _ = build_app(f"http://{host}:{port}")
+    `parent`, until that process is gone: a daemon killed with SIGKILL leaves no sandbox behind);
+    the press relay on `smtp_port` when one is given."""
+    app, services = build_app(f"http://{host}:{port}")
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False))
 
     async def serve() -> None:
+        if smtp_port is not None and "press" in services:
+            await _serve_smtp(services["press"], _smtp_socket(host, smtp_port))
         async def orphaned() -> None:
             while os.getppid() == parent:  # noqa: ASYNC110  # polling is the only way to see a parent die
                 await asyncio.sleep(0.5)
@@ -229,9 +243,10 @@ class SandboxProcess(_Address):
     port as a sandbox (`publisher sandbox` started by hand), that one is used and kept.
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, smtp_port: int = 0) -> None:
         self.host = host
         self.port = port or _free_port(host)
+        self.smtp_port = smtp_port or _free_port(host)
         self.proc: subprocess.Popen[bytes] | None = None
 
     def _answers(self) -> bool:
@@ -244,7 +259,8 @@ class SandboxProcess(_Address):
         if self._answers():
             return self
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "publisher.sandbox", self.host, str(self.port), "--parent", str(os.getpid())],
+            [sys.executable, "-m", "publisher.sandbox", self.host, str(self.port), "--parent", str(os.getpid()),
+             "--smtp-port", str(self.smtp_port)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -270,6 +286,18 @@ class SandboxProcess(_Address):
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _smtp_socket(host: str, port: int) -> socket.socket:
+    from publisher.sandbox.press import bind
+
+    return bind(host, port)
+
+
+async def _serve_smtp(service: Service, sock: socket.socket) -> None:
+    from publisher.sandbox.press import serve_smtp
+
+    await serve_smtp(service, sock)
 
 
 def _free_port(host: str) -> int:

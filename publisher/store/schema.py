@@ -248,3 +248,36 @@ alert_events = Table(
     Column("detail", JSON, nullable=False),
     Index("ix_alert_events_open", "cleared_at", "notified_at"),
 )
+
+# --- district sources (migration 0008) --------------------------------------------------------------
+
+# One row per configured feed: what the last poll found (publisher/intake/sources.py writes it).
+source_state = Table(
+    "source_state", metadata,
+    Column("source", String(64), primary_key=True),  # the key under config.yaml's `sources:`
+    Column("etag", Text),  # the validators of the last good answer, for a conditional GET
+    Column("last_modified", Text),
+    _ts("last_attempt_at"),
+    _ts("last_success_at"),  # the last poll that read the feed (a 304 counts)
+    _ts("last_error_at"),
+    Column("last_error", Text),  # cleared by the next good poll
+    Column("entries", Integer, nullable=False, default=0),  # entries in the feed at the last good read
+    _ts("last_import_at"),  # the last time an entry became a new item or revision
+    _ts("created_at", False),  # the first poll: a feed never read since is silent from then on
+)
+
+# Which item each feed entry became: an entry is known by its id, else its link, forever. The row is written
+# before the item's revision, in the same transaction, so that review finds the item's source as it settles.
+source_entries = Table(
+    "source_entries", metadata,
+    Column("source", String(64), primary_key=True),
+    Column("key_sha256", String(64), primary_key=True),  # of the entry's id (or link): ids may be long URLs
+    Column("entry_key", Text, nullable=False),
+    Column("item_id", String(200), nullable=False),  # no foreign key: written just before the item (see above)
+    Column("link", Text),  # the entry's link on the district's own site
+    Column("content_sha256", String(64), nullable=False),  # of what was imported last: a change is an edit
+    Column("revision", Integer, nullable=False),  # the item's revision that import made
+    _ts("first_seen_at", False),
+    _ts("updated_at", False),
+    Index("ix_source_entries_item", "item_id"),
+)

@@ -255,6 +255,8 @@ def print_table(doc: dict[str, Any], listen: str = "", why: str = "", rows: int 
         out.append(dt.render(room, color))
         if len(doc["deadlines"]) > rows:
             note(f"… +{len(doc['deadlines']) - rows} (--limit N, --json)", "dim")
+    if doc.get("sources"):
+        out.append(_sources_table(doc["sources"], now, _, Table, Column).render(room, color))
     if doc.get("source") == "daemon":
         note(_("source_daemon", listen=listen), "dim")
     elif why in ("down", "slow", "other_config"):
@@ -262,6 +264,21 @@ def print_table(doc: dict[str, Any], listen: str = "", why: str = "", rows: int 
     elif why.startswith("http"):
         note(_("source_store_refused", listen=listen, why=why), "yellow")
     sys.stdout.write("\n".join(out) + "\n")
+
+
+def _sources_table(sources: list[dict[str, Any]], now: datetime, _: Any, table: Any, column: Any) -> Any:
+    """The district sources: last good poll, entries, items made, and the last error's first line."""
+    styles = {"ok": "green", "error": "red", "silent": "bold red", "never": "yellow"}
+    st = table(_("sources"), [column(_("district")), column(_("status")), column(_("last_success"), right=True),
+                              column(_("entries"), right=True), column(_("imported"), right=True),
+                              column(_("last_error"), shrink=8)])
+    for src in sources:
+        last = _at(src["last_success_at"])
+        when = _("never") if last is None else f"{last.astimezone():%m-%d %H:%M}"
+        error = src["last_error"].splitlines()[0] if src["last_error"] else ""
+        st.add_row(src["district"], (_("src_" + src["status"]), styles.get(src["status"], "dim")), when,
+                   str(src["entries"]), str(src["imported"]), error)
+    return st
 
 
 if __name__ == "__main__":

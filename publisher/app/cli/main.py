@@ -149,12 +149,14 @@ def run(config_path: Path, once: bool, log_format: str) -> None:
 
 @main.command()
 @click.option("--listen", default="127.0.0.1:8701", show_default=True)
-def sandbox(listen: str) -> None:
-    """Serve the loopback stand-ins of the channel protocols (WordPress, portal, hub, Weibo, Mastodon)."""
+@click.option("--smtp", default="127.0.0.1:8725", show_default=True, help="the press relay's SMTP address")
+def sandbox(listen: str, smtp: str) -> None:
+    """Serve the loopback stand-ins of the channel protocols (WordPress, portal, hub, Weibo, Mastodon, the
+    press relay) and the district feeds."""
     from publisher.sandbox import run as run_sandbox
 
     host, _, port = listen.rpartition(":")
-    run_sandbox(host, int(port))
+    run_sandbox(host, int(port), smtp_port=int(smtp.rpartition(":")[2]))
 
 
 @main.command()
