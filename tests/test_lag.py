@@ -138,7 +138,7 @@ def test_each_channel_has_its_own_sla(world: World) -> None:
     report = world.report()
     status = {ch.name: ch.status for ch in report.channels}
     assert status == {"bureau_site": "late", "city_portal": "on_time", "provincial_feed": "on_time",
-                      "microblog": "on_time"}
+                      "microblog": "on_time", "press": "on_time"}
 
 
 def test_percentiles_over_the_window(world: World) -> None:
@@ -272,9 +272,13 @@ def test_json_schema_is_stable(world: World) -> None:
     item = world.item(doc_date=date(2015, 2, 10))
     world.delivery("bureau_site", item=item, state=DeliveryState.FAILED, error="boom", due_at=T0 - timedelta(hours=1))
     data = lag_json.to_json(world.report())
-    assert set(data) == {"schema", "source", "locale", "generated_at", "window", "channels", "freshness", "deadlines"}
+    assert set(data) == {"schema", "source", "locale", "generated_at", "window", "channels", "freshness", "deadlines",
+                         "sources"}
     assert (data["source"], data["locale"]) == ("store", "zh-CN")
     assert data["schema"] == "publisher.lag/1"
+    assert set(data["sources"][0]) == {"name", "district", "url", "category", "category_name", "status", "interval_s",
+                                       "silent_after_s", "last_attempt_at", "last_success_at", "last_error_at",
+                                       "last_error", "entries", "imported", "last_import_at"}
     ch = data["channels"][0]
     assert set(ch) == {"name", "display_name", "type", "status", "sla_s", "counts", "late_total", "late", "window",
                        "last_live_at"}

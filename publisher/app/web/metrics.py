@@ -68,7 +68,12 @@ def report_families(report: lag.LagReport) -> list[Metric]:
         threshold.add_metric(labels, f.threshold.total_seconds())
     for status in DEADLINE_STATUSES:
         deadlines.add_metric([status], sum(1 for d in report.deadlines if d.status == status))
-    return [states, last, late, sla, age, threshold, deadlines]
+    sources = GaugeMetricFamily("publisher_source_last_success_timestamp_seconds", "When the district source's "
+                                "feed was last read (Unix time; a 304 counts)", labels=["source"])
+    for src in report.sources:
+        if src.last_success_at is not None:  # never read: no gauge, as for a channel never live
+            sources.add_metric([src.key], src.last_success_at.timestamp())
+    return [states, last, late, sla, age, threshold, deadlines, sources]
 
 
 def report_age(report: lag.LagReport, scraped_at: datetime) -> Metric:
