@@ -16,6 +16,7 @@ nothing and is recorded as the source's last error; it never holds up the other 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import html
 import json
@@ -204,13 +205,14 @@ class SourcePoller:
             footer = f"（来源：{src.district}" + (f"，原文：<{entry.link}>）" if entry.link else "）")
             front = ItemFile(title=entry.title, category=src.category, date=entry.day, source=src.district)
             item = ParsedItem(item_id=item_id, front=front, body=f"{entry.body}\n\n{footer}")
-            remember = {"source": key, "key_sha256": entry.key_sha256, "entry_key": entry.key, "item_id": item_id,
-                        "link": entry.link, "content_sha256": entry.content_sha256}
+            remember = functools.partial(self.store.remember_entry, conn, now, source=key, key_sha256=entry.key_sha256,
+                                         entry_key=entry.key, item_id=item_id, link=entry.link,
+                                         content_sha256=entry.content_sha256)
             if known is None:  # first, so that review finds the item's source (its own sign-offs) as it settles
-                self.store.remember_entry(conn, now, revision=0, **remember)
+                remember(revision=0)
             number, state = record_revision(conn, self.config, self.store, self.review, item, now=now,
                                             file_name=None, digest=None, attachments=[], actor=f"source:{key}")
-            self.store.remember_entry(conn, now, revision=number, **remember)
+            remember(revision=number)
         log.info("source.imported", source=key, item_id=item_id, revision=number, state=state.value, link=entry.link)
         return number, state
 
