@@ -196,3 +196,30 @@ def test_an_entry_date_is_the_day_in_china(tmp_path: Path) -> None:
                         "summary": "<p>a *b*</p><script>alert(1)</script>"}, datetime(2015, 1, 1, tzinfo=CHINA).date())
     assert entry is not None and entry.day.isoformat() == "2015-07-01"
     assert entry.body == "a \\*b\\*"
+
+
+async def test_the_dashboard_and_metrics_show_each_source(tmp_path: Path) -> None:
+    """The dashboard's sources table marks a failing feed with its error and a good one with its counts, and
+    /metrics gives the last good read of each source that was ever read (the alert rule's gauge)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from publisher.app.web.app import create_app
+    from publisher.app.web.context import WebContext
+    from tests.test_lag import T0, make_config
+
+    config = make_config(tmp_path)
+    store = Store.open(config.store_url)
+    clock = FrozenClock(T0)
+    store.record_poll("zichuan", T0 - timedelta(minutes=5), entries=4, etag='"a"')
+    store.record_poll("zhoucun", T0 - timedelta(minutes=5), error="http://x/feed.xml answered HTTP 500 Internal Server Error")
+    ctx = WebContext(config=config, store=store, clock=clock)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(ctx)), base_url="http://127.0.0.1:8700") as c:
+        page = (await c.get("/")).text
+        metrics = (await c.get("/metrics")).text
+    assert 'id="sources"' in page and "区县信息源" in page
+    assert 'data-source="zhoucun" data-status="error"' in page and "HTTP 500 Internal Server Error" in page
+    assert 'data-source="zichuan" data-status="ok"' in page and 'data-source="zhangdian" data-status="never"' in page
+    gauges = {sample.labels["source"]: sample.value for family in text_string_to_metric_families(metrics)
+              if family.name == "publisher_source_last_success_timestamp_seconds" for sample in family.samples}
+    assert gauges == {"zichuan": (T0 - timedelta(minutes=5)).timestamp()}
+    store.close()
