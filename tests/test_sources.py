@@ -223,3 +223,72 @@ async def test_the_dashboard_and_metrics_show_each_source(tmp_path: Path) -> Non
               if family.name == "publisher_source_last_success_timestamp_seconds" for sample in family.samples}
     assert gauges == {"zichuan": (T0 - timedelta(minutes=5)).timestamp()}
     store.close()
+
+
+def test_migration_0008_keeps_every_row_and_adds_the_source_tables(tmp_path: Path) -> None:
+    """A store at 0006 holding items and deliveries, upgraded, keeps them all and gains the two empty source
+    tables; downgraded again, it still holds them."""
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+
+    import publisher.store.db
+    from publisher.store.db import make_engine
+    from tests.test_store import _seed
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = make_engine(url)
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(Path(publisher.store.db.__file__).parent / "migrations"))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0006")
+    _seed(Store(engine), 4)
+    engine.dispose()
+    store = Store.open(url)
+    with store.read() as conn:
+        counts = [conn.execute(sa.text(f"SELECT count(*) FROM {t}")).scalar() for t in
+                  ("items", "revisions", "deliveries", "source_state", "source_entries")]
+        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "0008"
+    assert counts == [4, 4, 4, 0, 0]
+    store.record_poll("zichuan", datetime.now(UTC), entries=2)
+    assert store.source_state("zichuan").entries == 2
+    with store.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0006")
+    with store.read() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM deliveries")).scalar() == 4
+        assert not sa.inspect(conn).has_table("source_state")
+    store.close()
+
+
+async def test_a_poller_that_stops_shows_on_healthz(tmp_path: Path, sandbox: SandboxServer) -> None:
+    """While the daemon runs, /healthz is ok; once its district-source poller has ended it answers 503 and
+    says that the sources are no longer polled."""
+    import asyncio
+
+    from publisher.app.web.app import create_app
+
+    daemon = Daemon(load(write_config(tmp_path, sandbox, web_port=free_port(), sources=True)),
+                    clock=FrozenClock(datetime.now(UTC)))
+    stop = asyncio.Event()
+    running = asyncio.create_task(daemon.run(stop))
+
+    async def health() -> httpx.Response:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(daemon.web)), base_url="http://d") as c:
+            return await c.get("/healthz")
+
+    try:
+        for _ in range(1000):
+            poller = next((t for t in asyncio.all_tasks() if t.get_name() == "sources"), None)
+            if poller is not None and daemon.store.source_state("zichuan").last_success_at is not None:
+                break
+            await asyncio.sleep(0.02)
+        assert poller is not None and (await health()).status_code == 200
+        poller.cancel()  # the fault: the poller ended while the daemon runs
+        await asyncio.gather(poller, return_exceptions=True)
+        sick = await health()
+        assert sick.status_code == 503
+        assert any("district sources are no longer polled" in p for p in sick.json()["problems"])
+    finally:
+        stop.set()
+        await asyncio.wait_for(running, 20)
