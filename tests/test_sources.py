@@ -152,11 +152,15 @@ async def test_a_broken_feed_never_stops_the_others(tmp_path: Path, sandbox: San
     store.close()
 
 
-async def test_a_source_silent_longer_than_its_interval_times_n_is_flagged(tmp_path: Path,
-                                                                         sandbox: SandboxServer) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+async def test_a_source_silent_longer_than_its_interval_times_n_is_flagged(tmp_path: Path, sandbox: SandboxServer,
+                                                                         backend: str,
+                                                                         request: pytest.FixtureRequest) -> None:
     """With a 15-minute interval and N = 3, a source is `ok` up to 45 minutes after its last good poll and
     `silent` after; a feed never read is silent 45 minutes after its first try; one never tried is `never`."""
-    cfg = load(write_config(tmp_path, sandbox, sources=True, **{"lag.source_silent_intervals": 3}))
+    store_url = request.getfixturevalue("pg_url") if backend == "postgresql" else None
+    cfg = load(write_config(tmp_path, sandbox, sources=True, store_url=store_url,
+                            **{"lag.source_silent_intervals": 3}))
     clock = FrozenClock(datetime.now(UTC))
     store = Store.open(cfg.store_url)
     async with httpx.AsyncClient() as http:

@@ -131,7 +131,10 @@ class SourcePoller:
         """Fetch and import one source; its trouble is recorded as its last error, never raised."""
         async with self._locks[key]:
             try:
-                outcome = await self._poll(key, self.sources[key])
+                with self.store.leader(f"source:{key}") as held:  # several nodes: one polls a source at a time
+                    if not held:
+                        return PollOutcome(key, not_modified=True)
+                    outcome = await self._poll(key, self.sources[key])
             except Exception as exc:  # a defect of ours: recorded, and the other sources go on
                 log.exception("source.poll_failed", source=key)
                 outcome = PollOutcome(key, error=f"the feed could not be imported ({type(exc).__name__}: {exc})")

@@ -8,8 +8,8 @@
 
 The third district (zhoucun) is broken the way small CMSs break: by default it answers 200 with an
 HTML error page; `PUT /_sandbox/districts/settings {"broken": "500" | "404" | "not_xml" | "empty" |
-"slow"}` picks another way. `{"order": "oldest_first"}` turns every feed's order around (feeds are
-not obliged to keep one).
+"slow"}` picks another way, and `"none"` heals it. `{"order": "oldest_first"}` turns every feed's order
+around (feeds are not obliged to keep one).
 
 Conditional GET follows RFC 9110 §13: `If-None-Match` is compared weakly with the current ETag and,
 when present, `If-Modified-Since` is ignored; otherwise a resource not modified since the given
