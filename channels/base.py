@@ -106,5 +106,10 @@ class Channel(ABC):
     async def verify(self, receipt: Receipt) -> bool:
         """Can readers see it now?"""
 
+    def lookup_hint(self, rev: Revision) -> str:
+        """What names this revision's send on the channel, for a person checking whether it arrived there
+        (where `can_find` is False)."""
+        return ""
+
     async def aclose(self) -> None:  # noqa: B027  # optional hook: most adapters open nothing of their own
         """Release anything the adapter opened itself (the shared HTTP client is not its own)."""

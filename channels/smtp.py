@@ -96,6 +96,9 @@ class Smtp(Channel):
         # `_send`) or a person's `publisher retry`; then there is nothing to find.
         return None
 
+    def lookup_hint(self, rev: Revision) -> str:
+        return f"Message-ID {self._message_id(rev)}: look for it in the relay's log"
+
     async def verify(self, receipt: Receipt) -> bool:
         # A receipt exists only once the relay accepted the message (250 after DATA); delivery to
         # the mailboxes happens later and out of sight, so "accepted by the relay" is all SMTP can tell.

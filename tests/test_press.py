@@ -106,6 +106,7 @@ async def test_a_send_cut_off_by_a_crash_is_failed_for_a_person_not_sent_again(t
         assert len(received(sandbox, "press")) == 1  # not sent twice
         row = _press_state(daemon, "press-crash-1")
         assert row.state == "failed" and "cannot say if it arrived" in row.last_error
+        assert "Message-ID <press-crash-1.r1.publisher@bureau.example>: look for it in the relay's log" in row.last_error
         assert "publisher retry press-crash-1 --channel press" in row.last_error
         assert daemon.dispatcher.retry("press-crash-1", "press", by="管理员") == 1
         await daemon.run_once()

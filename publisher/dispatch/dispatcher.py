@@ -230,8 +230,7 @@ class Dispatcher:
         channel, now = self.channels.get(row.channel), self.clock.now()
         found: Receipt | None = None
         if channel is not None and not channel.can_find:  # it may have arrived and nothing can tell: a person looks
-            self._permanent(row, f"the daemon stopped mid-send and {row.channel} cannot say if it arrived; check with "
-                                 f"its recipients, then `publisher retry {row.item_id} --channel {row.channel}`")
+            self._permanent(row, policy.unaccounted(row, channel, None if row.retract else self._revision(row)))
             return
         if channel is not None and not row.retract and self._placement(row) is None:
             rev = self._revision(row)

@@ -15,7 +15,8 @@ from typing import Any, TypeVar
 
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
-from channels.base import TransientError
+from channels.base import Channel, TransientError
+from publisher.model import Delivery, Revision
 
 VERIFY_CAP = timedelta(minutes=30)
 VERIFY_BASE = timedelta(seconds=5)
@@ -92,6 +93,13 @@ def describe(exc: Exception) -> str:
     if remote and remote not in text:
         text = f"{text}; the remote said: {remote[:300]}"
     return text
+
+
+def unaccounted(row: Delivery, channel: Channel, rev: Revision | None) -> str:
+    """Why a send left `sending` by a crash, on a channel whose `find` cannot tell, is failed, not repeated."""
+    hint = channel.lookup_hint(rev) if rev is not None else ""
+    return (f"the daemon stopped mid-send and {row.channel} cannot say if it arrived{f' ({hint})' if hint else ''}; "
+            f"check with its recipients, then `publisher retry {row.item_id} --channel {row.channel}` sends it again")
 
 
 def defect_summary(exc: BaseException) -> str:
