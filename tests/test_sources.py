@@ -13,8 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 import sqlalchemy as sa
+from click.testing import CliRunner
 
 from publisher.app.cli.lag import print_table
+from publisher.app.cli.main import main
 from publisher.app.daemon import Daemon
 from publisher.clock import CHINA, FrozenClock
 from publisher.config.file import ConfigError
@@ -76,6 +78,9 @@ async def test_three_district_feeds_through_the_daemon(tmp_path: Path, sandbox: 
         first = daemon.store.revision(made["淄川区"][0][0])
         assert first is not None and first.body.endswith(f"原文：<{daemon.store.entry_link(first.item_id)}>）")
         assert "<b>" not in first.body and "认真组织" in first.body
+        shown = CliRunner().invoke(main, ["show", first.item_id, "--config", str(tmp_path / "config.yaml")],
+                                   env={"COLUMNS": "200"})
+        assert f"revision 1: review, feed entry {daemon.store.entry_link(first.item_id)}" in shown.output
 
         report = to_json(build_report(daemon.store, cfg, clock.now()))
         by_name = {s["name"]: s for s in report["sources"]}

@@ -286,8 +286,10 @@ def show(item_id: str, config_path: Path) -> None:
         rev = store.revision(item_id, n)
         if rev is None:
             continue
+        link = None if rev.file_name else store.entry_link(item_id)  # an entry of a district feed
+        origin = f"file {_s(rev.file_name)}" if rev.file_name else f"feed entry {_s(link)}" if link else "no file"
         console.print(f"  revision {n}: {rev.state}{' (retraction)' if rev.retract else ''}, "
-                      f"file {_s(rev.file_name)}, {rev.created_at:%Y-%m-%d %H:%M:%S} UTC")
+                      f"{origin}, {rev.created_at:%Y-%m-%d %H:%M:%S} UTC")
         for f in rev.findings:
             console.print(f"    [red]finding[/]: {_s(f['zh'])} / {_s(f['en'])}")
         for a in store.approvals(rev.id):
