@@ -135,10 +135,13 @@ class SourcePoller:
                     if not held:
                         return PollOutcome(key, not_modified=True)
                     outcome = await self._poll(key, self.sources[key])
-            except Exception as exc:  # a defect of ours: recorded, and the other sources go on
+            except Exception as exc:  # a defect of ours, or the store away: recorded if it can be; the others go on
                 log.exception("source.poll_failed", source=key)
                 outcome = PollOutcome(key, error=f"the feed could not be imported ({type(exc).__name__}: {exc})")
-                self.store.record_poll(key, self.clock.now(), error=outcome.error)
+                try:
+                    self.store.record_poll(key, self.clock.now(), error=outcome.error)
+                except Exception:
+                    log.exception("source.state_not_recorded", source=key)
             return outcome
 
     async def _poll(self, key: str, src: SourceConfig) -> PollOutcome:
@@ -178,16 +181,21 @@ class SourcePoller:
                                      "changed (the district's site may be broken)")
         new_items = new_revisions = 0
         approved = False
+        notes = [f"the feed is malformed but was read ({problem})"] if problem else []
+        if skipped := len(parsed.entries) - len(entries):
+            notes.append(f"{skipped} entries have no id, link or title and were left out")
         for entry in sorted(entries, key=lambda e: (e.day, e.key)):  # oldest first: items are made in date order
-            made = self._import(key, src, entry)
+            try:
+                made = self._import(key, src, entry)
+            except Exception as exc:  # one entry's trouble leaves the others (and the entry, for the next poll)
+                log.exception("source.entry_failed", source=key, entry=entry.key)
+                notes.append(f"the entry {entry.link or entry.key} could not be imported ({type(exc).__name__}: {exc})")
+                continue
             if made is not None:
                 new_items += made[0] == 1
                 new_revisions += made[0] > 1
                 approved |= made[1] == RevisionState.APPROVED
-        skipped = len(parsed.entries) - len(entries)
-        warning = (f"the feed is malformed but was read ({problem})" if problem else None)
-        if skipped:
-            warning = f"{skipped} entries have no id, link or title and were left out" + (f"; {warning}" if warning else "")
+        warning = "; ".join(notes) or None
         self.store.record_poll(key, self.clock.now(), entries=len(entries), etag=resp.headers.get("etag"),
                                last_modified=resp.headers.get("last-modified"), imported=bool(new_items or new_revisions),
                                warning=warning)
