@@ -35,7 +35,8 @@ def write_config(root: Path, sandbox: Any, *, web_port: int | None = None, store
     data = yaml.safe_load(SHIPPED.read_text(encoding="utf-8"))
     sb = sandbox.base_url
     web_port = web_port or free_port()
-    data["sandbox"] = {"enabled": False}
+    smtp_port = getattr(sandbox, "smtp_port", None) or free_port()  # the press relay (a daemon's own sandbox: here)
+    data["sandbox"] = {"enabled": False, "smtp": f"127.0.0.1:{smtp_port}"}
     data["web"] = {"listen": f"127.0.0.1:{web_port}"}
     data["store"] = {"url": store_url or "sqlite:///var/publisher.db"}
     data["queue"] = {"path": "queue", "rescan": "30s", "settle": "1ms"}
@@ -51,7 +52,7 @@ def write_config(root: Path, sandbox: Any, *, web_port: int | None = None, store
     ch["microblog"]["api_base"] = f"{sb}/weibo/2/"
     ch["microblog"]["access_token"] = CREDENTIALS["weibo_token"]
     ch["microblog"]["web_base"] = f"{sb}/weibo"
-    ch["press"]["host"], ch["press"]["port"] = sandbox.host, sandbox.smtp_port
+    ch["press"]["host"], ch["press"]["port"] = "127.0.0.1", smtp_port
     if sources:
         for src in data["sources"].values():
             src["url"] = src["url"].replace("http://127.0.0.1:8701", sb)
