@@ -33,6 +33,8 @@ class _Model(BaseModel):
 class WordingRule(_Model):
     """One dictionary entry: `match` is wrong (use `right`), or must not appear at all (no `right`)."""
 
+    model_config = ConfigDict(extra="forbid", frozen=True)  # hashable: the compiled dictionary is cached by its rules
+
     match: str = Field(min_length=1)
     right: str | None = None
     level: Level = "advisory"

@@ -26,7 +26,7 @@ import opencc
 from markdown_it import MarkdownIt
 
 # The same Markdown the web channels render (channels/render.py: commonmark, tables, strikethrough).
-_MARKDOWN = MarkdownIt("commonmark").enable(["table", "strikethrough"])
+MARKDOWN = MarkdownIt("commonmark").enable(["table", "strikethrough"])
 
 # Elements whose content no reader sees (nh3 drops them with their content before anything is published).
 _HIDDEN = frozenset({"script", "style", "template", "head", "title", "noscript", "iframe", "object", "textarea"})
@@ -160,7 +160,7 @@ class Seen:
         """`mode`: "markdown" (the body), "html" (a one-line field a web channel may read as HTML: tags show
         nothing, entities decode) or "plain" (the characters as written, only normalised)."""
         if mode == "markdown":
-            shown, shown_lines = _visible(_MARKDOWN.render(source))
+            shown, shown_lines = _visible(MARKDOWN.render(source))
         elif mode == "html":
             shown, shown_lines = html.unescape(_TAG.sub("", source)), [(0, "text")]
         else:
