@@ -149,7 +149,12 @@ def is_blocking(finding: dict[str, Any]) -> bool:
     return bool(finding.get("level", "blocking") != "advisory")
 
 
-_LEVEL = r"(?:绝密|机密|秘密)"
+def _spaced(word: str) -> str:
+    """The word with spaces allowed between its characters (`机 密` reads 机密; NBSP and U+3000 are spaces here)."""
+    return "[ \t]*".join(re.escape(c) for c in word)
+
+
+_LEVEL = rf"(?:{_spaced('绝密')}|{_spaced('机密')}|{_spaced('秘密')})"
 _PERIOD = r"(?:[0-9]+[ \t]*(?:年|个月|月|天|日)|长期|永久)"
 _STAR = r"[★☆＊]"
 _OPEN, _CLOSE = r"[【〔［\[（(]", r"[】〕］\])）]"
@@ -159,20 +164,21 @@ _LINE_END = r"(?=[ \t]*(?:\*\*|__|\*|_)?(?:[ \t\r\n]|$))"
 
 # (pattern, only as a line of running text): a standalone word is a marking only there
 _CLASSIFIED: list[tuple[re.Pattern[str], bool]] = [
-    (re.compile(rf"{_LEVEL}级?[ \t]*{_STAR}[ \t]*{_PERIOD}?"), False),
+    (re.compile(rf"{_LEVEL}级?[ \t]*{_STAR}(?:[ \t]*{_PERIOD})?"), False),
     (re.compile(rf"{_LEVEL}级?[ \t]*\*[ \t]*{_PERIOD}"), False),
-    (re.compile(rf"{_OPEN}[ \t]*{_LEVEL}级?(?:[ \t]*[★☆＊*][ \t]*{_PERIOD}?)?[ \t]*{_CLOSE}"), False),
-    (re.compile(rf"密级[ \t]*[:：][ \t]*{_LEVEL}级?(?:[ \t]*[★☆＊*][ \t]*{_PERIOD}?)?"), False),
+    (re.compile(rf"{_OPEN}[ \t]*{_LEVEL}级?(?:[ \t]*[★☆＊*](?:[ \t]*{_PERIOD})?)?[ \t]*{_CLOSE}"), False),
+    (re.compile(rf"{_spaced('密级')}[ \t]*[:：][ \t]*{_LEVEL}级?(?:[ \t]*[★☆＊*](?:[ \t]*{_PERIOD})?)?"), False),
     (re.compile(rf"{_LINE_START}(?P<m>{_LEVEL}级?(?:[ \t]*{_PERIOD})?){_LINE_END}"), True),
 ]
 
-_INTERNAL_WORD = r"内部(?:资料|文件|使用|参考|刊物|材料)?"
+_INNER = _spaced("内部")
+_INTERNAL_WORD = rf"{_INNER}(?:资料|文件|使用|参考|刊物|材料)?"
 _KEEP = r"(?:注意保存|妥善保管|注意保管|请勿外传|严禁外传|不得外传|不得翻印|请勿翻印)"
 _INTERNAL: list[tuple[re.Pattern[str], bool]] = [
     (re.compile(rf"{_SQUARE_OPEN}[ \t]*{_INTERNAL_WORD}[ \t]*{_SQUARE_CLOSE}"), False),
-    (re.compile(rf"[（(]?内部(?:资料|文件|材料|刊物)[）)]?[ \t，,、;；]*{_KEEP}"), False),
-    (re.compile(r"(?:仅供|仅限|只供|限)内部(?:使用|参考|传阅|交流)"), False),
-    (re.compile(rf"内部[ \t]*{_STAR}"), False),
+    (re.compile(rf"[（(]?{_INNER}(?:资料|文件|材料|刊物)[）)]?[ \t，,、;；]*{_KEEP}"), False),
+    (re.compile(rf"(?:仅供|仅限|只供|限){_INNER}(?:使用|参考|传阅|交流)"), False),
+    (re.compile(rf"{_INNER}[ \t]*{_STAR}"), False),
     (re.compile(rf"{_LINE_START}(?P<m>(?:[（(][ \t]*)?{_INTERNAL_WORD}(?:[ \t]*[）)])?(?:[ \t，,]*{_KEEP})?){_LINE_END}"), True),
 ]
 
