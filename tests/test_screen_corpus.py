@@ -8,17 +8,25 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from publisher.clock import FrozenClock
 from publisher.config.screen import LinksConfig, ScreenConfig
-from publisher.review.links import allowed, extract_links, link_findings
+from publisher.intake.queue import Intake
+from publisher.review.chain import Review
+from publisher.review.links import LinkChecker, allowed, extract_links, link_findings
 from publisher.review.screen import Finding, id_check_char, screen
 from publisher.review.wording import Dictionary, starter_rules
+from publisher.store.db import Store
+from publisher.store.revisions import LINKS_CHECKED
 from publisher.units import parse_duration
+from tests.harness import drop, load, write_config
 
 ID = "37030219901115543" + id_check_char("37030219901115543")  # a synthetic 张店区 number: 370302199011155432
 ZW = "\u200b"  # zero-width space
@@ -80,7 +88,8 @@ EVASIONS = [
     Case("mobile with NBSP", body(f"电话138{NBSP}1234{NBSP}5678"), [("mobile_number", "body", f"138{NBSP}1234{NBSP}5678")]),
     Case("mobile with ideographic spaces and full-width digits", body("电话１３８　１２３４　５６７８"),
          [("mobile_number", "body", "１３８　１２３４　５６７８")]),
-    Case("mobile with zero-width spaces", body(f"1{ZW}3{ZW}8{ZW}12345678"), [("mobile_number", "body", f"1{ZW}3{ZW}8{ZW}12345678")]),
+    Case("mobile with zero-width spaces", body(f"1{ZW}3{ZW}8{ZW}12345678"),
+         [("mobile_number", "body", f"1{ZW}3{ZW}8{ZW}12345678")]),
     Case("mobile in 3-3-5 groups", body("电话 138 123 45678"), [("mobile_number", "body", "138 123 45678")]),
     Case("mobile split by tags", body("138<b></b>1234<i></i>5678"), [("mobile_number", "body", "138<b></b>1234<i></i>5678")]),
     Case("mobile only in a tel: link", body("[联系我们](tel:13812345678)"), [("mobile_number", "body", "13812345678")]),
@@ -300,3 +309,56 @@ async def test_unreachable_port_is_a_finding() -> None:
     async with httpx.AsyncClient() as http:
         found, _ = await asyncio.wait_for(link_findings(http, f"<http://127.0.0.1:{port}/>", _links_config()), 10)
     assert [f.kind for f in found] == ["link"] and "cannot be reached" in found[0].reason_en
+
+
+# --- the daemon's link check over a real store ----------------------------------------------------------------
+
+def _intake(tmp_path: Path, sandbox: object, **overrides: Any) -> Intake:
+    cfg = load(write_config(tmp_path, sandbox, **overrides))
+    clock = FrozenClock(datetime(2015, 3, 18, 1, 0, tzinfo=UTC))
+    store = Store.open(cfg.store_url)
+    return Intake(cfg, store, Review(store, cfg, clock), clock)
+
+
+async def test_link_checker_checks_each_revision_in_review_once(peer: str, tmp_path: Path, sandbox: object) -> None:
+    """Revisions in review get their link problems as advisory findings and one `links_checked` audit entry;
+    a second pass and a second node write nothing; an approved revision and a linkless one are not marked; the
+    revision's state is untouched."""
+    intake = _intake(tmp_path, sandbox, **{"screen.links.timeout": "300ms"})
+    drop(intake.inbox, "ln.md", {"id": "ln-1", "title": "通知", "category": "news"},
+         f"见[通知]({peer}/missing)和[首页]({peer}/ok)。")
+    drop(intake.inbox, "none.md", {"id": "ln-2", "title": "通知", "category": "news"}, "没有链接。")
+    drop(intake.inbox, "out.md", {"id": "ln-3", "title": "动态", "category": "updates"}, f"[x]({peer}/missing)")
+    assert await intake.scan() == 3
+    store, links = intake.store, intake.config.screen.links
+    async with httpx.AsyncClient() as http:
+        one = LinkChecker(store=store, config=links, clock=intake.clock, http=http)
+        assert await one.check_pending() == 1
+        assert await one.check_pending() == 0
+        other = LinkChecker(store=store, config=links, clock=intake.clock, http=http)  # a second node
+        assert await other.check_pending() == 0
+    rev = store.revision("ln-1")
+    assert rev is not None and rev.state == "review"
+    assert [(f["kind"], f["level"], f["text"]) for f in rev.findings] == [("link", "advisory", f"{peer}/missing")]
+    assert "HTTP 404" in rev.findings[0]["en"] and rev.findings[0]["field"] == "body"
+    marks = [(e.item_id, e.detail) for e in store.audit_log() if e.action == LINKS_CHECKED]
+    assert marks == [("ln-1", {"links": 2, "problems": 1})]
+    assert store.record_link_check(rev.id, [], intake.clock.now(), links=2, problems=0) is False
+    approved = store.revision("ln-3")
+    assert approved is not None and approved.state == "approved" and approved.findings == []
+
+
+async def test_link_checker_stops_at_once_with_a_link_in_flight(peer: str, tmp_path: Path, sandbox: object) -> None:
+    """The daemon's link check ends when the daemon stops, even while a link takes its whole timeout, and
+    records nothing for the revision it was checking."""
+    intake = _intake(tmp_path, sandbox, **{"screen.links.timeout": "60s"})
+    drop(intake.inbox, "slow.md", {"id": "sl-1", "title": "通知", "category": "news"}, f"[慢]({peer}/slow)")
+    await intake.scan()
+    stop = asyncio.Event()
+    async with httpx.AsyncClient() as http:
+        checker = LinkChecker(store=intake.store, config=intake.config.screen.links, clock=intake.clock, http=http)
+        task = asyncio.create_task(checker.run(stop))
+        await asyncio.sleep(0.2)  # the check is under way: the peer answers /slow after a second
+        stop.set()
+        await asyncio.wait_for(task, 30)  # far below the link's 60 s timeout
+    assert [e for e in intake.store.audit_log() if e.action == LINKS_CHECKED] == []

@@ -150,12 +150,18 @@ class LinkChecker:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Until `stop`: a pass now, then one every `every`; a store or network fault waits for the next pass."""
-        while not stop.is_set():
-            try:
-                await self.check_pending()
-            except Exception:  # the store went away for a moment: the next pass tries again
-                log.exception("screen.links_check_failed")
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=self.config.every.total_seconds())
-            except TimeoutError:
-                pass
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            while not stop.is_set():
+                a_pass = asyncio.ensure_future(self.check_pending())
+                await asyncio.wait({a_pass, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                if not a_pass.done():  # stopping: a link that takes its whole timeout does not hold the daemon
+                    a_pass.cancel()
+                    await asyncio.gather(a_pass, return_exceptions=True)
+                    return
+                failed = a_pass.exception()
+                if failed is not None:  # the store went away for a moment: the next pass tries again
+                    log.error("screen.links_check_failed", exc_info=failed)
+                await asyncio.wait({stopping}, timeout=self.config.every.total_seconds())
+        finally:
+            stopping.cancel()
