@@ -120,9 +120,10 @@ def _align(source: str, shown: str) -> list[int | None]:
     backslash escape stands for the character it gives."""
     out: list[int | None] = []
     p, n = 0, len(source)
+    budget = 4 * n + 4 * _LOOKAHEAD  # source characters skipped over in all: linear in the field's size
     for ch in shown:
         q, found = p, None
-        limit = min(n, p + _LOOKAHEAD)
+        limit = min(n, p + (_LOOKAHEAD if budget > 0 else 8))
         while q < limit:
             c = source[q]
             if c == ch:
@@ -139,6 +140,7 @@ def _align(source: str, shown: str) -> list[int | None]:
                 continue
             q += 1
         out.append(found)
+        budget -= q - p
         if found is not None:
             p = q
     return out
@@ -165,17 +167,20 @@ class Seen:
             shown, shown_lines = html.unescape(_TAG.sub("", source)), [(0, "text")]
         else:
             shown, shown_lines = source, [(0, "text")]
-        to_source = _align(source, shown)
-        chars: list[str] = []
-        to_shown: list[int] = []
-        for j, ch in enumerate(shown):
-            if _invisible(ch):
-                continue
-            for c in unicodedata.normalize("NFKC", ch):
-                if not _invisible(c):
-                    chars.append(c)
+        to_source: list[int | None] = list(range(len(source))) if shown == source else _align(source, shown)
+        distinct = set(shown)
+        if unicodedata.is_normalized("NFKC", shown) and not any(_invisible(c) for c in distinct):
+            chars, to_shown = shown, list(range(len(shown)))  # nearly every text: nothing to change
+        else:
+            normal = {c: "".join(n for n in unicodedata.normalize("NFKC", c) if not _invisible(n)) for c in distinct}
+            kept: list[str] = []
+            to_shown = []
+            for j, ch in enumerate(shown):
+                for c in normal[ch]:
+                    kept.append(c)
                     to_shown.append(j)
-        text, to_shown = _fold("".join(chars), to_shown)
+            chars = "".join(kept)
+        text, to_shown = _fold(chars, to_shown)
         lines: list[tuple[int, LineKind]] = []
         i = 0
         for start, kind in shown_lines:  # both in ascending order: one walk
