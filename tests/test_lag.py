@@ -362,3 +362,16 @@ def test_review_section_counts_the_queue_and_its_findings(world: World) -> None:
     assert (review.blocking, review.advisory) == (2, 3)
     assert review.kinds == {"classified_marking": 1, "link": 1, "mobile_number": 1, "wording": 2}
     assert lag_json.to_json(world.report())["review"]["findings"] == {"blocking": 2, "advisory": 3}
+
+
+def test_table_shows_the_review_section_within_80_columns(world: World, tmp_path: Path) -> None:
+    """`publisher lag` prints the review queue and the screen's findings by kind, each line within 80 columns."""
+    world.item(state=RevisionState.BLOCKED, findings=[{"kind": "mobile_number", "level": "blocking"},
+                                                      {"kind": "wording", "level": "advisory"}])
+    world.item(state=RevisionState.REVIEW, findings=[{"kind": "link", "level": "advisory"}])
+    out = CliRunner().invoke(lag_command, ["--config", str(tmp_path / "config.yaml"), "--at", T0.isoformat(), "--store"],
+                             env={"COLUMNS": "80"})
+    assert out.exit_code == 0, out.output
+    assert "审核：待审 2 条（保密审查拦下 1 条）；审查发现须处理 1 处、提示 2 处" in out.output
+    assert "审查发现：链接问题 1，手机号码 1，用词错误 1" in out.output  # by kind
+    assert max(cells(line) for line in out.output.splitlines()) <= 80

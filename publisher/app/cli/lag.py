@@ -267,10 +267,12 @@ def print_table(doc: dict[str, Any], listen: str = "", why: str = "", rows: int 
             note(f"… +{len(doc['deadlines']) - rows} (--limit N, --json)", "dim")
     review = doc.get("review")  # absent from a daemon of an earlier version
     if review and review["waiting"]:
-        kinds = ", ".join(f"{_kind(k, locale)} {n}" for k, n in review["kinds"].items())
         note(_("review_line", waiting=review["waiting"], blocked=review["blocked"],
-               blocking=review["findings"]["blocking"], advisory=review["findings"]["advisory"])
-             + (f" ({kinds})" if kinds else ""), "yellow" if review["blocked"] else "dim")
+               blocking=review["findings"]["blocking"], advisory=review["findings"]["advisory"]),
+             "yellow" if review["blocked"] else "dim")
+        if review["kinds"]:
+            comma = ", " if locale == "en" else "，"
+            note(_("review_kinds", kinds=comma.join(f"{_kind(k, locale)} {n}" for k, n in review["kinds"].items())), "dim")
     if doc.get("source") == "daemon":
         note(_("source_daemon", listen=listen), "dim")
     elif why in ("down", "slow", "other_config"):
