@@ -101,7 +101,8 @@ _STRINGS: dict[str, tuple[str, str]] = {  # key: (zh-CN, en)
     "alert_more": ("……另有 {n} 条，见仪表盘。", "… and {n} more: see the dashboard."),
     # the lag report's review section: the review queue and the screen's findings on it
     "review_line": ("审核：待审 {waiting} 条（保密审查拦下 {blocked} 条）；审查发现须处理 {blocking} 处、提示 {advisory} 处",
-                    "Review: {waiting} waiting, {blocked} held by the screen; findings: {blocking} blocking, {advisory} advisory"),
+                    "Review: {waiting} waiting, {blocked} held by the screen; "
+                    "findings: {blocking} blocking, {advisory} advisory"),
     "review_kinds": ("审查发现：{kinds}", "Findings: {kinds}"),
     "finding_classified_marking": ("密级标志", "classified marking"),
     "finding_internal_marking": ("内部资料标志", "internal marking"),
