@@ -313,18 +313,21 @@ async def test_unreachable_port_is_a_finding() -> None:
 
 # --- the daemon's link check over a real store ----------------------------------------------------------------
 
-def _intake(tmp_path: Path, sandbox: object, **overrides: Any) -> Intake:
-    cfg = load(write_config(tmp_path, sandbox, **overrides))
+def _intake(tmp_path: Path, sandbox: object, store_url: str | None = None, **overrides: Any) -> Intake:
+    cfg = load(write_config(tmp_path, sandbox, store_url=store_url, **overrides))
     clock = FrozenClock(datetime(2015, 3, 18, 1, 0, tzinfo=UTC))
     store = Store.open(cfg.store_url)
     return Intake(cfg, store, Review(store, cfg, clock), clock)
 
 
-async def test_link_checker_checks_each_revision_in_review_once(peer: str, tmp_path: Path, sandbox: object) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+async def test_link_checker_checks_each_revision_in_review_once(peer: str, tmp_path: Path, sandbox: object,
+                                                                backend: str, request: pytest.FixtureRequest) -> None:
     """Revisions in review get their link problems as advisory findings and one `links_checked` audit entry;
     a second pass and a second node write nothing; an approved revision and a linkless one are not marked; the
-    revision's state is untouched."""
-    intake = _intake(tmp_path, sandbox, **{"screen.links.timeout": "300ms"})
+    revision's state is untouched. On SQLite and on PostgreSQL."""
+    url = request.getfixturevalue("pg_url") if backend == "postgresql" else None
+    intake = _intake(tmp_path, sandbox, url, **{"screen.links.timeout": "300ms"})
     drop(intake.inbox, "ln.md", {"id": "ln-1", "title": "通知", "category": "news"},
          f"见[通知]({peer}/missing)和[首页]({peer}/ok)。")
     drop(intake.inbox, "none.md", {"id": "ln-2", "title": "通知", "category": "news"}, "没有链接。")
