@@ -54,6 +54,12 @@ def _invisible(ch: str) -> bool:
     return unicodedata.category(ch) == "Cf" or "\ufe00" <= ch <= "\ufe0f" or "\U000e0100" <= ch <= "\U000e01ef"
 
 
+@lru_cache(maxsize=65536)
+def _normal(ch: str) -> str:
+    """One character as the screen reads it: NFKC, and nothing for what takes no place on screen."""
+    return "".join(n for n in unicodedata.normalize("NFKC", ch) if not _invisible(n))
+
+
 class _Text(HTMLParser):
     """The visible text of rendered HTML: data outside hidden elements, a newline at each block edge,
     and, for each line, how it was set (heading, list item, table cell or text)."""
@@ -168,11 +174,11 @@ class Seen:
         else:
             shown, shown_lines = source, [(0, "text")]
         to_source: list[int | None] = list(range(len(source))) if shown == source else _align(source, shown)
-        distinct = set(shown)
-        if unicodedata.is_normalized("NFKC", shown) and not any(_invisible(c) for c in distinct):
-            chars, to_shown = shown, list(range(len(shown)))  # nearly every text: nothing to change
+        changed = {c: n for c in set(shown) if (n := _normal(c)) != c}
+        if all(len(n) == 1 for n in changed.values()):  # nearly every text (full-width punctuation: one for one)
+            chars, to_shown = shown.translate({ord(c): n for c, n in changed.items()}), list(range(len(shown)))
         else:
-            normal = {c: "".join(n for n in unicodedata.normalize("NFKC", c) if not _invisible(n)) for c in distinct}
+            normal = {c: changed.get(c, c) for c in set(shown)}
             kept: list[str] = []
             to_shown = []
             for j, ch in enumerate(shown):
