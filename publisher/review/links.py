@@ -32,6 +32,7 @@ log = structlog.get_logger()
 
 _BARE_URL = re.compile(r"https?://[^\s<>\"'（）()【】，。；！？、]+", re.I)
 _PARALLEL = 8  # links of one revision checked at once
+_MOST = 100  # links of one revision checked at all: a body that holds more is not a link list to walk
 
 
 class _Links(HTMLParser):
@@ -88,7 +89,7 @@ async def problem(http: httpx.AsyncClient, url: str, seconds: float) -> tuple[st
             response = await _ask(http, url, seconds)
     except httpx.TimeoutException:
         return f"链接无法访问（{seconds:g}秒内没有响应）", f"the link did not answer within {seconds:g} s"
-    except (httpx.HTTPError, ValueError) as exc:
+    except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:
         return f"链接无法访问（{type(exc).__name__}）", f"the link cannot be reached ({type(exc).__name__})"
     if response.status_code >= 400:
         return (f"链接无法访问（HTTP {response.status_code}）",
@@ -99,6 +100,9 @@ async def problem(http: httpx.AsyncClient, url: str, seconds: float) -> tuple[st
 async def link_findings(http: httpx.AsyncClient, body: str, config: LinksConfig) -> tuple[list[Finding], int]:
     """The advisory findings of the body's links, and how many links there were."""
     urls = extract_links(body)
+    if len(urls) > _MOST:
+        log.warning("screen.links_capped", links=len(urls), checked=_MOST)
+        urls = urls[:_MOST]
     gate = asyncio.Semaphore(_PARALLEL)
 
     async def one(url: str) -> tuple[str, str] | None:
