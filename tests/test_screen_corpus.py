@@ -365,3 +365,11 @@ async def test_link_checker_stops_at_once_with_a_link_in_flight(peer: str, tmp_p
         stop.set()
         await asyncio.wait_for(task, 30)  # far below the link's 60 s timeout
     assert [e for e in intake.store.audit_log() if e.action == LINKS_CHECKED] == []
+
+
+async def test_a_body_full_of_links_is_checked_up_to_a_hundred(peer: str) -> None:
+    """A body holding 150 links has its first 100 checked, not all: the check is for a document, not a crawl."""
+    text = " ".join(f"{peer}/ok?n={n}" for n in range(150))
+    async with httpx.AsyncClient() as http:
+        found, count = await link_findings(http, text, _links_config())
+    assert (count, found) == (100, [])
