@@ -215,7 +215,7 @@ class _Peer(BaseHTTPRequestHandler):
     def _answer(self, with_body: bool) -> None:
         path = self.path.split("?")[0]
         if path == "/slow":
-            time.sleep(1.0)
+            time.sleep(3.0)
         status = {"/ok": 200, "/slow": 200, "/missing": 404, "/broken": 503, "/moved": 301}.get(path, 404)
         if path == "/nohead" and self.command == "HEAD":
             status = 405
@@ -251,7 +251,7 @@ def peer() -> Iterator[str]:
 
 
 def _links_config(**kw: Any) -> LinksConfig:
-    return LinksConfig(timeout=parse_duration("300ms"), **kw)
+    return LinksConfig(**{"timeout": parse_duration("1500ms"), **kw})  # below /slow's 3 s, far above a loopback answer
 
 
 def test_links_are_taken_from_what_readers_can_follow() -> None:
@@ -286,7 +286,7 @@ async def test_link_check_against_a_loopback_peer(peer: str) -> None:
     assert sorted(by_url) == ["broken", "missing", "moved", "slow"], {k: f.reason_en for k, f in by_url.items()}
     assert "HTTP 404" in by_url["missing"].reason_en and "HTTP 503" in by_url["broken"].reason_en
     assert "HTTP 404" in by_url["moved"].reason_en
-    assert "did not answer" in by_url["slow"].reason_en and "秒内没有响应" in by_url["slow"].reason_zh
+    assert "did not answer within 1.5 s" in by_url["slow"].reason_en and "秒内没有响应" in by_url["slow"].reason_zh
     assert all(f.level == "advisory" and f.where == "body" and text[f.start:f.end] == f.text for f in found)
     assert elapsed < 30  # loose: the links are checked side by side, never one timeout after another
 
@@ -327,7 +327,7 @@ async def test_link_checker_checks_each_revision_in_review_once(peer: str, tmp_p
     a second pass and a second node write nothing; an approved revision and a linkless one are not marked; the
     revision's state is untouched. On SQLite and on PostgreSQL."""
     url = request.getfixturevalue("pg_url") if backend == "postgresql" else None
-    intake = _intake(tmp_path, sandbox, url, **{"screen.links.timeout": "300ms"})
+    intake = _intake(tmp_path, sandbox, url, **{"screen.links.timeout": "5s"})
     drop(intake.inbox, "ln.md", {"id": "ln-1", "title": "通知", "category": "news"},
          f"见[通知]({peer}/missing)和[首页]({peer}/ok)。")
     drop(intake.inbox, "none.md", {"id": "ln-2", "title": "通知", "category": "news"}, "没有链接。")
@@ -368,8 +368,11 @@ async def test_link_checker_stops_at_once_with_a_link_in_flight(peer: str, tmp_p
 
 
 async def test_a_body_full_of_links_is_checked_up_to_a_hundred(peer: str) -> None:
-    """A body holding 150 links has its first 100 checked, not all: the check is for a document, not a crawl."""
-    text = " ".join(f"{peer}/ok?n={n}" for n in range(150))
+    """A body holding 150 links has its first 100 checked, not all: the check is for a document, not a crawl;
+    a finding's offsets are those of its own link, not of a longer one that begins like it."""
+    first, second = f"{peer}/missing?n=10", f"{peer}/missing?n=1"
+    text = " ".join([first, second, *(f"{peer}/ok?n={n}" for n in range(148))])
     async with httpx.AsyncClient() as http:
-        found, count = await link_findings(http, text, _links_config())
-    assert (count, found) == (100, [])
+        found, count = await link_findings(http, text, _links_config(timeout=parse_duration("10s")))
+    assert count == 100 and [(f.text, f.start) for f in found] == [(first, 0), (second, len(first) + 1)]
+

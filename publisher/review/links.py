@@ -31,6 +31,7 @@ from publisher.store.db import Store
 log = structlog.get_logger()
 
 _BARE_URL = re.compile(r"https?://[^\s<>\"'（）()【】，。；！？、]+", re.I)
+_URL_CHAR = re.compile(r"[\w/?#&=.%~+:@!$*,;-]")
 _PARALLEL = 8  # links of one revision checked at once
 _MOST = 100  # links of one revision checked at all: a body that holds more is not a link list to walk
 
@@ -117,10 +118,19 @@ async def link_findings(http: httpx.AsyncClient, body: str, config: LinksConfig)
     for url, found in zip(urls, results, strict=True):
         if found is None:
             continue
-        at = body.find(url)
+        at = _locate(body, url)
         out.append(Finding("link", url, "body", at if at >= 0 else None, at + len(url) if at >= 0 else None,
                            level="advisory", seen=url, reason_zh=found[0], reason_en=found[1]))
     return out, len(urls)
+
+
+def _locate(body: str, url: str) -> int:
+    """Where the link stands in the body as written (-1: only as the rendering spelt it, say with entities);
+    not inside a longer address that begins like it."""
+    at = body.find(url)
+    while at >= 0 and at + len(url) < len(body) and _URL_CHAR.match(body[at + len(url)]):
+        at = body.find(url, at + 1)
+    return at
 
 
 class LinkChecker:
