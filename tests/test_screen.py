@@ -242,3 +242,15 @@ async def test_show_prints_each_finding_with_field_text_and_reason(intake: Intak
         "截止意为到期停止，后面不带时间宾语；表示“到某时为止”用截至 / 截止 means 'to close'; 'up to (a time)' is 截至",
         "finding (blocking) tags[0]: \u201c13812345678\u201d — 发现手机号码 / mobile number",
     ]
+
+
+def test_findings_of_one_field_are_capped_per_level() -> None:
+    """A body repeating a wrong form and a mobile 300 times keeps the first 100 findings of each level, in
+    reading order: enough to act on, and the revision's stored findings stay small."""
+    from publisher.review.screen import MOST_PER_FIELD
+    from publisher.review.wording import Dictionary, starter_rules
+
+    found = screen("", "截止到，13812345678。" * 300, dictionary=Dictionary(starter_rules()))
+    assert sum(f.level == "blocking" for f in found) == sum(f.level == "advisory" for f in found) == MOST_PER_FIELD
+    assert [f.start for f in found] == sorted(f.start for f in found if f.start is not None)
+    assert found[0].kind == "wording" and found[1].kind == "mobile_number"

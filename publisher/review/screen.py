@@ -274,6 +274,9 @@ def _merge(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
     return merged
 
 
+MOST_PER_FIELD = 100  # findings of each level kept for one field: enough to act on, and a revision's JSON stays small
+
+
 @dataclass(frozen=True)
 class Rules:
     """What the screen looks for beyond the fixed rules: configured terms and the wording dictionary."""
@@ -320,7 +323,9 @@ def screen_field(where: str, value: str, rules: Rules, index: int | None = None)
             r = hit.rule
             out.append(_finding(seen, where, index, "wording" if r.right else "forbidden", hit.start, hit.end,
                                 level=r.level, reason_zh=r.reason, reason_en=r.reason_en, suggest=r.right))
-    return sorted(out, key=lambda f: (f.start if f.start is not None else -1, f.end or 0))
+    out.sort(key=lambda f: (f.start if f.start is not None else -1, f.end or 0))
+    kept = [f for f in out if f.level == "blocking"][:MOST_PER_FIELD] + [f for f in out if f.level == "advisory"][:MOST_PER_FIELD]
+    return out if len(kept) == len(out) else sorted(kept, key=out.index)
 
 
 def screen_fields(fields: Sequence[tuple[str, int | None, str | None]], rules: Rules) -> list[Finding]:
