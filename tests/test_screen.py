@@ -254,3 +254,10 @@ def test_findings_of_one_field_are_capped_per_level() -> None:
     assert sum(f.level == "blocking" for f in found) == sum(f.level == "advisory" for f in found) == MOST_PER_FIELD
     assert [f.start for f in found] == sorted(f.start for f in found if f.start is not None)
     assert found[0].kind == "wording" and found[1].kind == "mobile_number"
+
+
+@pytest.mark.parametrize(("body", "start"), [("R&amp;D 机密★", 8), ("R&amp;D&amp;机&#23494;★", 12), ("`&amp;` 机密★", 8)])
+def test_offsets_survive_entities_before_the_finding(body: str, start: int) -> None:
+    """An entity (or a literal one in a code span) before a finding does not shift the finding's offsets."""
+    f = screen("", body)[0]
+    assert f.start == start and body[f.start:f.end] == f.text

@@ -132,13 +132,13 @@ def _align(source: str, shown: str) -> list[int | None]:
         limit = min(n, p + (_LOOKAHEAD if budget > 0 else 8))
         while q < limit:
             c = source[q]
+            if c == "&" and (m := _ENTITY.match(source, q)) and html.unescape(m.group()).startswith(ch):
+                found, q = q, m.end()  # `R&amp;D` shows R&D: the whole entity stands for the one character
+                break
             if c == ch:
                 found, q = q, q + 1
                 break
-            if c == "&" and (m := _ENTITY.match(source, q)):
-                if html.unescape(m.group()).startswith(ch):
-                    found, q = q, m.end()
-                    break
+            if c == "&" and m:
                 q = m.end()
                 continue
             if c == "<" and (m := _TAG.match(source, q)):
