@@ -41,8 +41,8 @@ def annual_sections(r: AnnualReport, _: Translator) -> list[Section]:
         [_("rpt_worst_item"), d.worst_item or "—"]]
     deadline = Section(_("rpt_deadline", n=d.working_days), [_("rpt_figure"), _("rpt_value")], deadline_rows,
                        note=None if d.calendar_known else _("rpt_calendar_guess"))
-    by_cat = Section(_("rpt_by_category"), [_("category"), _("rpt_items")],
-                     [[name, n] for _k, name, n in r.categories] + [[_("rpt_total"), r.disclosed]])
+    cat_rows: list[list[Cell]] = [[name, n] for _k, name, n in r.categories]
+    by_cat = Section(_("rpt_by_category"), [_("category"), _("rpt_items")], [*cat_rows, [_("rpt_total"), r.disclosed]])
     names = {k: name for k, name, _n in r.categories}
     by_month = Section(_("rpt_by_month"), [_("category"), *month_names(_), _("rpt_total")],
                        [[names[k], *months, sum(months)] for k, months in r.months.items()])
