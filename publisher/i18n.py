@@ -101,6 +101,7 @@ _STRINGS: dict[str, tuple[str, str]] = {  # key: (zh-CN, en)
     "alert_more": ("……另有 {n} 条，见仪表盘。", "… and {n} more: see the dashboard."),
     # --- disclosure statistics (publisher/stats/, `publisher report`, /reports) ---
     "rpt_annual": ("{year}年政府信息公开统计", "Disclosure statistics {year}"),
+    "rpt_link": ("公开统计", "Disclosure statistics"),
     "rpt_by_category": ("按栏目", "By category"),
     "rpt_by_month": ("按栏目和月份", "By category and month"),
     "rpt_by_channel": ("按渠道", "By channel"),

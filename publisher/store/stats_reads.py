@@ -21,7 +21,7 @@ from publisher.store.schema import UTCDateTime, deliveries, revisions
 if TYPE_CHECKING:
     from publisher.store.db import Store
 
-__all__ = ["RevisionFact", "SendFact", "period_facts"]
+__all__ = ["RevisionFact", "SendFact", "dated_years", "period_facts"]
 
 
 @dataclass(frozen=True)
@@ -74,3 +74,12 @@ def period_facts(store: Store, first: date, last: date) -> tuple[list[RevisionFa
                  for rid, ch, sent, live in conn.execute(sends_q)]
     return revs, sends
 
+
+
+def dated_years(store: Store) -> tuple[int, int] | None:
+    """The first and last year of the revisions' document dates (None: no dated revision yet)."""
+    with store.read() as conn:
+        first, last = conn.execute(sa.select(sa.func.min(revisions.c.doc_date), sa.func.max(revisions.c.doc_date))).one()
+    if first is None or last is None:
+        return None
+    return date.fromisoformat(str(first)).year, date.fromisoformat(str(last)).year
