@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,13 +18,15 @@ from click.testing import CliRunner
 
 from publisher.app.cli.main import main as cli
 from publisher.app.daemon import Daemon
+from publisher.app.web.context import WebContext
 from publisher.clock import FrozenClock
 from publisher.config.settings import Config
 from publisher.model import RevisionState
 from publisher.sandbox import SandboxProcess
 from publisher.sandbox.corpus import make_corpus
 from publisher.store.db import Store
-from tests.harness import free_port, load, received, settings, write_config
+from tests.harness import free_port, load, received, settings, web_server, write_config
+from tests.test_dashboard_browser import CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = pytest.mark.slow
 SCALE = float(os.environ.get("CORPUS_SCALE", "1"))
@@ -209,3 +212,34 @@ def test_districts_report_matches_the_manifest(corpus_run: CorpusRun) -> None:
             in_period[it["source"]] += 1
     assert {d["district"]: d["disclosed"] for d in bimonthly["districts"]} == dict(in_period)
     assert 0 < bimonthly["total"]["disclosed"] < 127
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(SCALE != 1, reason="the bureau's figures are of one year")
+@pytest.mark.skipif(not CHROMIUM.exists() and os.environ.get("CI") != "true",
+                    reason="Debian's chromium is not installed (apt-get install -y chromium)")
+def test_reports_page_in_a_real_browser(corpus_run: CorpusRun) -> None:
+    """Chromium, with JavaScript off, shows /reports for 2015: a stacked bar a month whose segments add up to
+    the year's 765 items, and the national table with its blanks marked. Set PUBLISHER_REPORTS_SCREENSHOT=
+    docs/reports.png to refresh the README's screenshot."""
+    from playwright.sync_api import sync_playwright
+
+    run = corpus_run
+    ctx = WebContext(config=run.cfg, store=run.store, clock=FrozenClock(datetime.now(UTC)))
+    with web_server(ctx, free_port()) as base, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1100, "height": 900}, locale="zh-CN", java_script_enabled=False)
+            page.goto(base + "/reports?year=2015")
+            bars = page.locator("#bars rect.bar")
+            assert sum(int(bars.nth(i).get_attribute("data-n") or 0) for i in range(bars.count())) == 765
+            box = page.locator("#bars").bounding_box()
+            assert box is not None and box["width"] > 600 and box["height"] > 150
+            assert page.locator("td.fill").count() == 8  # 本年废止件数, 现行有效件数 ×2; 许可, 处罚, 强制, 收费
+            assert "公文公告" in page.locator(".legend").inner_text()
+            shot = run.root / "reports.png"
+            page.screenshot(path=str(shot), full_page=True)
+            if os.environ.get("PUBLISHER_REPORTS_SCREENSHOT"):
+                shutil.copy(shot, os.environ["PUBLISHER_REPORTS_SCREENSHOT"])
+        finally:
+            browser.close()

@@ -52,11 +52,9 @@ class Year:
         await self.daemon.run_once()
 
 
-@pytest.fixture(scope="module")
-def year(tmp_path_factory: pytest.TempPathFactory, sandbox_server: SandboxServer) -> Iterator[Year]:
+def make_year(tmp_path: Path, sandbox: SandboxServer, store_url: str | None = None) -> Year:
     """Items of early 2015 taken in, reviewed, delivered, edited and retracted with the clock at 20 March 2015."""
-    tmp_path = tmp_path_factory.mktemp("year")
-    config_path = write_config(tmp_path, sandbox_server, web_port=free_port())
+    config_path = write_config(tmp_path, sandbox, web_port=free_port(), store_url=store_url)
     clock = FrozenClock(T0)
     daemon = Daemon(load(config_path), clock=clock)
     inbox = tmp_path / "queue" / "inbox"
@@ -83,15 +81,20 @@ def year(tmp_path_factory: pytest.TempPathFactory, sandbox_server: SandboxServer
             await y.run()
             daemon.review.reject("2015-notices-c", reason="请补充文号", by="李科长")
             drop(inbox, "a2.md", {**items["a"], "title": "淄川区开展危险化学品专项整治（更正）"}, "检查企业 13 家。")
-            await y.run()
             daemon.review.retract("2015-updates-b", by="李科长", reason="数据有误")
             await y.run()
         finally:
             await daemon.aclose()  # in the loop that made its clients
 
     asyncio.run(go())
+    return y
+
+
+@pytest.fixture(scope="module")
+def year(tmp_path_factory: pytest.TempPathFactory, sandbox_server: SandboxServer) -> Iterator[Year]:
+    y = make_year(tmp_path_factory.mktemp("year"), sandbox_server)
     yield y
-    daemon.store.close()
+    y.daemon.store.close()
 
 
 async def test_annual_figures_follow_the_rules(year: Year) -> None:
@@ -231,3 +234,15 @@ def test_annual_report_mapping_is_checked(tmp_path: Path) -> None:
     text = str(err.value)
     assert "annual_report.部门文件" in text and "行政规范性文件" in text
     assert "annual_report.规章: category 'rules' is not defined" in text
+
+
+@pytest.mark.postgres
+def test_postgresql_gives_the_same_figures(year: Year, tmp_path: Path, sandbox_server: SandboxServer,
+                                           pg_url: str) -> None:
+    """The same items through a PostgreSQL store give the same annual and district reports as on SQLite."""
+    pg = make_year(tmp_path, sandbox_server, store_url=pg_url)
+    try:
+        for args in (("annual", "--year", "2015"), ("districts", "--from", "2015-01-01", "--to", "2015-12-31")):
+            assert pg.report(*args) == year.report(*args)
+    finally:
+        pg.daemon.store.close()
