@@ -81,7 +81,7 @@ def _table_text(title: str, sections: list[Section], _: Translator, *, to_termin
     from publisher.stats.forms import shown
 
     room, color = terminal() if to_terminal else (240, False)
-    out = [title, ""]
+    out = [] if len(sections) == 1 and sections[0].title == title else [title, ""]
     for s in sections:
         table = Table(s.title, [Column(h, right=i > 0) for i, h in enumerate(s.headers)])
         for row in s.rows:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import date
 from typing import TYPE_CHECKING
 
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -50,8 +51,6 @@ def page(ctx: WebContext, locale: str, year: int | None) -> str:
     known, newest = years(ctx)
     year = year or newest
     report = annual_report(ctx.store, ctx.config, year)
-    from datetime import date
-
     districts = districts_report(ctx.store, ctx.config, date(year, 1, 1), date(year, 12, 31))
     sections = forms.annual_sections(report, _)
     return _env.get_template("reports.html").render(
