@@ -135,6 +135,8 @@ _STRINGS: dict[str, tuple[str, str]] = {  # key: (zh-CN, en)
     "rpt_chart": ("各栏目逐月公开条数", "Items disclosed per month, by category"),
     "rpt_year": ("年度", "Year"),
     "rpt_show": ("查看", "Show"),
+    "rpt_from": ("起", "From"),
+    "rpt_to": ("止", "To"),
     "rpt_download": ("下载", "Download"),
     "rpt_calendar_guess": ("（部分年份节假日安排未知，按周一至周五计）", "(some years' holidays unknown: Monday–Friday assumed)"),
 }

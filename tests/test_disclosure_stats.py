@@ -178,6 +178,10 @@ async def test_reports_page_draws_the_months_without_javascript(year: Year) -> N
         assert "2015年政府信息公开统计" in page and "<script" not in page
         assert page.count('class="bar" data-category="updates"') == 2  # January and March
         assert 'data-month="3" data-n="2"' in page and "（人工填写）" in page and "淄川区" in page
+        bimonthly = (await c.get("/reports?year=2015&from=2015-03-01&to=2015-04-30")).text
+        assert "2015-03-01 至 2015-04-30" in bimonthly and "博山区" in bimonthly
+        january = (await c.get("/reports?year=2015&from=2015-01-01&to=2015-01-31")).text
+        assert "博山区" not in january and "这段时间没有条目。" in january
         english = (await c.get("/reports?year=2015&lang=en")).text
         assert "Disclosure statistics 2015" in english and "Mar" in english
         book = await c.get("/reports?year=2015&format=xlsx")

@@ -168,7 +168,8 @@ def routes(ctx: WebContext) -> list[BaseRoute]:
             got = await run_in_threadpool(reports_page.download, ctx, loc, year, form)
             return Response(got.body, media_type=got.media_type,
                             headers={"Content-Disposition": f'attachment; filename="{got.filename}"'})
-        html = await run_in_threadpool(reports_page.page, ctx, loc, year)
+        html = await run_in_threadpool(reports_page.page, ctx, loc, year, request.query_params.get("from"),
+                                       request.query_params.get("to"))
         response = HTMLResponse(html)
         if "lang" in request.query_params:
             response.set_cookie("lang", loc, max_age=365 * 86400, samesite="strict")

@@ -46,17 +46,29 @@ def years(ctx: WebContext) -> tuple[list[int], int]:
     return list(range(max(first, last - 30), max(last, now) + 1)), last
 
 
-def page(ctx: WebContext, locale: str, year: int | None) -> str:
+def period(raw_from: str | None, raw_to: str | None, year: int) -> tuple[date, date]:
+    """The districts' period from the page's form (`from`, `to`: ISO dates), else the whole year."""
+    try:
+        first = date.fromisoformat(raw_from) if raw_from else date(year, 1, 1)
+        last = date.fromisoformat(raw_to) if raw_to else date(year, 12, 31)
+    except ValueError:
+        return date(year, 1, 1), date(year, 12, 31)
+    return (first, last) if first <= last else (last, first)
+
+
+def page(ctx: WebContext, locale: str, year: int | None, raw_from: str | None = None,
+         raw_to: str | None = None) -> str:
     _ = i18n.Translator(locale)
     known, newest = years(ctx)
     year = year or newest
     report = annual_report(ctx.store, ctx.config, year)
-    districts = districts_report(ctx.store, ctx.config, date(year, 1, 1), date(year, 12, 31))
+    first, last = period(raw_from, raw_to, year)
+    districts = districts_report(ctx.store, ctx.config, first, last)
     sections = forms.annual_sections(report, _)
     return _env.get_template("reports.html").render(
         _=_, locale=locale, year=year, years=known, r=report, chart=bars_svg(report, _),
         sections=sections, districts=forms.districts_sections(districts, _), formats=list(DOWNLOADS),
-        other="en" if locale == "zh-CN" else "zh-CN", shown=lambda c: forms.shown(c, _))
+        other="en" if locale == "zh-CN" else "zh-CN", shown=lambda c: forms.shown(c, _), first=first, last=last)
 
 
 def download(ctx: WebContext, locale: str, year: int, form: str) -> Download:
