@@ -250,3 +250,13 @@ def test_postgresql_gives_the_same_figures(year: Year, tmp_path: Path, sandbox_s
             assert pg.report(*args) == year.report(*args)
     finally:
         pg.daemon.store.close()
+
+
+def test_config_maps_exactly_the_national_rows_that_count_items() -> None:
+    """Every row of 主动公开政府信息情况 that counts documents or decisions can be mapped in config.yaml, and
+    only those: 行政事业性收费 is an amount of money, which no item carries."""
+    from publisher.config.settings import ANNUAL_REPORT_ROWS
+    from publisher.stats.annual import NATIONAL_TABLE
+
+    rows = [row for _section, _headers, rows in NATIONAL_TABLE for row in rows]
+    assert sorted(set(rows) - {"行政事业性收费"}) == sorted(ANNUAL_REPORT_ROWS) and len(rows) == len(set(rows)) == 6
