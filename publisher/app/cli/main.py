@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from publisher.app.cli.lag import lag_command
+from publisher.app.cli.report import report_group
 from publisher.app.cli.table import printable
 from publisher.clock import SystemClock
 from publisher.errors import PublisherError
@@ -353,6 +354,7 @@ def corpus(out: Path, scale: float, seed: int, sensitive: int, broken: bool) -> 
 
 
 main.add_command(lag_command)
+main.add_command(report_group)
 
 
 if __name__ == "__main__":
