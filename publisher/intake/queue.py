@@ -253,7 +253,9 @@ def record_revision(conn: Connection, config: Config, store: Store, review: Revi
     the one way into the store for an item file and a district feed's entry alike. Returns the revision
     number and its state."""
     f = item.front
-    findings = [] if f.retract else findings_for(config, f.title, f"{f.summary or ''}\n{item.body}")
+    findings = [] if f.retract else findings_for(
+        config, f.title, item.body, summary=f.summary, source=f.source, author=f.author, tags=f.tags,
+        attachments=[a["name"] for a in attachments])
     fields: dict[str, Any] = {
         "item_id": item.item_id, "title": f.title, "category": f.category, "body": item.body,
         "summary": f.summary, "doc_date": f.date, "source": f.source, "author": f.author,

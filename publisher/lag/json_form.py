@@ -57,6 +57,12 @@ def to_json(report: LagReport, *, source: str = "store") -> dict[str, Any]:
             "deadline": timestamp(d.deadline),
             "working_days_left": d.working_days_left, "status": d.status, "calendar_known": d.calendar_known,
         } for d in report.deadlines],
+        "review": {
+            "waiting": report.review.waiting, "blocked": report.review.blocked,
+            "with_findings": report.review.with_findings,
+            "findings": {"blocking": report.review.blocking, "advisory": report.review.advisory},
+            "kinds": dict(report.review.kinds),
+        },
         "sources": [{
             "name": src.key, "district": src.district, "url": src.url, "category": src.category,
             "category_name": config.category_name(src.category), "status": src.status,
