@@ -12,6 +12,7 @@ import pytest
 
 from publisher.app.daemon import Daemon
 from publisher.clock import FrozenClock
+from publisher.dispatch.outbox import revision_from_row
 from publisher.lag.json_form import to_json
 from publisher.lag.report import build_report
 from publisher.sandbox import SandboxServer
@@ -94,8 +95,8 @@ async def test_a_send_cut_off_by_a_crash_is_failed_for_a_person_not_sent_again(t
         await _submit(daemon, "press-crash-1", "notices", "关于做好节前安全生产工作的通知")
         rows = daemon.store.claim("press", daemon.dispatcher.owner, clock.now(), 1, timedelta(minutes=5))
         assert [r.item_id for r in rows] == ["press-crash-1"]
-        rev = daemon.dispatcher._revision(rows[0])
-        assert rev is not None
+        with daemon.store.read() as conn:
+            rev = revision_from_row(daemon.store.revision_by_id(conn, rows[0].revision_id), daemon.config)
         await daemon.channels["press"].publish(rev)  # DATA accepted; then the process "died"
     finally:
         await daemon.aclose()
