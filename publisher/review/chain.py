@@ -54,6 +54,7 @@ class Waiting:
     retract: bool = False
     may_sign: tuple[str, ...] = ()  # the roles any one of which may sign the next step
     signed_by: tuple[str, ...] = ()  # the accounts that signed a step already
+    chain: tuple[str, ...] = ()  # the chain it needs (a stricter earlier category's, see rules.chain_for)
 
 
 @dataclass(frozen=True)
@@ -239,8 +240,10 @@ class Review:
                 if rev.retract:
                     nxt = None if approvals else next(iter(self.config.review.retract_roles), None)
                     may = tuple(self.config.review.retract_roles) if nxt else ()
+                    chain: list[str] = []
                 else:
-                    nxt = rules.next_step(self._chain(conn, rev), approvals)
+                    chain = self._chain(conn, rev)
+                    nxt = rules.next_step(chain, approvals)
                     may = (nxt,) if nxt else ()
                 signers = tuple(a.by for a in approvals if a.action == "approve")
                 if account is not None and not (set(may) & account.roles):
@@ -250,7 +253,7 @@ class Review:
                     state=rev.state, next_role=nxt, findings=rev.findings,
                     signed=[a.role for a in approvals if a.action == "approve" and a.role],
                     revision_id=rev.id, author=rev.author, created_at=rev.created_at, doc_date=rev.doc_date,
-                    retract=rev.retract, may_sign=may, signed_by=signers))
+                    retract=rev.retract, may_sign=may, signed_by=signers, chain=tuple(chain)))
         return out
 
     def retract(self, item_id: str, actor: Account, reason: str = "", remote: str | None = None) -> RevisionState:
