@@ -307,3 +307,15 @@ def test_migration_0007_keeps_every_row(tmp_path: Path, store_url: str) -> None:
     assert world.accounts.session(world.accounts.open_session("zhang", None)) == zhang
     assert world.review.approve("n-1", zhang) == RevisionState.APPROVED  # the old sign-off still counts
     world.store.close()
+
+
+def test_a_newer_revision_is_not_signed_unseen(world: World) -> None:
+    """The desk sends the revision the reviewer read: when a newer one arrived meanwhile, nothing is signed."""
+    li = world.person("li", "section_chief")
+    world.drop("g-1", "guides", body="第一版。")
+    world.drop("g-1", "guides", body="第二版。")
+    out = world.review.approve_many(["g-1"], li, revisions={"g-1": 1})
+    assert not out[0].ok and "newer revision (2)" in out[0].reason
+    with pytest.raises(ReviewError, match="newer revision"):
+        world.review.reject("g-1", li, "不行", revision=1)
+    assert world.review.approve("g-1", li, revision=2) == RevisionState.APPROVED
