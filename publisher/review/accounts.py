@@ -74,7 +74,7 @@ class Accounts:
         self.roles = None if roles is None else frozenset(roles)  # config.yaml's roles; None: any
         self.session_ttl = session_ttl
         self.hasher = hasher or PasswordHasher()
-        self._dummy = self.hasher.hash(secrets.token_urlsafe(16))
+        self._dummy_hash: str | None = None
 
     # --- managing ------------------------------------------------------------------------------
 
@@ -144,6 +144,14 @@ class Accounts:
         return self.hasher.hash(_bytes(password))
 
     # --- proving who one is --------------------------------------------------------------------
+
+    @property
+    def _dummy(self) -> str:
+        """What an unknown name's password is checked against (made on first use: a command that checks
+        no password pays nothing for it)."""
+        if self._dummy_hash is None:
+            self._dummy_hash = self.hasher.hash(secrets.token_urlsafe(16))
+        return self._dummy_hash
 
     def verify_password(self, name: str, password: str) -> Account | None:
         """The account, when `password` is its password and it is enabled; else None (and the same work done)."""
