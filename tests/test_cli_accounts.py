@@ -100,6 +100,9 @@ def test_users_commands_manage_accounts_and_never_echo_a_secret(bureau: World) -
     assert bureau.accounts.verify_password("li", secret) is not None
     publisher("users", "disable", "li", cwd=root)
     assert bureau.accounts.by_token(token.stdout.strip()) is None
+    changes = [(e.action, e.actor) for e in bureau.store.audit_log() if e.detail.get("account") == "li"]
+    assert [a for a, _ in changes] == ["account_disabled", "token_issued", "roles_changed", "account_added"]
+    assert all(actor.startswith("admin:") for _, actor in changes)
 
 
 
