@@ -11,15 +11,17 @@ account, is signed at once. A rejection leaves the editor a note in queue/return
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import lru_cache
 from typing import Any
 
 import structlog
 from sqlalchemy.engine import Connection
 
 from publisher.clock import Clock
+from publisher.config.screen import WordingRule
 from publisher.config.settings import Config
 from publisher.dispatch.outbox import plan_publication, plan_retraction
 from publisher.errors import PublisherError
@@ -27,7 +29,8 @@ from publisher.model import IN_REVIEW, Approval, IllegalTransition, RevisionStat
 from publisher.review import rules
 from publisher.review.accounts import Account
 from publisher.review.returned import write_note
-from publisher.review.screen import screen
+from publisher.review.screen import Rules, is_blocking, screen_fields
+from publisher.review.wording import Dictionary, starter_rules
 from publisher.store.db import Store
 
 log = structlog.get_logger()
@@ -68,9 +71,28 @@ class Outcome:
     reason: str | None = None
 
 
-def findings_for(config: Config, title: str, body: str) -> list[dict[str, Any]]:
-    return [{"kind": f.kind, "text": f.text, "where": f.where, "zh": f.describe("zh-CN"), "en": f.describe("en")}
-            for f in screen(title, body, terms=config.screen.terms)]
+@lru_cache(maxsize=8)
+def _rules(terms: tuple[str, ...], rules: tuple[WordingRule, ...]) -> Rules:
+    return Rules.of(terms, Dictionary(rules))
+
+
+def screen_rules(config: Config) -> Rules:
+    """The configured terms and the wording dictionary: the shipped one (unless `screen.starter: false`)
+    and config.yaml's own entries; compiled once per configuration."""
+    own = tuple(config.screen.wording_rules())
+    return _rules(tuple(config.screen.terms), (starter_rules() if config.screen.starter else ()) + own)
+
+
+def findings_for(config: Config, title: str, body: str, *, summary: str | None = None, source: str | None = None,
+                 author: str | None = None, tags: Sequence[str] = (),
+                 attachments: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """The screen's findings for every field of a revision that reaches a channel, in their stored form."""
+    fields: list[tuple[str, int | None, str | None]] = [
+        ("title", None, title), ("summary", None, summary), ("body", None, body), ("source", None, source),
+        ("author", None, author)]
+    fields += [("tags", i, t) for i, t in enumerate(tags)]
+    fields += [("attachment", i, a) for i, a in enumerate(attachments)]
+    return [f.as_dict() for f in screen_fields(fields, screen_rules(config))]
 
 
 class Review:
@@ -98,7 +120,7 @@ class Review:
                              channels=held)
             return RevisionState.APPROVED
         overridden = any(a.action == "override" for a in approvals)
-        if rev.findings and not overridden:
+        if any(is_blocking(f) for f in rev.findings) and not overridden:
             self.store.block_revision(conn, revision_id)
             return RevisionState.BLOCKED
         if rules.next_step(self._chain(conn, rev), approvals) is not None:
@@ -237,7 +259,8 @@ class Review:
             role = rules.held(self.config, account, "override_roles")
             self.store.add_approval(conn, rev.id, "override", account.name, now, role=role, reason=reason)
             self.store.audit(conn, now, account.name, "override", item_id=item_id, revision=rev.number,
-                             reason=reason, role=role, remote=remote, findings=[f["text"] for f in rev.findings])
+                             reason=reason, role=role, remote=remote,
+                             findings=[f["text"] for f in rev.findings if is_blocking(f)])
             return self.settle(conn, rev.id, actor=account.name)
 
     def waiting(self, account: Account | None = None) -> list[Waiting]:
