@@ -28,6 +28,7 @@ class WebContext:
     dispatcher: Dispatcher | None = None
     health: dict[str, Any] = field(default_factory=dict)  # filled by the daemon: started_at, intake state ...
     telemetry: Telemetry | None = None  # the dispatcher's and intake's counters, shown on /metrics
+    accounts: Any = None  # the reviewer accounts (publisher.review.accounts.Accounts); None: token login only
     reports: Reports = field(init=False)  # where the lag report comes from; the running daemon swaps in its process
 
     # What keeps the daemon from doing its work, in words an admin acts on (none: healthy); the daemon
