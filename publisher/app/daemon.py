@@ -27,6 +27,7 @@ from publisher.dispatch.telemetry import Telemetry
 from publisher.errors import PublisherError
 from publisher.intake.queue import Intake
 from publisher.lag.alerts import Alerter
+from publisher.review.accounts import Accounts
 from publisher.review.chain import Review
 from publisher.store.changes import ChangeFeed
 from publisher.store.db import Store
@@ -79,7 +80,9 @@ class Daemon:
         self.intake = Intake(config, self.store, self.review, self.clock, on_approved=self.dispatcher.wake,
                              on_file=self.telemetry.intake_file)
         self.web = WebContext(config=config, store=self.store, clock=self.clock, channels=self.channels,
-                              dispatcher=self.dispatcher, telemetry=self.telemetry,
+                              dispatcher=self.dispatcher, telemetry=self.telemetry, review=self.review,
+                              accounts=Accounts(self.store, self.clock, roles=config.roles,
+                                                session_ttl=config.review.session_ttl),
                               health={"version": __version__, "started_at": self.clock.now().isoformat()})
         self._sandbox: Any = None
         self._web: uvicorn.Server | None = None  # the server run_once starts, if any

@@ -43,7 +43,6 @@ class WebConfig(_Model):
     # Host names this server answers to besides those of `listen` and `public_url` (a DNS-rebinding page
     # reaches a loopback server under its own name: any other Host is refused)
     allowed_hosts: list[str] = Field(default_factory=list)
-    session_ttl: Duration = parse_duration("8h")  # a signed-in session ends this long after its login
     session_key: SecretStr | None = None  # signs session cookies; default: a new random key per start
     login_attempts: int = Field(default=5, ge=1)  # failed logins per address or per account before a pause
     login_pause: Duration = parse_duration("15m")  # how long logins pause after those failures

@@ -20,6 +20,7 @@ from channels.http import parse_http_date
 from publisher.app.web import dashboard
 from publisher.app.web.auth import Auth
 from publisher.app.web.context import WebContext
+from publisher.app.web.desk import Desk
 from publisher.app.web.security import Security
 
 log = structlog.get_logger()
@@ -48,6 +49,7 @@ def create_app(ctx: WebContext) -> Starlette:
     auth = Auth(ctx, security, dashboard.ENV)
     routes += auth.routes()
     routes += dashboard.routes(ctx, auth)
+    routes += Desk(ctx, auth, dashboard.ENV).routes()
     # a Host outside the allow-list (DNS rebinding: a page on evil.example aimed at 127.0.0.1) gets 400
     middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=ctx.config.web.hosts, www_redirect=False)]
     app = Starlette(routes=routes, middleware=middleware,

@@ -88,7 +88,7 @@ class Auth:
         self.ctx = ctx
         self.security = security
         self.env = env
-        self.token_sessions = MemorySessions(ctx.clock, ctx.config.web.session_ttl)
+        self.token_sessions = MemorySessions(ctx.clock, ctx.config.review.session_ttl)
         secret = ctx.config.web.token
         self.secret = secret.get_secret_value() if secret is not None else ""
 
@@ -108,7 +108,8 @@ class Auth:
             if kind == "t":
                 found = self.token_sessions.get(sid)
             elif kind == "a" and self.ctx.accounts is not None:
-                found = await run_in_threadpool(self.ctx.accounts.session, sid)
+                account = await run_in_threadpool(self.ctx.accounts.session, sid)
+                found = principal_of(account) if account is not None else None
         request.scope["principal"] = found
         return found
 
@@ -157,7 +158,7 @@ class Auth:
         log.info("web.login", client=address, account=principal.name)
         response = RedirectResponse(_safe_next(request) or "/", status_code=303)
         self.security.cookies.set(response, COOKIE, self.security.signer.sign("session", session_id),
-                                  max_age=int(self.ctx.config.web.session_ttl.total_seconds()))
+                                  max_age=int(self.ctx.config.review.session_ttl.total_seconds()))
         return response
 
     async def _check(self, name: str, password: str, address: str) -> tuple[Principal | None, str | None]:
