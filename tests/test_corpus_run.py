@@ -15,6 +15,7 @@ import pytest
 from publisher.app.daemon import Daemon
 from publisher.clock import FrozenClock
 from publisher.model import RevisionState
+from publisher.review.accounts import Accounts
 from publisher.sandbox import SandboxProcess
 from publisher.sandbox.corpus import make_corpus
 from tests.harness import free_port, load, received, settings, write_config
@@ -44,11 +45,14 @@ async def test_corpus_year_is_delivered_exactly_once_per_routed_channel(tmp_path
     try:
         # run_once serves the feed on `port`, where the collector fetches it after each WebSub ping
         counts = await daemon.run_once()
-        # reviewers sign everything off, in each category's chain order
+        # reviewers sign everything off, in each category's chain order (one account per role)
+        accounts = Accounts(daemon.store, clock)
+        signer = {role: accounts.add(f"reviewer_{role}", f"测试审核员 {label}", [role], None, None)
+                  for role, label in cfg.roles.items()}
         for w in daemon.review.waiting():
             if w.state == "review":
                 for role in cfg.categories[w.category].review[len(w.signed):]:
-                    daemon.review.approve(w.item_id, role=role, by="测试审核员")
+                    daemon.review.approve(w.item_id, signer[role], role=role)
         for _ in range(6):  # the microblog's 30/h: a few hours of the frozen clock
             await daemon.run_once()
             await asyncio.sleep(0.3)

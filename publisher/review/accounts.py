@@ -211,3 +211,18 @@ class Accounts:
         with self.store.tx() as conn:
             if self.store.close_sessions(conn, now, id_hash=digest) and row is not None:
                 self.store.audit(conn, now, row["account"], "logout", remote=row["remote"])
+
+
+DEMO_PASSWORD = "sandbox-demo"  # noqa: S105 (the demo reviewers' published password; sandbox mode only)
+DEMO_MARK = "演示账号·仅限沙盒 / demo account, sandbox only"
+
+
+def add_demo_reviewers(accounts: Accounts, roles: dict[str, str]) -> builtins.list[Account]:
+    """One demo reviewer per role (`demo_<role>`, password DEMO_PASSWORD), for trying the desk and the CLI
+    on the sandbox; the caller makes sure the config runs in sandbox mode. Existing accounts are kept."""
+    made = []
+    for key, label in roles.items():
+        name = f"demo_{key}"
+        if accounts.get(name) is None:
+            made.append(accounts.add(name, f"{label}（{DEMO_MARK}）", [key], None, DEMO_PASSWORD))
+    return made
