@@ -27,6 +27,7 @@ from publisher.app.web.security import remote
 from publisher.clock import CHINA
 from publisher.errors import PublisherError
 from publisher.model import IN_REVIEW, RevisionState
+from publisher.review import rules
 from publisher.review.chain import Review, Waiting
 
 if TYPE_CHECKING:
@@ -122,16 +123,23 @@ class Desk:
         live_url = next((d.url for d in delivered if d.url and self._is_site(d.channel)), None)
         marks = desk_views.findings(rev, locale)
         views, seen = desk_views.views(self.ctx, rev, marks, live_url)
-        waiting = next((w for w in self.review.waiting() if w.item_id == item_id), None)
-        account = who.account
-        may_override = (rev.state == RevisionState.BLOCKED
-                        and bool(set(self.ctx.config.review.override_roles) & account.roles))
-        signable = (waiting is not None and rev.state == RevisionState.REVIEW
-                    and bool(set(waiting.may_sign) & account.roles) and account.name not in waiting.signed_by)
+        approvals = {r.id: store.approvals(r.id) for r in [rev, *earlier]}
+        config, account = self.ctx.config, who.account
+        if rev.retract:  # the same reading of the rules as Review.waiting, for this one revision
+            next_role = None if approvals[rev.id] else next(iter(config.review.retract_roles), None)
+            may_sign = set(config.review.retract_roles) if next_role else set()
+        else:
+            chain = rules.chain_for(config, rev.category, [r.category for r in earlier])
+            next_role = rules.next_step(chain, approvals[rev.id])
+            may_sign = {next_role} if next_role else set()
+        signed_by = {a.by for a in approvals[rev.id] if a.action == "approve"}
+        may_override = rev.state == RevisionState.BLOCKED and bool(set(config.review.override_roles) & account.roles)
+        signable = rev.state == RevisionState.REVIEW and bool(may_sign & account.roles) and account.name not in signed_by
         return {
             "rev": rev, "live": live, "views": views, "marks": marks, "seen": seen, "diff": desk_views.diff(live, rev),
-            "waiting": waiting, "signable": signable, "may_override": may_override, "in_review": rev.state in IN_REVIEW,
-            "history": [rev, *earlier], "approvals": {r.id: store.approvals(r.id) for r in [rev, *earlier]},
+            "next_role": next_role, "sign_as": next_role or min(may_sign & account.roles, default=None),
+            "signable": signable, "may_override": may_override, "in_review": rev.state in IN_REVIEW,
+            "history": [rev, *earlier], "approvals": approvals,
             "deliveries": delivered, "audit": store.audit_log(item_id, limit=100),
             "left": desk_views.working_days_left(self.ctx.config, rev.doc_date, rev.created_at, self.ctx.clock.now()),
         }
