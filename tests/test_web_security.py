@@ -176,3 +176,89 @@ def test_bad_input_gets_a_clean_4xx(server: Server) -> None:
         assert c.get("/", headers={"Authorization": "Bearer 安监局".encode()}).status_code == 303
         assert login(c).status_code == 303  # and the Chinese token itself logs in
         assert c.get("/").status_code == 200
+
+
+async def test_account_logins_are_throttled_per_account_and_per_address(tmp_path: Path) -> None:
+    """Five wrong passwords for one account from five addresses pause that account's logins anywhere; five failures
+    from one address (for five names) pause that address; a password never reaches the log."""
+    from argon2 import PasswordHasher
+    from structlog.testing import capture_logs
+
+    from publisher.app.web.app import create_app
+    from publisher.review.accounts import Accounts
+
+    config = make_config(tmp_path, web={"listen": "127.0.0.1:8700"})
+    store = Store.open(config.store_url)
+    clock = FrozenClock(T0)
+    accounts = Accounts(store, clock, roles=config.roles, hasher=PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
+    accounts.add("li", "李科长", ["section_chief"], None, "李科长的口令2015")
+    app = create_app(WebContext(config=config, store=store, clock=clock, accounts=accounts))
+
+    async def attempt(address: str, name: str, password: str) -> httpx.Response:
+        transport = httpx.ASGITransport(app=app, client=(address, 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8700") as c:
+            token = csrf_of((await c.get("/login")).text)
+            return await c.post("/login", data={"name": name, "password": password, "csrf_token": token})
+
+    with capture_logs() as logs:
+        for n in range(5):
+            assert (await attempt(f"10.0.0.{n}", "li", f"guess-{n}-秘密")).status_code == 401
+        assert (await attempt("10.0.0.99", "li", "李科长的口令2015")).status_code == 429  # the account pauses
+        for n in range(5):
+            assert (await attempt("10.0.1.1", f"user{n}", "guess-秘密")).status_code == 401
+        assert (await attempt("10.0.1.1", "li", "李科长的口令2015")).status_code == 429  # and so does the address
+        clock.advance(timedelta(minutes=16))
+        ok = await attempt("10.0.1.1", "li", "李科长的口令2015")
+        assert ok.status_code == 303 and ok.headers["location"] == "/"
+    assert not [e for e in logs if "秘密" in repr(e) or "口令" in repr(e)]
+    assert {e["event"] for e in logs} >= {"web.login_refused", "web.login_throttled", "web.login"}
+    store.close()
+
+
+def test_an_account_session_ends_at_logout_and_expiry(tmp_path: Path) -> None:
+    """A reviewer's session lives in the store: logout ends it for a copied cookie too, and it expires after
+    review.session_ttl."""
+    from argon2 import PasswordHasher
+
+    from publisher.review.accounts import Accounts
+
+    port = free_port()
+    config = make_config(tmp_path, web={"listen": f"127.0.0.1:{port}"})
+    store = Store.open(config.store_url)
+    clock = FrozenClock(T0)
+    accounts = Accounts(store, clock, roles=config.roles, session_ttl=config.review.session_ttl,
+                        hasher=PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
+    accounts.add("li", "李科长", ["section_chief"], None, "李科长的口令2015")
+    with web_server(WebContext(config=config, store=store, clock=clock, accounts=accounts), port) as url:
+        with httpx.Client(base_url=url) as a, httpx.Client(base_url=url) as b:
+            assert login(a, "李科长的口令2015", name="li").status_code == 303
+            copied = httpx.Client(base_url=url, cookies={"publisher_session": a.cookies["publisher_session"]})
+            assert copied.get("/desk").status_code == 200
+            a.post("/logout", data={"csrf_token": csrf_of(a.get("/desk").text)})
+            assert copied.get("/desk").status_code == 303
+            copied.close()
+            assert login(b, "李科长的口令2015", name="li").status_code == 303
+            assert b.get("/desk").status_code == 200
+            clock.advance(config.review.session_ttl + timedelta(seconds=1))
+            assert b.get("/desk").status_code == 303
+    store.close()
+
+
+def test_check_config_names_a_weak_token_without_showing_it(tmp_path: Path) -> None:
+    """`publisher check-config` on a config with `token: "1x"`-like weakness fails, names web.token and never
+    prints the token itself."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    from tests.harness import SHIPPED
+
+    data = yaml.safe_load(SHIPPED.read_text("utf-8"))
+    data["web"] = {"listen": "127.0.0.1:8700", "token": "zz1zz1zz1"}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), "utf-8")
+    out = subprocess.run([sys.executable, "-m", "publisher", "check-config", "--config", str(path)], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0 and "web.token" in out.stderr and "too easy to guess" in out.stderr
+    assert "zz1zz1zz1" not in out.stdout + out.stderr

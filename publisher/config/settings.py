@@ -33,6 +33,7 @@ class QueueConfig(_Model):
     watch: bool = True  # inotify via watchfiles; off on network mounts (the rescan still runs)
 
 
+SECRET_KEYS = {"token", "session_key", "password", "app_password", "access_token", "secret", "bearer"}
 MIN_TOKEN_CHARS, MIN_TOKEN_DISTINCT = 8, 6  # web.token: a guessable token is refused by check-config
 
 
@@ -273,6 +274,8 @@ def _describe(err: Any, raw: Any) -> str:
         msg = "is required"
     value = err.get("input")
     shown = f" {_short(value)}" if err["type"] not in ("missing", "extra_forbidden") and not isinstance(value, dict) else ""
+    if loc.rpartition(".")[2] in SECRET_KEYS:
+        shown = ""  # a refused secret is named, never shown
     if shown and _short(value) in msg:
         shown = ""
     return f"{loc}:{shown} {msg}".replace(":  ", ": ")
