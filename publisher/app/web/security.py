@@ -40,6 +40,9 @@ if TYPE_CHECKING:
 log = structlog.get_logger()
 CSRF_COOKIE = "publisher_csrf"
 CSRF_FIELD = "csrf_token"
+CROSS_SITE = "跨站提交的表单已拒绝，请在本站页面上操作。cross-site form refused: post it from this site's own page"
+STALE_FORM = ("表单已过期或并非来自本站，请刷新页面后重试。"
+              "this form has expired or did not come from this site: reload the page and try again")
 MAX_THROTTLE_KEYS = 10_000  # the oldest keys are forgotten past this many (a flood of addresses costs bounded memory)
 
 
@@ -110,21 +113,20 @@ class Csrf:
         origin = request.headers.get("origin")
         if origin and origin != "null" and urlsplit(origin).netloc.lower() != request.headers.get("host", "").lower():
             log.warning("web.csrf_refused", why="origin", origin=origin[:200], path=request.url.path)
-            raise HTTPException(403, "cross-site form refused: post it from this site's own page")
+            raise HTTPException(403, CROSS_SITE)
         if origin == "null":
-            raise HTTPException(403, "cross-site form refused: post it from this site's own page")
+            raise HTTPException(403, CROSS_SITE)
         try:
             form = await request.form(max_files=0, max_fields=2000)
         except HTTPException:
             raise
         except (ValueError, UnicodeError) as exc:  # a body that is not a form at all
-            raise HTTPException(400, f"the form could not be read: {exc}") from None
+            raise HTTPException(400, f"表单无法读取。the form could not be read: {exc}") from None
         cookie = request.cookies.get(CSRF_COOKIE, "")
         given = form.get(CSRF_FIELD)
         if not cookie or not isinstance(given, str) or not same(given, self.signer.mac("csrf", cookie)):
             log.warning("web.csrf_refused", why="token", path=request.url.path)
-            raise HTTPException(403, "this form has expired or did not come from this site: reload the page and "
-                                     "try again")
+            raise HTTPException(403, STALE_FORM)
         return form
 
 
