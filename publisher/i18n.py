@@ -109,6 +109,17 @@ _STRINGS: dict[str, tuple[str, str]] = {  # key: (zh-CN, en)
     "login_throttled": ("登录失败次数过多，请 {m} 分钟后再试。", "Too many failed logins: try again in {m} minute(s)."),
     "login_token_hint": ("管理员可不填账号，以访问令牌登录（仅限仪表盘）。",
                          "Admins may leave the account empty and give the access token (dashboard only)."),
+    # review notifications (publisher/app/notify.py)
+    "digest_subject": ("[待审核] {role}：{n} 条稿件等待您签批", "[review] {role}: {n} item(s) wait for your sign-off"),
+    "digest_line": ("{item} 第{revision}版《{title}》（{category}），{since} 起等待，距法定期限 {left} 个工作日",
+                    "{item} r{revision} \"{title}\" ({category}), waiting since {since}, {left} working day(s) "
+                    "to the legal deadline"),
+    "digest_more": ("……另有 {n} 条，请到审核台查看：{url}", "… and {n} more: see the review desk at {url}"),
+    "digest_footer": ("请登录审核台签批：{url}", "Sign them off at the review desk: {url}"),
+    "escalation_subject": ("[审核催办] {n} 条稿件临近法定公开期限", "[review escalation] {n} item(s) near the legal deadline"),
+    "escalation_line": ("{item} 第{revision}版《{title}》仍等待 {role} 签批，须在 {last_day} 前公开，剩余 {left} 个工作日",
+                        "{item} r{revision} \"{title}\" still waits for {role}; it must be public by {last_day}, "
+                        "{left} working day(s) left"),
 }
 
 

@@ -75,6 +75,8 @@ def test_passwords_are_argon2_hashes_and_verify(world: World) -> None:
     assert world.accounts.verify_password("li", PASSWORD + "x") is None
     assert world.accounts.verify_password("nobody", PASSWORD) is None
     assert world.accounts.verify_password("", "") is None
+    assert world.accounts.verify_password("li", "\ud800口令") is None  # a lone surrogate from a form: no error
+    assert world.accounts.verify_password("李科长 x", PASSWORD) is None
     world.accounts.disable("li")
     assert world.accounts.verify_password("li", PASSWORD) is None
 
@@ -87,7 +89,7 @@ def test_account_input_is_checked_in_words(world: World) -> None:
         world.person("wang", "boss")
     with pytest.raises(AccountError, match="no spaces"):
         world.person("wang fa", "legal")
-    with pytest.raises(AccountError, match="at least 8"):
+    with pytest.raises(AccountError, match="8 to 1024 characters"):
         world.accounts.add("zhao", "赵局长", ["director"], None, "short")
     with pytest.raises(AccountError, match="no account"):
         world.accounts.set_roles("ghost", ["legal"])
@@ -307,3 +309,15 @@ def test_migration_0007_keeps_every_row(tmp_path: Path, store_url: str) -> None:
     assert world.accounts.session(world.accounts.open_session("zhang", None)) == zhang
     assert world.review.approve("n-1", zhang) == RevisionState.APPROVED  # the old sign-off still counts
     world.store.close()
+
+
+def test_a_newer_revision_is_not_signed_unseen(world: World) -> None:
+    """The desk sends the revision the reviewer read: when a newer one arrived meanwhile, nothing is signed."""
+    li = world.person("li", "section_chief")
+    world.drop("g-1", "guides", body="第一版。")
+    world.drop("g-1", "guides", body="第二版。")
+    out = world.review.approve_many(["g-1"], li, revisions={"g-1": 1})
+    assert not out[0].ok and "newer revision (2)" in out[0].reason
+    with pytest.raises(ReviewError, match="newer revision"):
+        world.review.reject("g-1", li, "不行", revision=1)
+    assert world.review.approve("g-1", li, revision=2) == RevisionState.APPROVED

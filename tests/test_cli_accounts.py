@@ -7,11 +7,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
+from click.testing import CliRunner
 
+from publisher.app.cli.main import main
 from publisher.clock import SystemClock
 from publisher.config.settings import load_config
 from publisher.review.accounts import Accounts
@@ -22,14 +25,33 @@ SHIPPED = Path(__file__).resolve().parent.parent / "config.yaml"
 BASE_ENV = {k: v for k, v in os.environ.items() if k not in ("PUBLISHER_TOKEN", "PUBLISHER_USER")}
 
 
-def publisher(*args: str, cwd: Path, token: str | None = None, stdin: str = "",
-              check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {**BASE_ENV, **({"PUBLISHER_TOKEN": token} if token else {})}
-    proc = subprocess.run([sys.executable, "-m", "publisher", *args], cwd=cwd, env=env, input=stdin,
-                          capture_output=True, text=True, timeout=120)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"publisher {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
-    return proc
+@dataclass
+class Ran:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def publisher(*args: str, cwd: Path, token: str | None = None, stdin: str = "", check: bool = True,
+              process: bool = False) -> Ran:
+    """`publisher ARGS` on the config in `cwd`, acting with `token` (PUBLISHER_TOKEN) and `stdin` typed at the
+    prompts: in this process through click's runner (the real command line, without a Python start-up per
+    call), or as a subprocess (`process=True`) exactly as a user runs it."""
+    if process:
+        env = {**BASE_ENV, **({"PUBLISHER_TOKEN": token} if token else {})}
+        proc = subprocess.run([sys.executable, "-m", "publisher", *args], cwd=cwd, env=env, input=stdin,
+                              capture_output=True, text=True, timeout=120)
+        ran = Ran(proc.returncode, proc.stdout, proc.stderr)
+    else:
+        env: dict[str, str | None] = {"PUBLISHER_TOKEN": token, "PUBLISHER_USER": None,
+                                      "PUBLISHER_CONFIG": str(cwd / "config.yaml")}
+        result = CliRunner().invoke(main, list(args), input=stdin, env=env)
+        if result.exception is not None and not isinstance(result.exception, SystemExit):
+            raise result.exception
+        ran = Ran(result.exit_code, result.stdout, result.stderr)
+    if check and ran.returncode != 0:
+        raise AssertionError(f"publisher {' '.join(args)} failed:\n{ran.stdout}\n{ran.stderr}")
+    return ran
 
 
 def reviewers(config_path: Path, people: dict[str, tuple[str, ...]]) -> dict[str, str]:
@@ -78,10 +100,7 @@ def test_users_commands_manage_accounts_and_never_echo_a_secret(bureau: World) -
     assert bureau.accounts.verify_password("li", secret) is not None
     publisher("users", "disable", "li", cwd=root)
     assert bureau.accounts.by_token(token.stdout.strip()) is None
-    demo = publisher("users", "demo", cwd=root).stdout  # the shipped config runs the sandbox
-    assert "4 demo reviewer(s) added" in demo and "sandbox-demo" in demo
-    assert "demo account" in bureau.accounts.get("demo_director").display_name
-    assert bureau.accounts.verify_password("demo_legal", "sandbox-demo").roles == {"legal"}
+
 
 
 def test_unauthenticated_wrong_role_and_by_are_refused(bureau: World) -> None:
@@ -115,3 +134,17 @@ def test_batch_approve_with_one_password_prompt(bureau: World) -> None:
     assert [e.actor for e in bureau.store.audit_log() if e.action == "approve"] == ["li"] * 4
     mine = publisher("review", "--mine", "--user", "li", cwd=root, stdin="correct horse\n").stdout
     assert "Nothing waits for li (李科长)" in mine  # n-1 now waits for deputy_director, l-1 for legal
+
+
+def test_the_readme_first_run_signs_with_a_demo_reviewer(bureau: World) -> None:
+    """The README's flow on the shipped (sandbox) config: demo reviewers, a token, my queue, a batch approve."""
+    root = bureau.config.base_dir
+    demo = publisher("users", "demo", cwd=root, process=True).stdout
+    assert "4 demo reviewer(s) added" in demo and "sandbox-demo" in demo
+    assert "demo account" in bureau.accounts.get("demo_director").display_name
+    assert bureau.accounts.verify_password("demo_legal", "sandbox-demo").roles == {"legal"}
+    token = publisher("users", "token", "demo_section_chief", cwd=root, process=True).stdout.strip()
+    mine = publisher("review", "--mine", cwd=root, token=token, process=True).stdout
+    assert "g-0" in mine and "n-1" in mine and "l-1" not in mine
+    publisher("approve", "g-0", "g-1", cwd=root, token=token, process=True)
+    assert [e.actor for e in bureau.store.audit_log() if e.action == "approve"] == ["demo_section_chief"] * 2

@@ -126,7 +126,8 @@ def test_item_page_shows_each_channel_with_the_finding_marked(desk: Desk) -> Non
     assert re.search(r'class="add">\+ 安全检查（更正）', page) and re.search(r'class="del">- 安全检查<', page)
     assert 'id="override"' in page and 'id="approve"' not in page  # zhao holds an override role
     token = csrf_of(page)
-    done = c.post("/desk/item/2015-news-0009/override", data={"reason": "号码为单位值班电话，可公开", "csrf_token": token})
+    done = c.post("/desk/item/2015-news-0009/override",
+                  data={"reason": "号码为单位值班电话，可公开", "csrf_token": token, "revision": "2"})
     assert done.status_code == 303
     after = c.get(done.headers["location"]).text
     assert 'id="done"' in after and 'data-state="review"' in after
@@ -143,39 +144,45 @@ def test_actions_obey_the_review_rules(desk: Desk) -> None:
     drop(w, "2015-notices-0002", "notices", title="关于节日值班的通知")
     c = desk.login("li")
     token = csrf_of(c.get("/desk").text)
-    first = c.post("/desk/item/2015-notices-0001/approve", data={"csrf_token": token})
+    first = c.post("/desk/item/2015-notices-0001/approve", data={"csrf_token": token, "revision": "1"})
     assert "done=" in first.headers["location"]
-    second = c.post("/desk/item/2015-notices-0001/approve", data={"csrf_token": token})
+    second = c.post("/desk/item/2015-notices-0001/approve", data={"csrf_token": token, "revision": "1"})
     refused = c.get(second.headers["location"]).text
     assert 'id="refused"' in refused and "li" in refused
     assert 'id="override"' not in refused
     assert w.store.revision("2015-notices-0001").state == RevisionState.REVIEW
-    assert c.post("/desk/item/2015-notices-0002/reject", data={"reason": "", "csrf_token": token}).status_code == 303
+    form = {"csrf_token": token, "revision": "1"}
+    assert c.post("/desk/item/2015-notices-0002/reject", data={**form, "reason": ""}).status_code == 303
     assert w.store.revision("2015-notices-0002").state == RevisionState.REVIEW  # a reason is required
-    c.post("/desk/item/2015-notices-0002/reject", data={"reason": "请补充检查时间", "csrf_token": token})
+    c.post("/desk/item/2015-notices-0002/reject", data={**form, "reason": "请补充检查时间"})
     assert w.store.revision("2015-notices-0002").state == RevisionState.REJECTED
     note = w.config.queue_dir / "returned" / "2015-notices-0002.r1.txt"
     assert "请补充检查时间" in note.read_text("utf-8")
-    assert c.post("/desk/item/2015-notices-0002/approve", data={}).status_code == 403  # no CSRF token
+    assert c.post("/desk/item/2015-notices-0002/approve", data={"revision": "1"}).status_code == 403  # no CSRF token
+    assert c.post("/desk/item/2015-notices-0001/approve", data={"csrf_token": token}).status_code == 400
 
 
 def test_batch_approve_names_what_it_could_not_sign(desk: Desk) -> None:
-    """Ticking several revisions approves each (its own audit entry); one that cannot be signed is named with the
-    reason and the others go through."""
+    """Ticking several revisions approves each (its own audit entry); one that cannot be signed (the author's own, an
+    unknown id, one with a newer revision than the queue showed) is named with the reason and the others go through."""
     w = desk.world
     w.person("li", "section_chief")
     for n in range(3):
         drop(w, f"2015-news-{n:04d}", "news", title=f"要闻{n}")
     drop(w, "2015-news-0099", "news", title="李科长自己写的", author="li")
     c = desk.login("li")
-    token = csrf_of(c.get("/desk").text)
-    ids = ["2015-news-0000", "2015-news-0001", "2015-news-0099", "2015-news-0002", "nope"]
-    page = c.post("/desk/approve", data={"item_id": ids, "csrf_token": token}).text
-    assert "已签发 3 条" in page and "2 条未能签发" in page
+    queue = c.get("/desk").text
+    ticked = re.findall(r'name="item_id" value="([^"]+)"', queue)
+    assert "1:2015-news-0099" in ticked  # listed: the rule is the review module's to say
+    drop(w, "2015-news-0002", "news", title="要闻2（改）")  # revision 2 arrives after the queue was read
+    page = c.post("/desk/approve", data={"item_id": [*ticked, "1:nope"], "csrf_token": csrf_of(queue)}).text
+    assert "已签发 2 条" in page and "3 条未能签发" in page
     refusals = dict(re.findall(r'data-item="([^"]+)"><strong>[^<]+</strong>: ([^<]+)</li>', page))
-    assert set(refusals) == {"2015-news-0099", "nope"} and "author" in refusals["2015-news-0099"]
-    for n in range(3):
+    assert set(refusals) == {"2015-news-0099", "2015-news-0002", "nope"} and "author" in refusals["2015-news-0099"]
+    assert "newer revision" in refusals["2015-news-0002"]
+    for n in range(2):
         assert w.store.revision(f"2015-news-{n:04d}").state == RevisionState.APPROVED
         assert [e.actor for e in w.store.audit_log(f"2015-news-{n:04d}") if e.action == "approve"] == ["li"]
+    assert w.store.revision("2015-news-0002").state == RevisionState.REVIEW
     english = c.get("/desk?lang=en").text
     assert "My queue" in english

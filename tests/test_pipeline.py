@@ -386,3 +386,12 @@ async def test_a_manual_retry_of_an_old_failure_gets_a_fresh_retry_budget(env: E
     await env.run()
     assert env.states("old-fail")["city_portal"] == "live"
     assert env.clock.now() - row.due_at > timedelta(days=3)  # the lag report still sees three days
+
+
+async def test_a_file_s_author_is_a_claim_not_the_actor(env: Env) -> None:
+    """A file saying `author: 局长` is recorded as coming from the queue folder, which authenticates no one;
+    the author is a detail of the entry, never the actor."""
+    drop(env.inbox, "c1.md", {"id": "claim-1", "title": "稿件", "category": "updates", "author": "局长"}, "内容。")
+    await env.run()
+    ingest = [e for e in env.daemon.store.audit_log("claim-1") if e.action == "ingest"]
+    assert [(e.actor, e.detail["author"]) for e in ingest] == [("queue", "局长")]

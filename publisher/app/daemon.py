@@ -17,6 +17,7 @@ import uvicorn
 from channels.base import Channel
 from channels.registry import adapter_class
 from publisher import __version__
+from publisher.app.notify import ReviewNotifier
 from publisher.app.reports import ReportProcess, Reports
 from publisher.app.web.app import create_app
 from publisher.app.web.context import WebContext
@@ -42,6 +43,7 @@ STOPPED = {
     "store-changes": "the daemon no longer hears other processes' approvals at once (they wait for the next poll)",
     "alerts": "the alerter has stopped: no alert goes out",
     "report": "the lag report's refresh has stopped: each page and scrape builds its own",
+    "review-notify": "reviewers are no longer told what waits for them (digests and escalations)",
 }
 REPORT_REFRESH = 2.0  # seconds between rebuilds of the default lag report the web doors serve
 REPORT_MAX_AGE = 5.0  # the oldest copy of it a door may serve; older, it is built on the spot
@@ -74,6 +76,7 @@ class Daemon:
         self.store = store or Store.open(config.store_url)
         self.channels = build_channels(config, self.clock)
         self.review = Review(self.store, config, self.clock)
+        self.accounts = Accounts(self.store, self.clock, roles=config.roles, session_ttl=config.review.session_ttl)
         self.telemetry = Telemetry(config.channels)  # the counters /metrics shows: dispatcher and intake feed them
         self.dispatcher = Dispatcher(store=self.store, config=config, channels=self.channels, clock=self.clock,
                                      telemetry=self.telemetry)
@@ -81,8 +84,7 @@ class Daemon:
                              on_file=self.telemetry.intake_file)
         self.web = WebContext(config=config, store=self.store, clock=self.clock, channels=self.channels,
                               dispatcher=self.dispatcher, telemetry=self.telemetry, review=self.review,
-                              accounts=Accounts(self.store, self.clock, roles=config.roles,
-                                                session_ttl=config.review.session_ttl),
+                              accounts=self.accounts,
                               health={"version": __version__, "started_at": self.clock.now().isoformat()})
         self._sandbox: Any = None
         self._web: uvicorn.Server | None = None  # the server run_once starts, if any
@@ -159,6 +161,10 @@ class Daemon:
                                         build=lambda now: reports.report(now, limit=None)).run(stop), name="alerts"),
             asyncio.create_task(reports.keep_fresh(stop), name="report"),
         ]
+        notifier = ReviewNotifier(store=self.store, config=self.config, clock=self.clock, review=self.review,
+                                  accounts=self.accounts, http=self._alert_http)
+        if notifier.enabled:
+            tasks.append(asyncio.create_task(notifier.run(stop), name="review-notify"))
         lasting = list(tasks)  # the parts that run as long as the daemon (not the one-off analyze below)
         self.web.checks.append(lambda: self.stopped_parts(lasting, stop))
         tasks.append(asyncio.create_task(self._analyze(), name="analyze"))  # in the background: slow on a deep store

@@ -31,6 +31,7 @@ from publisher.store.db import Store
 log = structlog.get_logger()
 NAME = re.compile(r"^[\w.\-]{1,100}$")  # letters (Chinese too), digits, _ . -
 MIN_PASSWORD = 8
+MAX_PASSWORD = 1024
 TOKEN_PREFIX = "pub_"  # tells a publisher token apart from a password in a shell's history
 
 
@@ -57,7 +58,12 @@ class Account:
 
 
 def _sha256(secret: str) -> str:
-    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
+    return hashlib.sha256(_bytes(secret)).hexdigest()
+
+
+def _bytes(secret: str) -> bytes:
+    """Any text a form or a terminal gives (lone surrogates too) as bytes, never an encoding error."""
+    return secret.encode("utf-8", "surrogatepass")
 
 
 class Accounts:
@@ -133,9 +139,9 @@ class Accounts:
         return chosen
 
     def _hash(self, password: str) -> str:
-        if len(password) < MIN_PASSWORD:
-            raise AccountError(f"a password needs at least {MIN_PASSWORD} characters")
-        return self.hasher.hash(password)
+        if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
+            raise AccountError(f"a password needs {MIN_PASSWORD} to {MAX_PASSWORD} characters")
+        return self.hasher.hash(_bytes(password))
 
     # --- proving who one is --------------------------------------------------------------------
 
@@ -145,14 +151,14 @@ class Accounts:
         stored = row["password_hash"] if row is not None and row["password_hash"] else self._dummy
         ok: bool
         try:
-            ok = self.hasher.verify(stored, password)
+            ok = self.hasher.verify(stored, _bytes(password[:MAX_PASSWORD]))
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             ok = False
-        if not ok or row is None or not row["password_hash"] or not row["enabled"]:
+        if not ok or len(password) > MAX_PASSWORD or row is None or not row["password_hash"] or not row["enabled"]:
             return None
         if self.hasher.check_needs_rehash(stored):  # the hasher's parameters were raised since
             with self.store.tx() as conn:
-                self.store.update_account(conn, name, password_hash=self.hasher.hash(password))
+                self.store.update_account(conn, name, password_hash=self.hasher.hash(_bytes(password)))
         return Account.from_row(row)
 
     def issue_token(self, name: str) -> str:

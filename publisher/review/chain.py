@@ -11,7 +11,7 @@ account, is signed at once. A rejection leaves the editor a note in queue/return
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -54,6 +54,7 @@ class Waiting:
     retract: bool = False
     may_sign: tuple[str, ...] = ()  # the roles any one of which may sign the next step
     signed_by: tuple[str, ...] = ()  # the accounts that signed a step already
+    chain: tuple[str, ...] = ()  # the chain it needs (a stricter earlier category's, see rules.chain_for)
 
 
 @dataclass(frozen=True)
@@ -115,10 +116,14 @@ class Review:
 
     # --- reviewers' actions ------------------------------------------------------------------------
 
-    def _current(self, conn: Connection, item_id: str) -> StoredRevision:
+    def _current(self, conn: Connection, item_id: str, revision: int | None = None) -> StoredRevision:
+        """The item's newest revision; `revision`: the one the reviewer read, refused when a newer one came."""
         rev = self.store.revision(item_id, conn=conn)
         if rev is None:
             raise ReviewError(f"no item with id {item_id!r}; `publisher items` lists them")
+        if revision is not None and revision != rev.number:
+            raise ReviewError(f"{item_id} has a newer revision ({rev.number}) than the one you read ({revision}); "
+                              "read it before you act")
         return rev
 
     def _account(self, conn: Connection, actor: Account) -> Account:
@@ -129,18 +134,19 @@ class Review:
                               "signs (`publisher users list`)")
         return Account.from_row(row)
 
-    def _waiting(self, conn: Connection, item_id: str) -> StoredRevision:
-        rev = self._current(conn, item_id)
+    def _waiting(self, conn: Connection, item_id: str, revision: int | None = None) -> StoredRevision:
+        rev = self._current(conn, item_id, revision)
         if rev.state not in IN_REVIEW:
             raise ReviewError(f"{item_id} revision {rev.number} is {rev.state}, not waiting for review")
         return rev
 
-    def approve(self, item_id: str, actor: Account, role: str | None = None,
-                remote: str | None = None) -> RevisionState:
-        """Sign the revision's next step as `role` (default: that step, when the account holds it)."""
+    def approve(self, item_id: str, actor: Account, role: str | None = None, remote: str | None = None,
+                revision: int | None = None) -> RevisionState:
+        """Sign the revision's next step as `role` (default: that step, when the account holds it);
+        `revision`: the revision the reviewer read (a newer one is not signed unseen)."""
         with self.store.tx() as conn:
             account = self._account(conn, actor)
-            rev = self._waiting(conn, item_id)
+            rev = self._waiting(conn, item_id, revision)
             approvals = self.store.approvals(rev.id, conn)
             if rev.retract:
                 role = self._retract_role(rev, approvals, account, role)
@@ -173,24 +179,26 @@ class Review:
         return role or rules.held(self.config, account, "retract_roles")
 
     def approve_many(self, item_ids: Iterable[str], actor: Account, role: str | None = None,
-                     remote: str | None = None) -> list[Outcome]:
+                     remote: str | None = None, revisions: Mapping[str, int] | None = None) -> list[Outcome]:
         """Sign each item in turn (each its own transaction and audit entry); one that cannot be signed is
-        named with the reason, and the others still go through."""
+        named with the reason, and the others still go through. `revisions`: item → the revision read."""
         out = []
         for item_id in dict.fromkeys(item_ids):  # once each, in the order given
             try:
-                out.append(Outcome(item_id, True, self.approve(item_id, actor, role, remote)))
+                read = (revisions or {}).get(item_id)
+                out.append(Outcome(item_id, True, self.approve(item_id, actor, role, remote, read)))
             except (ReviewError, IllegalTransition) as exc:
                 out.append(Outcome(item_id, False, reason=str(exc)))
         return out
 
-    def reject(self, item_id: str, actor: Account, reason: str, remote: str | None = None) -> None:
+    def reject(self, item_id: str, actor: Account, reason: str, remote: str | None = None,
+               revision: int | None = None) -> None:
         """Send the revision back; the editor finds queue/returned/ID.r<N>.txt."""
         if not reason.strip():
             raise ReviewError("a rejection needs a reason the editor can act on (--reason)")
         with self.store.tx() as conn:
             account = self._account(conn, actor)
-            rev = self._waiting(conn, item_id)
+            rev = self._waiting(conn, item_id, revision)
             may = set(self._chain(conn, rev)) | set(self.config.review.override_roles)
             if rev.retract:
                 may = set(self.config.review.retract_roles)
@@ -209,13 +217,14 @@ class Review:
         else:
             log.info("review.returned", item_id=item_id, revision=rev.number, note=str(path))
 
-    def override(self, item_id: str, actor: Account, reason: str, remote: str | None = None) -> RevisionState:
+    def override(self, item_id: str, actor: Account, reason: str, remote: str | None = None,
+                 revision: int | None = None) -> RevisionState:
         """Release a revision the confidentiality screen blocked (an `override_roles` account, with a reason)."""
         if not reason.strip():
             raise ReviewError("an override needs a reason for the audit log (--reason)")
         with self.store.tx() as conn:
             account = self._account(conn, actor)
-            rev = self._current(conn, item_id)
+            rev = self._current(conn, item_id, revision)
             if rev.state != RevisionState.BLOCKED:
                 raise ReviewError(f"{item_id} revision {rev.number} is {rev.state}; only a blocked item "
                                   "can be overridden")
@@ -239,8 +248,10 @@ class Review:
                 if rev.retract:
                     nxt = None if approvals else next(iter(self.config.review.retract_roles), None)
                     may = tuple(self.config.review.retract_roles) if nxt else ()
+                    chain: list[str] = []
                 else:
-                    nxt = rules.next_step(self._chain(conn, rev), approvals)
+                    chain = self._chain(conn, rev)
+                    nxt = rules.next_step(chain, approvals)
                     may = (nxt,) if nxt else ()
                 signers = tuple(a.by for a in approvals if a.action == "approve")
                 if account is not None and not (set(may) & account.roles):
@@ -250,7 +261,7 @@ class Review:
                     state=rev.state, next_role=nxt, findings=rev.findings,
                     signed=[a.role for a in approvals if a.action == "approve" and a.role],
                     revision_id=rev.id, author=rev.author, created_at=rev.created_at, doc_date=rev.doc_date,
-                    retract=rev.retract, may_sign=may, signed_by=signers))
+                    retract=rev.retract, may_sign=may, signed_by=signers, chain=tuple(chain)))
         return out
 
     def retract(self, item_id: str, actor: Account, reason: str = "", remote: str | None = None) -> RevisionState:

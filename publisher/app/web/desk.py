@@ -102,8 +102,15 @@ class Desk:
         if isinstance(who, Response):
             return who
         form = await self.auth.security.csrf.form(request)
-        ids = [str(v) for v in form.getlist("item_id")][:MAX_BATCH]
-        outcomes = await run_in_threadpool(self.review.approve_many, ids, who.account, None, remote(request)) if ids else []
+        read: dict[str, int] = {}  # each ticked box is "REVISION:ITEM_ID": the revision the reviewer saw listed
+        for value in [str(v) for v in form.getlist("item_id")][:MAX_BATCH]:
+            number, _, item_id = value.partition(":")
+            if not number.isdigit() or not item_id:
+                return Response("item_id: REVISION:ITEM_ID expected", status_code=400)
+            read[item_id] = int(number)
+        ids = list(read)
+        outcomes = (await run_in_threadpool(self.review.approve_many, ids, who.account, None, remote(request), read)
+                    if ids else [])
         self._wake()
         log.info("desk.batch_approve", account=who.name, asked=len(ids), approved=sum(o.ok for o in outcomes),
                  client=remote(request))
@@ -167,16 +174,20 @@ class Desk:
         form = await self.auth.security.csrf.form(request)
         item_id, action = request.path_params["item_id"], request.path_params["action"]
         reason = str(form.get("reason", "")).strip()[:2000]
+        number = str(form.get("revision", ""))
+        if not number.isdigit():
+            return Response("revision: the number of the revision read is required", status_code=400)
+        read = int(number)  # a newer revision that arrived meanwhile is refused, never signed unseen
         words = Words(self.auth.locale(request))
         try:
             if action == "approve":
-                state = await run_in_threadpool(self.review.approve, item_id, who.account, None, remote(request))
+                state = await run_in_threadpool(self.review.approve, item_id, who.account, None, remote(request), read)
                 done = words("done_approve", item=item_id, state=words("state_" + state.value))
             elif action == "reject":
-                await run_in_threadpool(self.review.reject, item_id, who.account, reason, remote(request))
+                await run_in_threadpool(self.review.reject, item_id, who.account, reason, remote(request), read)
                 done = words("done_reject", item=item_id)
             elif action == "override":
-                state = await run_in_threadpool(self.review.override, item_id, who.account, reason, remote(request))
+                state = await run_in_threadpool(self.review.override, item_id, who.account, reason, remote(request), read)
                 done = words("done_override", item=item_id, state=words("state_" + state.value))
             else:
                 return Response("unknown action", status_code=404)
