@@ -157,7 +157,10 @@ def desk_one_by_one(config: Config, ids: list[str]) -> float:
         _login(c)
         for item_id in ids:
             page = c.get(f"/desk/item/{item_id}").text
-            c.post(f"/desk/item/{item_id}/approve", data={"csrf_token": _csrf(page)})
+            read = re.search(r'name="revision" value="(\d+)"', page)
+            if read is None:
+                raise SystemExit(f"{item_id}: the item page offers no approve button")
+            c.post(f"/desk/item/{item_id}/approve", data={"csrf_token": _csrf(page), "revision": read.group(1)})
         return time.perf_counter() - start
 
 
