@@ -96,6 +96,7 @@ def views(ctx: WebContext, rev: StoredRevision, marks: list[Finding], live_url: 
     revision = revision_from_row(rev, config)
     body_marks = [f for f in marks if f.field == "body"]
     title_marks = [f for f in marks if f.field == "title"]
+    summary_marks = [f for f in marks if f.field == "summary"] + body_marks  # the summary defaults to the body's start
     seen: set[int] = set()
 
     def mark(text: str, wanted: list[Finding], *, is_html: bool = False) -> Markup:
@@ -116,7 +117,7 @@ def views(ctx: WebContext, rev: StoredRevision, marks: list[Finding], live_url: 
             except PublisherError as exc:
                 text, view.note = None, str(exc)
             text = text if text is not None else f"【{rev.title}】{revision.short_summary} {link}"
-            view.text = mark(text, title_marks + body_marks)
+            view.text = mark(text, title_marks + summary_marks)
             view.count = weibo_length(text) if cfg.type == "weibo" else mastodon_length(text)
             view.limit = WEIBO_LIMIT if cfg.type == "weibo" else DEFAULT_MAX_CHARACTERS
             view.link = link
@@ -126,7 +127,7 @@ def views(ctx: WebContext, rev: StoredRevision, marks: list[Finding], live_url: 
             view.html = mark(render_html(rev.body) or f"<p>{html.escape(revision.short_summary)}</p>", body_marks,
                              is_html=True)
             if cfg.type == "atom_feed":
-                view.extra["summary"] = mark(revision.short_summary, body_marks)
+                view.extra["summary"] = mark(revision.short_summary, summary_marks)
                 view.link = live_url or _site_link(ctx, rev)
         out.append(view)
     return out, seen
