@@ -186,3 +186,21 @@ def test_batch_approve_names_what_it_could_not_sign(desk: Desk) -> None:
     assert w.store.revision("2015-news-0002").state == RevisionState.REVIEW
     english = c.get("/desk?lang=en").text
     assert "My queue" in english
+
+
+def test_highlight_marks_in_text_only_and_escapes() -> None:
+    """A finding is marked where its source text or its reader-seen form appears, never inside a tag or another
+    mark, and text from the item never becomes markup."""
+    from publisher.app.web.desk_views import Finding, highlight
+
+    def finding(text: str, seen: str = "", reason: str = "密级标志") -> Finding:
+        return Finding(field="body", text=text, kind="classified", level="blocking", reason=reason, sentence=reason,
+                       seen=seen)
+
+    marks = [finding("&#26426;&#23494;", seen="机密"), finding("机密文件", reason="<b>机密</b>"), finding("title")]
+    html_out, found = highlight('<p title="机密">本件为机密文件，title</p>', marks, is_html=True)
+    assert html_out.count("<mark") == 2 and found == {0, 2}  # the overlapping longer match at the same place: skipped
+    assert '<p title="机密">' in html_out and 'title="密级标志">机密</mark>' in html_out
+    text_out, _ = highlight("<script>机密文件", [marks[1]], is_html=False)
+    assert "<script>" not in text_out and "&lt;script&gt;" in text_out
+    assert 'title="&lt;b&gt;机密&lt;/b&gt;">机密文件</mark>' in text_out

@@ -33,10 +33,16 @@ _TAG = re.compile(r"(<[^>]*>)")
 @dataclass(frozen=True)
 class Finding:
     field: str
-    text: str
+    text: str  # as the field's source has it
     kind: str
     level: str
-    reason: str
+    reason: str  # why, for the mark's tooltip
+    sentence: str  # the screen's own sentence (field, text and reason), for the list
+    seen: str = ""  # as a reader sees it (entities decoded, normalised), when the screen says
+
+    @property
+    def needles(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(t for t in (self.text, self.seen) if t))
 
 
 @dataclass
@@ -58,36 +64,47 @@ class View:
 
 def findings(rev: StoredRevision, locale: str) -> list[Finding]:
     """The screen's findings in a form the desk shows: field, matched text, kind, level and reason."""
+    en = locale == "en"
     out = []
     for f in rev.findings:
-        reason = f.get("reason")
-        if isinstance(reason, dict):
-            reason = reason.get(locale) or reason.get("zh-CN") or reason.get("en")
-        reason = reason or f.get("en" if locale == "en" else "zh") or f.get("kind", "")
-        out.append(Finding(field=str(f.get("field") or f.get("where") or "body"),
-                           text=str(f.get("match") or f.get("matched") or f.get("text") or ""),
-                           kind=str(f.get("kind", "")), level=str(f.get("level", "blocking")), reason=str(reason)))
+        sentence = str(f.get("en" if en else "zh") or f.get("kind", ""))
+        reason = str(f.get("reason_en" if en else "reason_zh") or sentence)
+        out.append(Finding(field=str(f.get("field") or f.get("where") or "body"), text=str(f.get("text") or ""),
+                           kind=str(f.get("kind", "")), level=str(f.get("level") or "blocking"), reason=reason,
+                           sentence=sentence, seen=str(f.get("seen") or "")))
     return out
 
 
 def highlight(markup: str, marks: list[Finding], *, is_html: bool) -> tuple[Markup, set[int]]:
     """`markup` (HTML, or plain text to be escaped) with each finding's text wrapped in <mark>, outside tags
-    only; returns which findings were found."""
+    only and never overlapping; returns which findings were found."""
     safe = markup if is_html else html.escape(markup, quote=False)
     parts = _TAG.split(safe)
     found: set[int] = set()
-    for i, part in enumerate(parts):
-        if i % 2:  # a tag
-            continue
-        for n, f in enumerate(marks):
-            needle = html.escape(f.text, quote=False)
-            if needle and needle in part:
-                found.add(n)
-                title = html.escape(f.reason)
-                part = part.replace(needle, f'<mark class="finding finding-{html.escape(f.level)}" '
-                                            f'data-finding="{n}" title="{title}">{needle}</mark>')
-        parts[i] = part
+    for i in range(0, len(parts), 2):  # the odd parts are tags
+        part = parts[i]
+        spans = sorted((at, at + len(needle), n) for n, f in enumerate(marks) for text in f.needles
+                       if (needle := html.escape(text, quote=False))
+                       for at in _occurrences(part, needle))
+        out, pos = [], 0
+        for begin, finish, n in spans:
+            if begin < pos:
+                continue  # overlaps a mark already made
+            f = marks[n]
+            out += [part[pos:begin], f'<mark class="finding finding-{html.escape(f.level)}" data-finding="{n}" '
+                                     f'title="{html.escape(f.reason)}">{part[begin:finish]}</mark>']
+            pos = finish
+            found.add(n)
+        parts[i] = "".join(out) + part[pos:]
     return Markup("".join(parts)), found  # noqa: S704 - built from escaped text and sanitized HTML only
+
+
+def _occurrences(text: str, needle: str) -> list[int]:
+    at, out = text.find(needle), []
+    while at >= 0:
+        out.append(at)
+        at = text.find(needle, at + len(needle))
+    return out
 
 
 def views(ctx: WebContext, rev: StoredRevision, marks: list[Finding], live_url: str | None) -> tuple[list[View], set[int]]:
