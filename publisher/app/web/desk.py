@@ -173,7 +173,8 @@ class Desk:
             return who
         form = await self.auth.security.csrf.form(request)
         item_id, action = request.path_params["item_id"], request.path_params["action"]
-        reason = str(form.get("reason", "")).strip()[:2000]
+        # a reason goes into the store, the audit log and the editor's note: printable text and line breaks only
+        reason = "".join(ch for ch in str(form.get("reason", "")) if ch.isprintable() or ch in "\n\t").strip()[:2000]
         number = str(form.get("revision", ""))
         if not number.isdigit():
             return Response("revision: the number of the revision read is required", status_code=400)
