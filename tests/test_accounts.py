@@ -187,6 +187,8 @@ def test_override_needs_a_configured_role(world: World) -> None:
     world.drop("s-1", "updates", body="联系电话 13812345678")
     with pytest.raises(ReviewError, match="override_roles"):
         world.review.override("s-1", li, reason="已核实")
+    assert [w.item_id for w in world.review.waiting(wang)] == ["s-1"]  # in the queue of those who may release it
+    assert world.review.waiting(li) == []
     assert world.review.override("s-1", wang, reason="已核实，为单位值班电话") == RevisionState.APPROVED
     entry = next(e for e in world.store.audit_log("s-1") if e.action == "override")
     assert entry.actor == "wang" and entry.detail["role"] == "legal"

@@ -90,7 +90,7 @@ class ReviewNotifier:
     # --- what is due ------------------------------------------------------------------------------
 
     def _plan(self, now: datetime) -> list[Message]:
-        waiting = [w for w in self.review.waiting() if w.may_sign]
+        waiting = [w for w in self.review.waiting() if w.may_sign or w.may_override]
         ids = [w.revision_id for w in waiting]
         told, escalated = self.store.noticed("digest", ids), {rid for rid, _ in self.store.noticed("escalation", ids)}
         holders: dict[str, list[str]] = defaultdict(list)
@@ -105,7 +105,7 @@ class ReviewNotifier:
             status, _at, last_day, left = deadline_risk(self._start(w), now, self.config.lag.deadline_working_days,
                                                         cfg.escalate_working_days)
             item = self._item(w, last_day.isoformat(), left)
-            for role in w.may_sign:
+            for role in w.may_sign or w.may_override:  # a blocked item whose chain is signed: who may release it
                 if (w.revision_id, role) not in told:
                     msg = digests.setdefault(role, Message("digest", role, sorted(set(holders[role]))))
                     msg.items.append(item)
@@ -136,7 +136,7 @@ class ReviewNotifier:
         since = w.created_at.astimezone(CHINA).strftime("%Y-%m-%d %H:%M") if w.created_at else ""
         return {"item_id": w.item_id, "revision": w.revision, "title": w.title, "category": w.category,
                 "category_name": self.config.category_name(w.category), "waiting_since": since,
-                "waits_for": list(w.may_sign), "last_day": last_day, "working_days_left": left,
+                "waits_for": list(w.may_sign or w.may_override), "last_day": last_day, "working_days_left": left,
                 "retract": w.retract}
 
     # --- saying it ----------------------------------------------------------------------------------

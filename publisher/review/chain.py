@@ -55,6 +55,7 @@ class Waiting:
     may_sign: tuple[str, ...] = ()  # the roles any one of which may sign the next step
     signed_by: tuple[str, ...] = ()  # the accounts that signed a step already
     chain: tuple[str, ...] = ()  # the chain it needs (a stricter earlier category's, see rules.chain_for)
+    may_override: tuple[str, ...] = ()  # blocked by the screen: the roles that may release it
 
 
 @dataclass(frozen=True)
@@ -240,7 +241,7 @@ class Review:
             return self.settle(conn, rev.id, actor=account.name)
 
     def waiting(self, account: Account | None = None) -> list[Waiting]:
-        """What waits for review; with `account`, only what that account may sign now."""
+        """What waits for review; with `account`, only what that account may sign (or release) now."""
         out = []
         with self.store.read() as conn:
             for rev in self.store.revisions_in(IN_REVIEW):
@@ -254,14 +255,16 @@ class Review:
                     nxt = rules.next_step(chain, approvals)
                     may = (nxt,) if nxt else ()
                 signers = tuple(a.by for a in approvals if a.action == "approve")
-                if account is not None and not (set(may) & account.roles):
+                release = tuple(self.config.review.override_roles) if rev.state == RevisionState.BLOCKED else ()
+                if account is not None and not (set(may + release) & account.roles):
                     continue
                 out.append(Waiting(
                     item_id=rev.item_id, revision=rev.number, title=rev.title, category=rev.category,
                     state=rev.state, next_role=nxt, findings=rev.findings,
                     signed=[a.role for a in approvals if a.action == "approve" and a.role],
                     revision_id=rev.id, author=rev.author, created_at=rev.created_at, doc_date=rev.doc_date,
-                    retract=rev.retract, may_sign=may, signed_by=signers, chain=tuple(chain)))
+                    retract=rev.retract, may_sign=may, signed_by=signers, chain=tuple(chain),
+                    may_override=release))
         return out
 
     def retract(self, item_id: str, actor: Account, reason: str = "", remote: str | None = None) -> RevisionState:
