@@ -100,7 +100,7 @@ class Auth:
     async def current(self, request: Request) -> Principal | None:
         """The principal of this request's session (cached on the request), or None."""
         if "principal" in request.scope:
-            return request.scope["principal"]  # type: ignore[no-any-return]
+            return request.scope["principal"]  # type: ignore[no-any-return]  # the scope is an untyped dict; we put it there
         found: Principal | None = None
         session_id = self._session_id(request)
         if session_id is not None:
