@@ -204,3 +204,35 @@ def test_highlight_marks_in_text_only_and_escapes() -> None:
     text_out, _ = highlight("<script>机密文件", [marks[1]], is_html=False)
     assert "<script>" not in text_out and "&lt;script&gt;" in text_out
     assert 'title="&lt;b&gt;机密&lt;/b&gt;">机密文件</mark>' in text_out
+
+
+def test_attachments_download_from_the_archive_only(desk: Desk) -> None:
+    """The item page links each attachment; it downloads (never inline) from the queue's archive, and a stored path
+    outside the archive is not served."""
+    w = desk.world
+    w.person("li", "section_chief")
+    archive = w.config.queue_dir / "archive" / "2015-news-0007.md.files"
+    archive.mkdir(parents=True)
+    (archive / "报告.html").write_text("<script>alert(1)</script>", "utf-8")
+    outside = w.config.queue_dir.parent / "secret.txt"
+    outside.write_text("secret", "utf-8")
+    with w.store.tx() as conn:
+        rid, _ = w.store.add_revision(conn, {
+            "item_id": "2015-news-0007", "title": "附件测试", "category": "news", "body": "见附件。", "summary": None,
+            "doc_date": date(2015, 3, 18), "source": None, "author": None, "publish_at": None, "channels": [],
+            "attachments": [{"name": "报告.html", "path": str(archive / "报告.html"), "size": 25},
+                            {"name": "x.txt", "path": str(outside), "size": 6}],
+            "retract": False, "findings": [], "state": RevisionState.REVIEW, "file_name": "a.md",
+            "file_sha256": None}, w.clock.now())
+        w.review.settle(conn, rid)
+    c = desk.login("li")
+    page = c.get("/desk/item/2015-news-0007").text
+    assert 'href="/desk/item/2015-news-0007/file/0">报告.html</a>' in page
+    got = c.get("/desk/item/2015-news-0007/file/0")
+    assert got.status_code == 200 and got.text == "<script>alert(1)</script>"
+    assert got.headers["content-disposition"].startswith("attachment;")
+    assert got.headers["x-content-type-options"] == "nosniff"
+    assert c.get("/desk/item/2015-news-0007/file/1").status_code == 404
+    assert c.get("/desk/item/2015-news-0007/file/2").status_code == 404
+    with httpx.Client(base_url=desk.url) as stranger:
+        assert stranger.get("/desk/item/2015-news-0007/file/0").status_code == 303

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import structlog
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from publisher.app.web import desk_views
@@ -200,6 +201,31 @@ class Desk:
         log.info("desk.action", account=who.name, item_id=item_id, action=action, client=remote(request))
         return RedirectResponse(f"/desk/item/{quote(item_id, safe='')}?done={quote(done)}", status_code=303)
 
+    async def attachment(self, request: Request) -> Response:
+        """One attachment of an item's newest revision, as a download (never shown inline: an HTML file from an
+        editor must not run on the desk's origin), read from the queue's archive only."""
+        who = await self._reviewer(request)
+        if isinstance(who, Response):
+            return who
+        rev = await run_in_threadpool(self.ctx.store.revision, request.path_params["item_id"])
+        index = request.path_params["index"]
+        if rev is None or not 0 <= index < len(rev.attachments):
+            return Response(Words(self.auth.locale(request))("no_item"), status_code=404,
+                            media_type="text/plain; charset=utf-8")
+        path = await run_in_threadpool(self._archived, str(rev.attachments[index].get("path", "")))
+        if path is None:
+            log.warning("desk.attachment_missing", item_id=rev.item_id, index=index)
+            return Response("the attachment is not in the queue's archive", status_code=404)
+        name = str(rev.attachments[index].get("name") or path.name).rpartition("/")[2]
+        return FileResponse(path, filename=name, content_disposition_type="attachment",
+                            headers={"X-Content-Type-Options": "nosniff"})
+
+    def _archived(self, stored: str) -> Path | None:
+        """The attachment's file when it lies in the queue's archive (symlinks resolved), else None."""
+        archive = (self.ctx.config.queue_dir / "archive").resolve()
+        path = Path(stored).resolve()
+        return path if path.is_relative_to(archive) and path.is_file() else None
+
     def _wake(self) -> None:
         if self.ctx.dispatcher is not None:  # approved rows go out now, not at the next poll
             self.ctx.dispatcher.wake()
@@ -208,6 +234,7 @@ class Desk:
         return [
             Route("/desk", self.queue),
             Route("/desk/approve", self.batch, methods=["POST"]),
+            Route("/desk/item/{item_id}/file/{index:int}", self.attachment),
             Route("/desk/item/{item_id}/{action}", self.act, methods=["POST"]),
             Route("/desk/item/{item_id}", self.item),
         ]
