@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 import yaml
+from argon2 import PasswordHasher
 
 from publisher.clock import FrozenClock
 from publisher.config.settings import Config, parse_config
@@ -35,8 +36,11 @@ class World:
         self.config = shipped_config(tmp, **review)
         self.clock = FrozenClock(datetime(2015, 3, 18, 1, 0, tzinfo=UTC))
         self.store = Store.open(url or self.config.store_url)
+        # argon2id with light parameters, so that the tests' many hashes cost little; the shipped defaults
+        # (argon2-cffi's) are what the CLI and the daemon use, and what the CLI tests run
         self.accounts = Accounts(self.store, self.clock, roles=self.config.roles,
-                                 session_ttl=self.config.review.session_ttl)
+                                 session_ttl=self.config.review.session_ttl,
+                                 hasher=PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1))
         self.review = Review(self.store, self.config, self.clock)
 
     def person(self, name: str, *roles: str, display: str | None = None) -> Account:

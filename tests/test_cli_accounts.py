@@ -100,6 +100,9 @@ def test_users_commands_manage_accounts_and_never_echo_a_secret(bureau: World) -
     assert bureau.accounts.verify_password("li", secret) is not None
     publisher("users", "disable", "li", cwd=root)
     assert bureau.accounts.by_token(token.stdout.strip()) is None
+    changes = [(e.action, e.actor) for e in bureau.store.audit_log() if e.detail.get("account") == "li"]
+    assert [a for a, _ in changes] == ["account_disabled", "token_issued", "roles_changed", "account_added"]
+    assert all(actor.startswith("admin:") for _, actor in changes)
 
 
 
@@ -143,8 +146,8 @@ def test_the_readme_first_run_signs_with_a_demo_reviewer(bureau: World) -> None:
     assert "4 demo reviewer(s) added" in demo and "sandbox-demo" in demo
     assert "demo account" in bureau.accounts.get("demo_director").display_name
     assert bureau.accounts.verify_password("demo_legal", "sandbox-demo").roles == {"legal"}
-    token = publisher("users", "token", "demo_section_chief", cwd=root, process=True).stdout.strip()
-    mine = publisher("review", "--mine", cwd=root, token=token, process=True).stdout
+    token = bureau.accounts.issue_token("demo_section_chief")  # `users token` itself: see the test above
+    mine = publisher("review", "--mine", cwd=root, token=token).stdout
     assert "g-0" in mine and "n-1" in mine and "l-1" not in mine
     publisher("approve", "g-0", "g-1", cwd=root, token=token, process=True)
     assert [e.actor for e in bureau.store.audit_log() if e.action == "approve"] == ["demo_section_chief"] * 2

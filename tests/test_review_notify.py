@@ -18,6 +18,7 @@ from aiosmtpd.controller import Controller
 from publisher.app.notify import ReviewNotifier
 from publisher.clock import CHINA
 from publisher.lag.workdays import add_workdays
+from publisher.sandbox import SandboxServer
 from tests.harness import free_port
 from tests.test_accounts import World
 from tests.test_alerts import Mailbox, Receiver
@@ -110,3 +111,24 @@ async def test_escalation_near_the_legal_deadline_goes_one_role_up(tmp_path: Pat
     assert "n-1" in body and "剩余 2 个工作日" in body and "2 working day(s) left" in body
     assert await check(world) == []
     assert sum(e.action == "review_escalation" for e in world.store.audit_log()) == 2
+
+
+async def test_the_daemon_tells_reviewers(tmp_path: Path, sandbox: SandboxServer, receiver: Receiver) -> None:
+    """The notifier is a part of the running daemon: an item dropped in the queue reaches its role's digest."""
+    from publisher.app.daemon import Daemon
+    from tests.harness import drop, load, write_config
+
+    config = load(write_config(tmp_path, sandbox, **{"review.notify": {"webhook": receiver.url, "every": "1s"}}))
+    drop(tmp_path / "queue" / "inbox", "g.md", {"id": "g-1", "title": "办事指南", "category": "guides"})
+    daemon = Daemon(config)
+    stop = asyncio.Event()
+    running = asyncio.create_task(daemon.run(stop))
+    try:
+        for _ in range(600):
+            if receiver.posts or running.done():
+                break
+            await asyncio.sleep(0.1)
+        assert [(p["role"], p["items"][0]["item_id"]) for p in receiver.posts] == [("section_chief", "g-1")]
+    finally:
+        stop.set()
+        await asyncio.wait_for(running, 60)

@@ -68,13 +68,15 @@ def _bytes(secret: str) -> bytes:
 
 class Accounts:
     def __init__(self, store: Store, clock: Clock, *, roles: Iterable[str] | None = None,
-                 session_ttl: timedelta = timedelta(hours=8), hasher: PasswordHasher | None = None) -> None:
+                 session_ttl: timedelta = timedelta(hours=8), hasher: PasswordHasher | None = None,
+                 admin: str = "admin") -> None:
         self.store = store
+        self.admin = admin  # who the audit log names for account changes (the CLI: admin:<login user>)
         self.clock = clock
         self.roles = None if roles is None else frozenset(roles)  # config.yaml's roles; None: any
         self.session_ttl = session_ttl
         self.hasher = hasher or PasswordHasher()
-        self._dummy = self.hasher.hash(secrets.token_urlsafe(16))
+        self._dummy_hash: str | None = None
 
     # --- managing ------------------------------------------------------------------------------
 
@@ -90,7 +92,7 @@ class Accounts:
         with self.store.tx() as conn:
             if not self.store.insert_account(conn, values):
                 raise AccountError(f"an account named {name!r} exists already; `publisher users list` shows them")
-            self.store.audit(conn, now, "admin", "account_added", account=name, roles=values["roles"])
+            self.store.audit(conn, now, self.admin, "account_added", account=name, roles=values["roles"])
         log.info("accounts.added", account=name, roles=values["roles"])
         account = self.get(name)
         assert account is not None
@@ -127,7 +129,7 @@ class Accounts:
             if close_sessions:
                 self.store.close_sessions(conn, now, account=name)
             shown = {k: v for k, v in values.items() if k in ("roles", "enabled")}
-            self.store.audit(conn, now, "admin", action, account=name, **shown)
+            self.store.audit(conn, now, self.admin, action, account=name, **shown)
         log.info(f"accounts.{action}", account=name)
 
     def _roles(self, roles: Iterable[str]) -> builtins.list[str]:
@@ -144,6 +146,14 @@ class Accounts:
         return self.hasher.hash(_bytes(password))
 
     # --- proving who one is --------------------------------------------------------------------
+
+    @property
+    def _dummy(self) -> str:
+        """What an unknown name's password is checked against (made on first use: a command that checks
+        no password pays nothing for it)."""
+        if self._dummy_hash is None:
+            self._dummy_hash = self.hasher.hash(secrets.token_urlsafe(16))
+        return self._dummy_hash
 
     def verify_password(self, name: str, password: str) -> Account | None:
         """The account, when `password` is its password and it is enabled; else None (and the same work done)."""

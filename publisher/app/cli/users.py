@@ -27,7 +27,17 @@ def _accounts(config_path: Path) -> tuple[Config, Accounts]:
 
     config = load(config_path, sends=False)
     return config, Accounts(open_store(config), SystemClock(), roles=config.roles,
-                            session_ttl=config.review.session_ttl)
+                            session_ttl=config.review.session_ttl, admin=f"admin:{_login()}")
+
+
+def _login() -> str:
+    """The operating-system user running the command, for the audit log of account changes."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a container)
+        return "unknown"
 
 
 def _password() -> str:
