@@ -15,8 +15,10 @@ from publisher.clock import FrozenClock
 from publisher.dispatch.outbox import revision_from_row
 from publisher.lag.json_form import to_json
 from publisher.lag.report import build_report
+from publisher.review.accounts import Account
 from publisher.sandbox import SandboxServer
 from tests.harness import drop, faults, free_port, load, received, write_config
+from tests.test_pipeline import signers
 
 CHAINS = {"notices": ["section_chief", "deputy_director"],
           "accidents": ["section_chief", "deputy_director", "legal", "director"], "updates": []}
@@ -26,11 +28,17 @@ async def _daemon(root: Path, sandbox: SandboxServer, clock: FrozenClock, **over
     return Daemon(load(write_config(root, sandbox, web_port=free_port(), **overrides)), clock=clock)
 
 
-async def _submit(daemon: Daemon, item_id: str, category: str, title: str, body: str = "正文。") -> None:
+async def _submit(daemon: Daemon, who: dict[str, Account], item_id: str, category: str, title: str,
+                  body: str = "正文。") -> None:
     drop(daemon.intake.inbox, f"{item_id}.md", {"id": item_id, "title": title, "category": category}, body)
     await daemon.intake.scan()
+    _sign(daemon, who, item_id, category)
+
+
+def _sign(daemon: Daemon, who: dict[str, Account], item_id: str, category: str) -> None:
+    """Each step of the category's chain, signed by that role's reviewer account."""
     for role in CHAINS[category]:
-        daemon.review.approve(item_id, role=role, by="审核人")
+        daemon.review.approve(item_id, who[role], role=role)
 
 
 def _press_state(daemon: Daemon, item_id: str) -> Any:
@@ -49,10 +57,11 @@ async def test_the_press_relay_receives_each_routed_item_once(tmp_path: Path, sa
     and revision, recipients only in the envelope); a news-free update does not; a second run sends nothing
     again; a correction is one more message that refers to the first; the lag report counts them."""
     daemon = await _daemon(tmp_path, sandbox, clock)
+    who = signers(daemon)
     try:
-        await _submit(daemon, "press-notice-1", "notices", "关于开展安全生产大检查的通知")
-        await _submit(daemon, "press-accident-1", "accidents", "关于某企业较大事故的通报")
-        await _submit(daemon, "press-update-1", "updates", "某区安全生产动态")
+        await _submit(daemon, who, "press-notice-1", "notices", "关于开展安全生产大检查的通知")
+        await _submit(daemon, who, "press-accident-1", "accidents", "关于某企业较大事故的通报")
+        await _submit(daemon, who, "press-update-1", "updates", "某区安全生产动态")
         await daemon.run_once()
         await daemon.run_once()
         messages = received(sandbox, "press")
@@ -67,8 +76,7 @@ async def test_the_press_relay_receives_each_routed_item_once(tmp_path: Path, sa
         drop(daemon.intake.inbox, "press-notice-1-v2.md",
              {"id": "press-notice-1", "title": "关于开展安全生产大检查的通知", "category": "notices"}, "更正后的正文。")
         await daemon.intake.scan()
-        for role in CHAINS["notices"]:
-            daemon.review.approve("press-notice-1", role=role, by="审核人")
+        _sign(daemon, who, "press-notice-1", "notices")
         await daemon.run_once()
         messages = received(sandbox, "press")
         assert len(messages) == 3
@@ -91,8 +99,9 @@ async def test_a_send_cut_off_by_a_crash_is_failed_for_a_person_not_sent_again(t
     the next start does not send it again (nothing can ask a relay what it took) but fails the row, saying what
     to check; `publisher retry` then sends it once more, under the same Message-ID."""
     daemon = await _daemon(tmp_path, sandbox, clock)
+    who = signers(daemon)
     try:
-        await _submit(daemon, "press-crash-1", "notices", "关于做好节前安全生产工作的通知")
+        await _submit(daemon, who, "press-crash-1", "notices", "关于做好节前安全生产工作的通知")
         rows = daemon.store.claim("press", daemon.dispatcher.owner, clock.now(), 1, timedelta(minutes=5))
         assert [r.item_id for r in rows] == ["press-crash-1"]
         with daemon.store.read() as conn:
@@ -123,9 +132,10 @@ async def test_a_relay_silent_after_the_data_is_not_sent_to_again(tmp_path: Path
     """When the relay holds the message but its answer never comes, the send may have succeeded: the row fails
     at once with the Message-ID and what to check, and later runs do not send it again by themselves."""
     daemon = await _daemon(tmp_path, sandbox, clock, **{"channels.press.timeout": "1s"})
+    who = signers(daemon)
     try:
         faults(sandbox, "press", black_hole=True)
-        await _submit(daemon, "press-silent-1", "notices", "关于加强汛期安全防范的通知")
+        await _submit(daemon, who, "press-silent-1", "notices", "关于加强汛期安全防范的通知")
         await daemon.run_once()
         row = _press_state(daemon, "press-silent-1")
         assert row.state == "failed" and "<press-silent-1.r1.publisher@bureau.example>" in row.last_error

@@ -30,6 +30,7 @@ from publisher.sandbox import SandboxServer
 from publisher.store.db import Store
 from publisher.store.schema import items, revisions
 from tests.harness import free_port, load, received, settings, write_config
+from tests.test_pipeline import signers
 
 DISTRICT = {"zichuan": "淄川区", "zhangdian": "张店区", "zhoucun": "周村区"}
 
@@ -122,7 +123,7 @@ async def test_three_district_feeds_through_the_daemon(tmp_path: Path, sandbox: 
 
         # the sign-off the source asks for publishes it like any item of its category
         item_id = now["张店区"][0][0]
-        assert daemon.review.approve(item_id, role="section_chief", by="李科长") == RevisionState.APPROVED
+        assert daemon.review.approve(item_id, signers(daemon)["section_chief"]) == RevisionState.APPROVED
         routed = {d.channel for d in daemon.store.deliveries_of(item_id)}
         assert routed == set(cfg.categories["updates"].channels)
     finally:
@@ -235,10 +236,11 @@ async def test_the_dashboard_and_metrics_show_each_source(tmp_path: Path) -> Non
 
 
 def test_migration_0008_keeps_every_row_and_adds_the_source_tables(tmp_path: Path) -> None:
-    """A store at 0006 holding items and deliveries, upgraded, keeps them all and gains the two empty source
-    tables; downgraded again, it still holds them."""
+    """A store at the migration before 0008, holding items and deliveries, upgraded, keeps them all and gains
+    the two empty source tables; downgraded again, it still holds them."""
     from alembic import command
     from alembic.config import Config as AlembicConfig
+    from alembic.script import ScriptDirectory
 
     import publisher.store.db
     from publisher.store.db import make_engine
@@ -248,22 +250,23 @@ def test_migration_0008_keeps_every_row_and_adds_the_source_tables(tmp_path: Pat
     engine = make_engine(url)
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(Path(publisher.store.db.__file__).parent / "migrations"))
+    before = ScriptDirectory.from_config(cfg).get_revision("0008").down_revision
+    assert isinstance(before, str)
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0006")
+        command.upgrade(cfg, before)
     _seed(Store(engine), 4)
     engine.dispose()
     store = Store.open(url)
     with store.read() as conn:
         counts = [conn.execute(sa.text(f"SELECT count(*) FROM {t}")).scalar() for t in
                   ("items", "revisions", "deliveries", "source_state", "source_entries")]
-        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "0008"
     assert counts == [4, 4, 4, 0, 0]
     store.record_poll("zichuan", datetime.now(UTC), entries=2)
     assert store.source_state("zichuan").entries == 2
     with store.engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        command.downgrade(cfg, "0006")
+        command.downgrade(cfg, before)
     with store.read() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM deliveries")).scalar() == 4
         assert not sa.inspect(conn).has_table("source_state")
@@ -283,7 +286,7 @@ async def test_a_poller_that_stops_shows_on_healthz(tmp_path: Path, sandbox: San
     running = asyncio.create_task(daemon.run(stop))
 
     async def health() -> httpx.Response:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(daemon.web)), base_url="http://d") as c:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(daemon.web)), base_url="http://127.0.0.1") as c:
             return await c.get("/healthz")
 
     try:

@@ -248,10 +248,10 @@ class Intake:
 
 def record_revision(conn: Connection, config: Config, store: Store, review: Review, item: ParsedItem, *,
                     now: datetime, file_name: str | None, digest: str | None, attachments: list[dict[str, Any]],
-                    actor: str | None = None) -> tuple[int, RevisionState]:
+                    actor: str = "queue") -> tuple[int, RevisionState]:
     """Store a parsed item as its next revision, screened, audited and moved as far as review lets it go:
     the one way into the store for an item file and a district feed's entry alike. Returns the revision
-    number and its state."""
+    number and its state. `actor` is the door it came through (the queue folder, `source:KEY`)."""
     f = item.front
     findings = [] if f.retract else findings_for(
         config, f.title, item.body, summary=f.summary, source=f.source, author=f.author, tags=f.tags,
@@ -264,7 +264,8 @@ def record_revision(conn: Connection, config: Config, store: Store, review: Revi
         "findings": findings,
     }
     rid, number = store.add_revision(conn, fields, now)
-    store.audit(conn, now, actor or f.author or "editor", "ingest", item_id=item.item_id, revision=number,
+    # neither the queue folder nor a feed authenticates anyone: the `author` is a claim, kept as a detail
+    store.audit(conn, now, actor, "ingest", item_id=item.item_id, revision=number, author=f.author,
                 file=file_name, sha256=digest, findings=len(findings))
     return number, review.settle(conn, rid)
 
