@@ -307,7 +307,7 @@ def test_migration_0007_keeps_every_row(tmp_path: Path, store_url: str) -> None:
     engine.dispose()
     world = World(tmp_path, url=store_url)
     with world.store.read() as conn:
-        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "0007"
+        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() >= "0007"  # or a later head
         assert conn.execute(sa.text("SELECT count(*) FROM revisions")).scalar() == 1
     assert [(a.by, a.role) for a in world.store.approvals(rid)] == [("李科长", "section_chief")]
     assert [e.actor for e in world.store.audit_log("n-1")] == ["李科长"]
