@@ -46,7 +46,7 @@ async def test_a_retraction_made_while_the_create_is_in_flight_takes_the_post_do
         tmp_path: Path, daemon: Daemon, sandbox: SandboxServer) -> None:
     """The item is retracted while WordPress is still answering its create: once the create lands, the
     retraction follows it there, and no copy of the item stays public."""
-    faults(sandbox, "wordpress", latency_s=0.6)
+    faults(sandbox, "wordpress", write_latency_s=0.4)
     drop(tmp_path / "queue" / "inbox", "r.md", {"id": "inflight-1", "title": "撤回测试", "category": "updates",
                                                  "channels": ["bureau_site"]})
     await daemon.intake.scan()
@@ -54,7 +54,7 @@ async def test_a_retraction_made_while_the_create_is_in_flight_takes_the_post_do
     await _until(lambda: _newest(daemon, "inflight-1", "bureau_site") == DeliveryState.SENDING)
     daemon.review.retract("inflight-1", by="李科长", reason="内容有误")
     await sending
-    faults(sandbox, "wordpress", latency_s=0)
+    faults(sandbox, "wordpress", write_latency_s=0)
     await daemon.dispatcher.run_once()
     posts = _posts(sandbox, "inflight-1")
     assert len(posts) == 1 and posts[0]["status"] == "trash"
@@ -70,7 +70,7 @@ async def test_a_transient_failure_after_a_retraction_is_not_retried(
         tmp_path: Path, daemon: Daemon, sandbox: SandboxServer) -> None:
     """A create in flight at the retraction that then fails with a 503 is superseded, not retried later:
     nothing reaches the site after the retraction."""
-    faults(sandbox, "wordpress", latency_s=0.6, error_rate=1.0, error_status=503)
+    faults(sandbox, "wordpress", latency_s=0.3, error_rate=1.0, error_status=503)
     drop(tmp_path / "queue" / "inbox", "r.md", {"id": "inflight-2", "title": "撤回测试二", "category": "updates",
                                                  "channels": ["bureau_site"]})
     await daemon.intake.scan()

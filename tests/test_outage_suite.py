@@ -46,7 +46,7 @@ def _published(sandbox: SandboxServer) -> Counter[str]:
 async def frozen(tmp_path: Path, sandbox: SandboxServer) -> AsyncIterator[tuple[Daemon, FrozenClock]]:
     clock = FrozenClock(datetime.now(UTC))
     cfg = load(write_config(tmp_path, sandbox, **{
-        "channels.bureau_site.timeout": "1s", "channels.microblog.rate_limit": "2/h",
+        "channels.bureau_site.timeout": "300ms", "channels.microblog.rate_limit": "2/h",
         "channels.city_portal.verify_after": "0s"}))
     daemon = Daemon(cfg, clock=clock)
     yield daemon, clock
@@ -258,7 +258,7 @@ async def test_postgresql_cut_away_mid_fanout_is_survived_reported_and_recovered
                     await _until(lambda: health(503), "/healthz to report the outage", 30)
                     body = (await web.get("/healthz")).json()
                     assert body["status"] == "error" and any("store" in p.lower() for p in body["problems"]), body
-                    await asyncio.sleep(2.0)
+                    await asyncio.sleep(1.0)
                     proxy.restore()
                     await _until(lambda: health(200), "/healthz to recover", 60)
                 faults(sandbox, "wordpress", write_latency_s=0)
