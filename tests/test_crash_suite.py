@@ -157,3 +157,5 @@ def test_sigkill_while_edits_and_retractions_are_in_flight(tmp_path: Path, sandb
     feed = (tmp_path / "var" / "feeds" / "provincial.xml").read_text(encoding="utf-8")
     assert feed.count("<entry") == ITEMS - len(retracted) and feed.count("deleted-entry") == len(retracted)
     assert in_flight > 0, "no kill caught a send in flight; the test proved nothing"
+    print(f"\ncrash suite: {ITEMS} items, {len(edited)} edits, {len(retracted)} retractions, {KILLS} SIGKILLs, "
+          f"{in_flight} sends in flight at the kills; duplicated 0, lost 0")

@@ -280,3 +280,6 @@ async def test_postgresql_cut_away_mid_fanout_is_survived_reported_and_recovered
     assert set(_published(sandbox).values()) == {1}
     articles = Counter(a["source_id"] for a in received(sandbox, "portal"))
     assert sorted(articles) == sorted(items) and set(articles.values()) == {1}
+    print(f"\noutage suite: PostgreSQL cut {outages} time(s) under {len(items)} items; "
+          f"{events['dispatch.worker_error']} worker errors, {events['dispatch.store_error']} lost outcomes, "
+          f"{events['dispatch.lease_expired']} rows reconciled while running; duplicated 0, lost 0")
