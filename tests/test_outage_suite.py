@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import os
+import subprocess
 import threading
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -125,6 +126,65 @@ async def test_429_bursts_are_waited_out_as_told_and_the_rate_limit_is_never_exc
     assert len(statuses) == len(items)
     articles = Counter(a["source_id"] for a in received(sandbox, "portal"))
     assert sorted(articles) == sorted(items) and set(articles.values()) == {1}
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 512 KiB tmpfs of the test's own, unmounted afterwards; skipped where mounting is not allowed."""
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        if os.environ.get("CI") == "true" and os.geteuid() == 0:
+            raise AssertionError(f"could not mount a tmpfs: {done.stderr!r}")
+        pytest.skip("mounting a tmpfs needs root")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+def _fill(disk: Path) -> Path:
+    filler = disk / "filler"
+    with filler.open("wb") as fh:
+        try:
+            while True:
+                fh.write(b"\0" * 65536)
+                fh.flush()
+        except OSError:
+            pass
+    return filler
+
+
+async def test_a_full_disk_holds_back_the_feed_only_until_space_returns(
+        tmp_path: Path, sandbox: SandboxServer, small_disk: Path) -> None:
+    """The feed's disk is full: its rows are retried (not failed as a defect) with the reason in their error, the
+    site is not held back, and once space returns the feed holds each item once."""
+    clock = FrozenClock(datetime.now(UTC))
+    feed = small_disk / "provincial.xml"
+    daemon = Daemon(load(write_config(tmp_path, sandbox, **{"channels.provincial_feed.path": str(feed)})), clock=clock)
+    items = [f"disk-{n}" for n in range(6 if LONG else 2)]
+    try:
+        filler = _fill(small_disk)
+        for item in items:
+            drop(tmp_path / "queue" / "inbox", f"{item}.md", {"id": item, "title": f"磁盘写满演练{item}",
+                                                              "category": "updates",
+                                                              "channels": ["bureau_site", "provincial_feed"]})
+        await daemon.intake.scan()
+        await daemon.dispatcher.run_once()
+        for item in items:
+            rows = {d.channel: d for d in daemon.store.deliveries_of(item)}
+            assert rows["bureau_site"].state in SENT
+            assert rows["provincial_feed"].state == S.RETRYING, rows["provincial_feed"].last_error
+            assert "No space left on device" in str(rows["provincial_feed"].last_error)
+        filler.unlink()
+        clock.advance(timedelta(hours=1))
+        await daemon.dispatcher.run_once()
+        assert all(_states(daemon, i)["provincial_feed"] in SENT for i in items)
+        text = feed.read_text(encoding="utf-8")
+        assert text.count("<entry") == len(items) and all(text.count(f"磁盘写满演练{i}<") == 1 for i in items)
+    finally:
+        await daemon.aclose()
 
 
 # --- PostgreSQL cut away under the running daemon ------------------------------------------------------------
