@@ -26,6 +26,7 @@ from publisher.app.web.app import create_app
 from publisher.app.web.context import WebContext
 from publisher.clock import FrozenClock
 from publisher.config.settings import Config, ConfigError, load_config
+from publisher.review.accounts import Accounts
 from publisher.sandbox import SandboxServer
 from publisher.store.db import Store
 from tests.harness import SHIPPED, drop, free_port, load, write_config
@@ -79,9 +80,12 @@ def make_year(tmp_path: Path, sandbox: SandboxServer, store_url: str | None = No
     async def go() -> None:
         try:
             await y.run()
-            daemon.review.reject("2015-notices-c", reason="请补充文号", by="李科长")
+            accounts = Accounts(daemon.store, clock)
+            li = accounts.add("li", "李科长", ["section_chief"], None, None)
+            zhao = accounts.add("zhao", "赵局长", ["director"], None, None)
+            daemon.review.reject("2015-notices-c", li, reason="请补充文号")
             drop(inbox, "a2.md", {**items["a"], "title": "淄川区开展危险化学品专项整治（更正）"}, "检查企业 13 家。")
-            daemon.review.retract("2015-updates-b", by="李科长", reason="数据有误")
+            daemon.review.retract("2015-updates-b", zhao, reason="数据有误")
             await y.run()
         finally:
             await daemon.aclose()  # in the loop that made its clients

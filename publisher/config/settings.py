@@ -143,6 +143,30 @@ class LagConfig(_Model):
 ANNUAL_REPORT_ROWS = ("规章", "行政规范性文件", "行政许可", "行政处罚", "行政强制")
 
 
+class ReviewNotifyConfig(_Model):
+    """Reviewers are told what waits for their roles: one digest per role every `every`, by e-mail to the
+    accounts holding the role (when `smtp` is set) and/or a JSON webhook; a revision within
+    `escalate_working_days` of its legal deadline goes to the next role up (or `escalate_to`)."""
+
+    every: Duration = parse_duration("5m")
+    smtp: str | None = None  # host:port; None: no e-mail
+    sender: str = "publisher@localhost"
+    webhook: str | None = None  # e.g. an enterprise chat robot's URL
+    escalate_working_days: int = Field(default=3, ge=0)
+    escalate_to: list[str] = Field(default_factory=list)  # e-mail addresses when no role is above
+
+
+class ReviewConfig(_Model):
+    """The review rules a bureau may set (publisher/review/rules.py)."""
+
+    separation_of_duties: bool = True  # one account signs at most one step of a revision's chain
+    author_may_sign: bool = False  # the item's author may sign or override it
+    override_roles: list[str] = Field(default_factory=list)  # may release a screen finding
+    retract_roles: list[str] = Field(default_factory=list)  # may take an item down (and sign a queued retraction)
+    session_ttl: Duration = parse_duration("8h")  # a web session ends this long after login
+    notify: ReviewNotifyConfig = Field(default_factory=ReviewNotifyConfig)
+
+
 class Config(_Model):
     store: StoreConfig = Field(default_factory=StoreConfig)
     queue: QueueConfig = Field(default_factory=QueueConfig)
@@ -153,6 +177,7 @@ class Config(_Model):
     categories: dict[str, CategoryConfig]
     channels: dict[str, ChannelConfig]
     screen: ScreenConfig = Field(default_factory=ScreenConfig)
+    review: ReviewConfig = Field(default_factory=ReviewConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     lag: LagConfig = Field(default_factory=LagConfig)
     annual_report: dict[str, list[str]] = Field(default_factory=dict)  # national table row → categories
@@ -169,6 +194,10 @@ class Config(_Model):
             for routed in cat.channels:
                 if routed not in self.channels:
                     problems.append(f"categories.{key}.channels: channel {routed!r} is not defined under channels")
+        for key in ("override_roles", "retract_roles"):
+            for role in getattr(self.review, key):
+                if role not in self.roles:
+                    problems.append(f"review.{key}: role {role!r} is not defined under roles")
         for name, ch in self.channels.items():
             if ch.link_from is not None:
                 if ch.link_from not in self.channels:
