@@ -22,9 +22,12 @@ import pytest
 import sqlalchemy as sa
 
 from publisher.app.daemon import Daemon
-from publisher.clock import FrozenClock
+from publisher.clock import FrozenClock, SystemClock
 from publisher.model import DeliveryState
+from publisher.review.accounts import Accounts
+from publisher.review.chain import Review
 from publisher.sandbox import SandboxProcess, SandboxServer
+from publisher.store.db import Store
 from tests.harness import drop, faults, load, received, settings, write_config
 
 LONG = os.environ.get("PUBLISHER_LONG") == "1"
@@ -62,7 +65,8 @@ async def test_a_wordpress_slower_than_the_timeout_never_shows_the_item_twice(
             await asyncio.sleep(0.05)
         statuses = Counter(str(p["status"]) for p in _wp(sandbox, "slow-1"))
         assert statuses == {"publish": 1, "draft": 1}, statuses  # the late create landed, as a draft
-        daemon.review.retract("slow-1", by="李科长")
+        director = Accounts(daemon.store, clock).add("director_li", "李局长", ["director"], None, None)
+        daemon.review.retract("slow-1", director)
         await daemon.dispatcher.run_once()
         assert "publish" not in {p["status"] for p in _wp(sandbox, "slow-1")}
     finally:
@@ -119,16 +123,22 @@ def test_sigkill_while_edits_and_retractions_are_in_flight(tmp_path: Path, sandb
     edited = [n for n in range(ITEMS) if n % 2 == 0]
     retracted = [n for n in range(ITEMS) if n % 4 == 1]
     in_flight = 0
+    store: Store | None = None
     for kill in range(KILLS):  # each life gets its share of the edits and retractions, then a SIGKILL
         daemon = _start(config)
         try:
             deadline = time.monotonic() + 60
             while len(received(sb, "wordpress")["posts"]) < ITEMS // 4 and time.monotonic() < deadline:
                 time.sleep(0.02)  # the first revisions are going out
+            if store is None:  # the daemon has made the store by now
+                cfg = load(config)
+                store = Store.open(cfg.store_url)
+                review = Review(store, cfg, SystemClock())
+                director = Accounts(store, SystemClock()).add("director_li", "李局长", ["director"], None, None)
             for n in edited[kill::KILLS]:
                 item(n, 2)
-            for n in retracted[kill::KILLS]:
-                item(n, 2, retract=True)
+            for n in retracted[kill::KILLS]:  # as `publisher retract` does, from another process
+                review.retract(f"edit-{n:03d}", director, reason="撤回演练")
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline and _count(config, "SELECT count(*) FROM deliveries "
                                                                   "WHERE state = 'sending'") == 0:
@@ -140,6 +150,8 @@ def test_sigkill_while_edits_and_retractions_are_in_flight(tmp_path: Path, sandb
             daemon.wait(10)
     for service in ("wordpress", "portal"):
         faults(sb, service, latency_s=0)
+    if store is not None:
+        store.close()
     assert _start(config, "--once").wait(180) == 0
 
     posts = received(sb, "wordpress")["posts"]

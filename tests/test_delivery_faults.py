@@ -14,6 +14,7 @@ import pytest
 from publisher.app.daemon import Daemon
 from publisher.clock import FrozenClock
 from publisher.model import DeliveryState
+from publisher.review.accounts import Account, Accounts
 from publisher.sandbox import SandboxServer
 from tests.harness import drop, faults, load, received, write_config
 
@@ -24,6 +25,11 @@ async def daemon(tmp_path: Path, sandbox: SandboxServer) -> AsyncIterator[Daemon
     d = Daemon(cfg, clock=FrozenClock(datetime.now(UTC)))
     yield d
     await d.aclose()
+
+
+def _director(daemon: Daemon) -> Account:
+    """An account of the role config.yaml lets take an item down (`retract_roles`)."""
+    return Accounts(daemon.store, daemon.clock).add("director_li", "李局长", ["director"], None, None)
 
 
 def _posts(sandbox: SandboxServer, item_id: str) -> list[dict[str, object]]:
@@ -46,13 +52,14 @@ async def test_a_retraction_made_while_the_create_is_in_flight_takes_the_post_do
         tmp_path: Path, daemon: Daemon, sandbox: SandboxServer) -> None:
     """The item is retracted while WordPress is still answering its create: once the create lands, the
     retraction follows it there, and no copy of the item stays public."""
+    director = _director(daemon)
     faults(sandbox, "wordpress", write_latency_s=0.4)
     drop(tmp_path / "queue" / "inbox", "r.md", {"id": "inflight-1", "title": "撤回测试", "category": "updates",
                                                  "channels": ["bureau_site"]})
     await daemon.intake.scan()
     sending = asyncio.create_task(daemon.dispatcher.run_once())
     await _until(lambda: _newest(daemon, "inflight-1", "bureau_site") == DeliveryState.SENDING)
-    daemon.review.retract("inflight-1", by="李科长", reason="内容有误")
+    daemon.review.retract("inflight-1", director, reason="内容有误")
     await sending
     faults(sandbox, "wordpress", write_latency_s=0)
     await daemon.dispatcher.run_once()
@@ -70,13 +77,14 @@ async def test_a_transient_failure_after_a_retraction_is_not_retried(
         tmp_path: Path, daemon: Daemon, sandbox: SandboxServer) -> None:
     """A create in flight at the retraction that then fails with a 503 is superseded, not retried later:
     nothing reaches the site after the retraction."""
+    director = _director(daemon)
     faults(sandbox, "wordpress", latency_s=0.3, error_rate=1.0, error_status=503)
     drop(tmp_path / "queue" / "inbox", "r.md", {"id": "inflight-2", "title": "撤回测试二", "category": "updates",
                                                  "channels": ["bureau_site"]})
     await daemon.intake.scan()
     sending = asyncio.create_task(daemon.dispatcher.run_once())
     await _until(lambda: _newest(daemon, "inflight-2", "bureau_site") == DeliveryState.SENDING)
-    daemon.review.retract("inflight-2", by="李科长")
+    daemon.review.retract("inflight-2", director)
     await sending
     faults(sandbox, "wordpress", latency_s=0, error_rate=0.0)
     daemon.clock.advance(timedelta(hours=1))  # type: ignore[attr-defined]
