@@ -197,7 +197,8 @@ async def test_reports_page_draws_the_months_without_javascript(year: Year) -> N
 def _off_loopback(tmp_path: Path) -> tuple[Config, Store]:
     path = tmp_path / "config.yaml"
     data = yaml.safe_load(SHIPPED.read_text(encoding="utf-8"))
-    data.update(store={"url": f"sqlite:///{tmp_path / 'p.db'}"}, web={"listen": "0.0.0.0:8700", "token": "s3cret"})
+    data.update(store={"url": f"sqlite:///{tmp_path / 'p.db'}"}, web={"listen": "0.0.0.0:8700", "token": "reports-s3cret-token",
+                                                                "public_url": "http://10.0.0.5:8700"})
     path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     config = load_config(path, env={})
     return config, Store.open(config.store_url)
@@ -211,7 +212,7 @@ async def test_off_loopback_reports_need_the_token(tmp_path: Path) -> None:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(ctx)),
                                      base_url="http://10.0.0.5:8700") as c:
             assert (await c.get("/reports")).status_code == 303
-            ok = await c.get("/reports", headers={"Authorization": "Bearer s3cret"})
+            ok = await c.get("/reports", headers={"Authorization": "Bearer reports-s3cret-token"})
             assert ok.status_code == 200 and "政府信息公开统计" in ok.text
     finally:
         store.close()

@@ -85,7 +85,8 @@ class Daemon:
         self.intake = Intake(config, self.store, self.review, self.clock, on_approved=self.dispatcher.wake,
                              on_file=self.telemetry.intake_file)
         self.web = WebContext(config=config, store=self.store, clock=self.clock, channels=self.channels,
-                              dispatcher=self.dispatcher, telemetry=self.telemetry,
+                              dispatcher=self.dispatcher, telemetry=self.telemetry, review=self.review,
+                              accounts=self.accounts,
                               health={"version": __version__, "started_at": self.clock.now().isoformat()})
         self._sandbox: Any = None
         self._web: uvicorn.Server | None = None  # the server run_once starts, if any

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
@@ -33,15 +34,32 @@ class QueueConfig(_Model):
     watch: bool = True  # inotify via watchfiles; off on network mounts (the rescan still runs)
 
 
+SECRET_KEYS = {"token", "session_key", "password", "app_password", "access_token", "secret", "bearer"}
+MIN_TOKEN_CHARS, MIN_TOKEN_DISTINCT = 8, 6  # web.token: a guessable token is refused by check-config
+
+
 class WebConfig(_Model):
     listen: str = DEFAULT_LISTEN
     token: SecretStr | None = None
     public_url: str | None = None  # how readers reach this server (feeds); default http://<listen>
+    # Host names this server answers to besides those of `listen` and `public_url` (a DNS-rebinding page
+    # reaches a loopback server under its own name: any other Host is refused)
+    allowed_hosts: list[str] = Field(default_factory=list)
+    session_key: SecretStr | None = None  # signs session cookies; default: a new random key per start
+    login_attempts: int = Field(default=5, ge=1)  # failed logins per address or per account before a pause
+    login_pause: Duration = parse_duration("15m")  # how long logins pause after those failures
 
     @field_validator("token")
     @classmethod
     def _token(cls, v: SecretStr | None) -> SecretStr | None:
-        return v if v is not None and v.get_secret_value().strip() else None  # "${TOKEN:-}" unset: no token
+        if v is None or not v.get_secret_value().strip():
+            return None  # "${TOKEN:-}" unset: no token
+        text = v.get_secret_value()
+        if len(text) < MIN_TOKEN_CHARS or len(set(text)) < MIN_TOKEN_DISTINCT or text.isdigit():
+            raise ValueError(f"the token is too easy to guess: use at least {MIN_TOKEN_CHARS} characters, "
+                             f"{MIN_TOKEN_DISTINCT} of them different and not only digits "
+                             "(e.g. `python3 -c 'import secrets; print(secrets.token_urlsafe(24))'`)")
+        return v
 
     @field_validator("listen")
     @classmethod
@@ -66,6 +84,21 @@ class WebConfig(_Model):
     @property
     def base_url(self) -> str:
         return (self.public_url or f"http://{self.listen}").rstrip("/")
+
+    @property
+    def hosts(self) -> list[str]:
+        """The Host names this server answers to; ["*"] only when it listens everywhere and names no host."""
+        names = {h.lower() for h in self.allowed_hosts}
+        if self.public_url:
+            names.add((urlsplit(self.public_url).hostname or "").lower())
+        wildcard = self.host in ("0.0.0.0", "::", "")
+        if self.is_loopback or wildcard:
+            names |= {"127.0.0.1", "localhost", "::1", "[::1]"}
+        if not wildcard:
+            names |= {self.host.lower(), f"[{self.host.lower()}]" if ":" in self.host else self.host.lower()}
+        elif not self.public_url and not self.allowed_hosts:
+            return ["*"]
+        return sorted(n for n in names if n)
 
 
 class SandboxConfig(_Model):
@@ -255,6 +288,8 @@ def _describe(err: Any, raw: Any) -> str:
         msg = "is required"
     value = err.get("input")
     shown = f" {_short(value)}" if err["type"] not in ("missing", "extra_forbidden") and not isinstance(value, dict) else ""
+    if loc.rpartition(".")[2] in SECRET_KEYS:
+        shown = ""  # a refused secret is named, never shown
     if shown and _short(value) in msg:
         shown = ""
     return f"{loc}:{shown} {msg}".replace(":  ", ": ")
