@@ -37,7 +37,7 @@ class Bookkeeper:
     # --- outcomes -----------------------------------------------------------------------------------
 
     def succeeded(self, row: Delivery, receipt: Receipt | None, *, retract: bool = False,
-                   reconciled: bool = False) -> None:
+                  reconciled: bool = False, rev: Revision | None = None) -> None:
         now = self.clock.now()
         cfg = self.config.channels[row.channel]
         with self.store.tx() as conn:
@@ -50,7 +50,7 @@ class Bookkeeper:
                 self.store.audit(conn, now, "daemon", "retracted", item_id=row.item_id, channel=row.channel)
             else:
                 assert receipt is not None
-                rev = self.revision(row)
+                rev = rev or self.revision(row)
                 self.store.mark_sent(conn, row.id, now, remote_id=receipt.remote_id, url=receipt.url,
                                      verify_at=now + cfg.verify_after)
                 self.store.set_placement(conn, row.item_id, row.channel, remote_id=receipt.remote_id,
@@ -64,6 +64,11 @@ class Bookkeeper:
                                  outcome="found" if reconciled else "sent")
                 for name in released:
                     self.wake(name)
+        self.recorded(row, receipt, retract=retract, reconciled=reconciled)
+
+    def recorded(self, row: Delivery, receipt: Receipt | None, *, retract: bool = False,
+                 reconciled: bool = False) -> None:
+        """After a success has committed: the counters, the log line, and the worker woken for the read-back."""
         self.telemetry.send_outcome(row.channel, "retracted" if retract else "found" if reconciled else "sent")
         log.info("delivery.sent", remote_id=getattr(receipt, "remote_id", None), attempt=row.attempts,
                  retract=retract, reconciled=reconciled)

@@ -14,8 +14,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
+from publisher.errors import PublisherError
 from publisher.model import (
     ACTIVE,
     TO_SEND,
@@ -27,9 +29,14 @@ from publisher.model import (
 )
 from publisher.store.changes import announce
 from publisher.store.engine import StoreBase
-from publisher.store.schema import deliveries, placements, revisions
+from publisher.store.schema import CLAIMABLE_SQL, deliveries, placements, revisions
 
 S = DeliveryState
+_CLAIMABLE = sa.text(CLAIMABLE_SQL)
+
+
+class BatchMoved(PublisherError):
+    """A row of a batched transition had moved on: the batch is rolled back and written row by row."""
 
 
 class DeliveryStore(StoreBase):
@@ -78,25 +85,24 @@ class DeliveryStore(StoreBase):
     def claim(self, channel: str, owner: str, now: datetime, limit: int, lease: timedelta,
               *, send: bool = True) -> list[Delivery]:
         """Take up to `limit` due rows of one channel: pending/retrying to send (unless `send` is
-        false, e.g. when the rate limit is spent), and sent rows to verify."""
+        false, e.g. when the rate limit is spent), and sent rows to verify. One statement: the rows are
+        read in claim order from ix_deliveries_claim and leased, and a row to send becomes `sending`, so
+        that after a crash it is reconciled through `find`, never blindly resent."""
         other = deliveries.alias("other")
         in_flight = sa.exists().where(other.c.item_id == deliveries.c.item_id).where(
             other.c.channel == channel).where(other.c.state == S.SENDING)
-        due = (sa.select(deliveries.c.id).where(deliveries.c.channel == channel)
-               .where(deliveries.c.state.in_(sorted(TO_SEND | {S.SENT}) if send else [S.SENT]))
+        due = (sa.select(deliveries.c.id).where(deliveries.c.channel == channel).where(_CLAIMABLE)
                .where(deliveries.c.next_attempt_at <= now)
                .where(sa.or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < now))
                .where(~in_flight)
                .order_by(deliveries.c.next_attempt_at, deliveries.c.id).limit(limit)
-               .with_for_update(skip_locked=True))
+               .with_for_update(skip_locked=True)
+               .correlate(None))  # its own FROM, not the UPDATE's table
+        if not send:
+            due = due.where(deliveries.c.state == S.SENT)
         to_send = deliveries.c.state.in_(sorted(TO_SEND))
         with self.engine.begin() as conn:
-            ids = [r[0] for r in conn.execute(due)]
-            if not ids:
-                return []
-            # the lease, and for a row to send `sending`, in one statement of the same transaction:
-            # after a crash such a row is reconciled through `find`, never blindly resent
-            rows = conn.execute(deliveries.update().where(deliveries.c.id.in_(ids)).values(
+            rows = conn.execute(deliveries.update().where(deliveries.c.id.in_(due.scalar_subquery())).values(
                 lease_owner=owner, lease_until=now + lease, updated_at=now,
                 state=sa.case((to_send, S.SENDING.value), else_=deliveries.c.state),
                 attempts=sa.case((to_send, deliveries.c.attempts + 1), else_=deliveries.c.attempts),
@@ -123,11 +129,12 @@ class DeliveryStore(StoreBase):
             return list(newest)[::-1]
 
     def next_due(self, channel: str, *, send: bool = True) -> datetime | None:
-        states = sorted(TO_SEND | {S.SENT}) if send else [S.SENT]
+        q = (sa.select(sa.func.min(deliveries.c.next_attempt_at)).where(deliveries.c.channel == channel)
+             .where(_CLAIMABLE))  # the first entry of the channel's ix_deliveries_claim range
+        if not send:
+            q = q.where(deliveries.c.state == S.SENT)
         with self.read() as conn:
-            return conn.execute(sa.select(sa.func.min(deliveries.c.next_attempt_at))
-                                .where(deliveries.c.channel == channel)
-                                .where(deliveries.c.state.in_(states))).scalar()
+            return conn.execute(q).scalar()
 
     def delivery(self, delivery_id: int) -> Delivery | None:
         with self.read() as conn:
@@ -150,6 +157,32 @@ class DeliveryStore(StoreBase):
         """The channel took it: read it back from `verify_at` on."""
         _move(conn, delivery_id, S.SENT, now, "mark sent", frm={S.SENDING}, sent_at=now, remote_id=remote_id,
               url=url, last_error=None, next_attempt_at=verify_at)
+
+    @staticmethod
+    def mark_sent_many(conn: Connection, sends: Sequence[dict[str, Any]], now: datetime) -> None:
+        """`mark_sent` and `set_placement` for several rows in one statement each (the dispatcher's group
+        commit). Each entry: id, item_id, channel, remote_id, url, extra, revision, verify_at. Raises
+        BatchMoved when any of them had moved on: the caller rolls back and writes them one by one."""
+        if not sends:
+            return
+        moved = conn.execute(
+            deliveries.update().where(deliveries.c.id == sa.bindparam("b_id"))
+            .where(deliveries.c.state == S.SENDING)  # mark_sent's one source state (an IN cannot be executemany'd)
+            .values(state=S.SENT, updated_at=now, lease_owner=None, lease_until=None, sent_at=now,
+                    remote_id=sa.bindparam("b_remote_id"), url=sa.bindparam("b_url"), last_error=None,
+                    next_attempt_at=sa.bindparam("b_verify_at")),
+            [{"b_id": e["id"], "b_remote_id": e["remote_id"], "b_url": e["url"], "b_verify_at": e["verify_at"]}
+             for e in sends])
+        if moved.rowcount != len(sends):
+            raise BatchMoved(f"{len(sends) - moved.rowcount} of {len(sends)} rows had moved on")
+        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+        upsert = insert(placements)
+        upsert = upsert.on_conflict_do_update(
+            index_elements=[placements.c.item_id, placements.c.channel],
+            set_={c: upsert.excluded[c] for c in ("remote_id", "url", "extra", "revision", "retracted", "updated_at")})
+        conn.execute(upsert, [{"item_id": e["item_id"], "channel": e["channel"], "remote_id": e["remote_id"],
+                               "url": e["url"], "extra": e["extra"], "revision": e["revision"], "retracted": False,
+                               "updated_at": now} for e in sends])
 
     @staticmethod
     def retraction_done(conn: Connection, delivery_id: int, now: datetime, *, remote_id: str | None,
