@@ -163,6 +163,7 @@ class Dispatcher:
                 allowed = self.limits.allowance(name, self.clock.now(), cfg.concurrency) - len(sending)
                 rows = self.store.claim(name, self.owner, self.clock.now(), min(room, max(allowed, 1)), lease,
                                         send=allowed > 0)  # read-backs go on while the limit holds sends back
+                self.books.prefetch([r for r in rows if r.state != DeliveryState.SENT])
                 for row in rows:
                     task = asyncio.create_task(self._handle(row))
                     (reading if row.state == DeliveryState.SENT else sending).add(task)
@@ -195,6 +196,8 @@ class Dispatcher:
                 log.exception("dispatch.store_error")
             except Exception as exc:  # a defect (the adapter's, or ours): fail the row now, never retry it
                 self.books.defect(row, exc)
+            finally:
+                self.books.forget(row)
 
     async def _send(self, row: Delivery) -> None:
         placed = self.books.placement(row)

@@ -71,6 +71,12 @@ class DeliveryStore(StoreBase):
         return [Placement.from_row(r) for r in rows]
 
     @staticmethod
+    def placements_for(conn: Connection, item_ids: Iterable[str], channels: Iterable[str]) -> list[Placement]:
+        rows = conn.execute(sa.select(placements).where(placements.c.item_id.in_(sorted(set(item_ids))))
+                            .where(placements.c.channel.in_(sorted(set(channels))))).mappings()
+        return [Placement.from_row(r) for r in rows]
+
+    @staticmethod
     def set_placement(conn: Connection, item_id: str, channel: str, *, remote_id: str, url: str | None,
                       extra: dict[str, Any], revision: int, retracted: bool, now: datetime) -> None:
         values = {"remote_id": remote_id, "url": url, "extra": extra, "revision": revision,
