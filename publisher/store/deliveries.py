@@ -94,25 +94,9 @@ class DeliveryStore(StoreBase):
         false, e.g. when the rate limit is spent), and sent rows to verify. One statement: the rows are
         read in claim order from ix_deliveries_claim and leased, and a row to send becomes `sending`, so
         that after a crash it is reconciled through `find`, never blindly resent."""
-        other = deliveries.alias("other")
-        in_flight = sa.exists().where(other.c.item_id == deliveries.c.item_id).where(
-            other.c.channel == channel).where(other.c.state == S.SENDING)
-        due = (sa.select(deliveries.c.id).where(deliveries.c.channel == channel).where(_CLAIMABLE)
-               .where(deliveries.c.next_attempt_at <= now)
-               .where(sa.or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < now))
-               .where(~in_flight)
-               .order_by(deliveries.c.next_attempt_at, deliveries.c.id).limit(limit)
-               .with_for_update(skip_locked=True)
-               .correlate(None))  # its own FROM, not the UPDATE's table
-        if not send:
-            due = due.where(deliveries.c.state == S.SENT)
-        to_send = deliveries.c.state.in_(sorted(TO_SEND))
         with self.engine.begin() as conn:
-            rows = conn.execute(deliveries.update().where(deliveries.c.id.in_(due.scalar_subquery())).values(
-                lease_owner=owner, lease_until=now + lease, updated_at=now,
-                state=sa.case((to_send, S.SENDING.value), else_=deliveries.c.state),
-                attempts=sa.case((to_send, deliveries.c.attempts + 1), else_=deliveries.c.attempts),
-            ).returning(*deliveries.c)).mappings().all()
+            rows = conn.execute(_CLAIM[send], {"c_channel": channel, "c_now": now, "c_limit": limit,
+                                               "c_owner": owner, "c_until": now + lease}).mappings().all()
         return sorted(map(Delivery.from_row, rows), key=lambda d: (d.next_attempt_at, d.id))
 
     def stale_sending(self, now: datetime, owner: str | None = None) -> list[Delivery]:
@@ -289,3 +273,31 @@ def _move(conn: Connection, delivery_id: int, to: DeliveryState, now: datetime, 
         current = conn.execute(sa.select(deliveries.c.state).where(deliveries.c.id == delivery_id)).scalar()
         raise IllegalTransition(table="deliveries", row_id=delivery_id, current=current, transition=transition,
                                 to=to)
+
+
+def _claim_statement(send: bool) -> sa.Update:
+    """The claim, built once (a worker claims hundreds of times a second; building it each time cost more
+    than running it). Its parameters: c_channel, c_now, c_limit, c_owner, c_until."""
+    other = deliveries.alias("other")
+    in_flight = sa.exists().where(other.c.item_id == deliveries.c.item_id).where(
+        other.c.channel == sa.bindparam("c_channel")).where(other.c.state == S.SENDING)
+    now = sa.bindparam("c_now", type_=deliveries.c.next_attempt_at.type)
+    due = (sa.select(deliveries.c.id).where(deliveries.c.channel == sa.bindparam("c_channel")).where(_CLAIMABLE)
+           .where(deliveries.c.next_attempt_at <= now)
+           .where(sa.or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < now))
+           .where(~in_flight)
+           .order_by(deliveries.c.next_attempt_at, deliveries.c.id).limit(sa.bindparam("c_limit", type_=sa.Integer))
+           .with_for_update(skip_locked=True)
+           .correlate(None))  # its own FROM, not the UPDATE's table
+    if not send:
+        due = due.where(deliveries.c.state == S.SENT)
+    to_send = deliveries.c.state.in_(sorted(TO_SEND))
+    return (deliveries.update().where(deliveries.c.id.in_(due.scalar_subquery())).values(
+        lease_owner=sa.bindparam("c_owner"), lease_until=sa.bindparam("c_until", type_=deliveries.c.lease_until.type),
+        updated_at=now,
+        state=sa.case((to_send, S.SENDING.value), else_=deliveries.c.state),
+        attempts=sa.case((to_send, deliveries.c.attempts + 1), else_=deliveries.c.attempts),
+    ).returning(*deliveries.c))
+
+
+_CLAIM = {send: _claim_statement(send) for send in (True, False)}
