@@ -72,7 +72,7 @@ def display_name(name: str) -> str:
 def candidate_names(folder: Path, name: str) -> Iterator[Path]:
     """`folder/name`, then `name-2`, `name-3` ...: where a file may go without overwriting another."""
     stem, suffix = os.path.splitext(fitting(name))
-    yield folder / name
+    yield folder / f"{stem}{suffix}"
     for n in itertools.count(2):
         yield folder / f"{stem}-{n}{suffix}"
 

@@ -187,6 +187,13 @@ def _load_front_matter(source: str) -> Any:
             f"元数据第 {exc.line + 2} 行使用了 YAML 别名（*{shown(exc.anchor, 40)}）。稿件里不能引用别名，请把值直接写出来。",
             f"Line {exc.line + 2} of the front matter uses a YAML alias (*{shown(exc.anchor, 40)}). Item files may not "
             "use aliases: write the value out.") from None
+    except yaml.reader.ReaderError as exc:  # a character YAML refuses to read (a control character)
+        line = source.count("\n", 0, max(0, exc.position)) + 2
+        char = chr(exc.character) if isinstance(exc.character, int) else str(exc.character)
+        raise ItemFileError(
+            f"元数据第 {line} 行有看不见的控制字符 {code_point(char)}，网站和订阅源无法显示。请删除它后重新放入。",
+            f"Line {line} of the front matter holds the control character {code_point(char)}, which web pages "
+            "and feeds cannot carry. Remove it and drop the file again.") from None
     except RecursionError:
         raise ItemFileError("元数据的括号嵌套太深。每个字段写成“字段: 值”，列表写成 [a, b]。",
                             "The front matter nests brackets too deep. Write 'key: value' lines and lists as [a, b].") from None
