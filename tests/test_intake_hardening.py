@@ -85,9 +85,21 @@ async def watched(intake: Intake) -> AsyncIterator[Intake]:
     await asyncio.wait_for(task, 10)
 
 
-async def until(check: object, timeout: float = 20.0) -> None:
+def content(path: str | Path) -> bytes:
+    return Path(path).read_bytes()
+
+
+def write(path: Path, data: bytes) -> None:
+    path.write_bytes(data)
+
+
+def exists(path: str | Path | bytes) -> bool:
+    return os.path.lexists(path)
+
+
+async def until(check: object, limit: float = 20.0) -> None:
     assert callable(check)
-    for _ in range(int(timeout / 0.02)):
+    for _ in range(int(limit / 0.02)):
         if check():
             return
         await asyncio.sleep(0.02)
@@ -114,7 +126,7 @@ async def test_a_renamed_in_file_is_taken_without_the_settle_wait(watched: Intak
     """The fast path: a file renamed in is whole, so even a ten-minute settle does not hold it up."""
     watched.config.queue.settle = timedelta(minutes=10)
     drop(watched.inbox, "fast.md", {"id": "fast-1", "title": "快速", "category": "updates"})
-    await until(lambda: (watched.archive / "fast.md").exists(), timeout=30)
+    await until(lambda: (watched.archive / "fast.md").exists(), limit=30)
     assert watched.store.revision("fast-1") is not None
 
 
@@ -133,7 +145,7 @@ async def test_an_item_waits_for_its_attachment_still_being_written(watched: Int
     await until(lambda: watched.store.revision("att-1") is not None)
     rev = watched.store.revision("att-1")
     assert rev is not None
-    assert Path(rev.attachments[0]["path"]).read_bytes() == b"%PDF-1.4 first half second half"
+    assert content(rev.attachments[0]["path"]) == b"%PDF-1.4 first half second half"
     assert rev.attachments[0]["sha256"] == hashlib.sha256(b"%PDF-1.4 first half second half").hexdigest()
 
 
@@ -148,7 +160,7 @@ async def test_a_name_too_long_for_its_note_is_still_rejected_with_a_note(intake
     assert nothing_claimed(intake)
     rejected = [p for p in intake.rejected.iterdir() if not p.name.endswith(".error.txt")]
     assert len(rejected) == 1 and rejected[0].read_text(encoding="utf-8").startswith("---\ntitle: [unclosed")
-    note = Path(f"{rejected[0]}.error.txt").read_text(encoding="utf-8")
+    note = content(f"{rejected[0]}.error.txt").decode()
     assert name in note and "not valid YAML" in note
     assert audited_rejections(intake) == 1
 
@@ -161,7 +173,7 @@ async def test_a_long_named_item_with_an_attachment_is_archived(intake: Intake) 
     await intake.scan()
     assert nothing_claimed(intake) and list(intake.inbox.iterdir()) == []
     rev = intake.store.revision("long-1")
-    assert rev is not None and Path(rev.attachments[0]["path"]).read_bytes() == b"%PDF"
+    assert rev is not None and content(rev.attachments[0]["path"]) == b"%PDF"
 
 
 @pytest.mark.parametrize("when", ["0001-01-01T00:00:00+08:00", "9999-12-31T23:00:00-10:00", "1000-01-01",
@@ -221,7 +233,7 @@ async def test_a_corrected_attachment_makes_a_new_revision(intake: Intake) -> No
     await intake.scan()
     rev = intake.store.revision("list-1")
     assert rev is not None and rev.number == 2
-    assert Path(rev.attachments[0]["path"]).read_bytes() == b"%PDF corrected list"
+    assert content(rev.attachments[0]["path"]) == b"%PDF corrected list"
     assert intake.counts["duplicate"] == 0
 
 
@@ -257,7 +269,7 @@ async def test_an_item_file_listed_as_an_attachment_is_also_read_as_an_item(inta
     assert intake.store.revision("listed-1") is not None
     lister_rev = intake.store.revision("lister-1")
     assert lister_rev is not None
-    assert Path(lister_rev.attachments[0]["path"]).read_text(encoding="utf-8") == item_text("listed-1")
+    assert content(lister_rev.attachments[0]["path"]).decode() == item_text("listed-1")
     assert list(intake.inbox.iterdir()) == [] and nothing_claimed(intake)
 
 
@@ -270,7 +282,7 @@ async def test_two_items_sharing_an_attachment_are_both_taken(intake: Intake) ->
     assert await intake.scan() == 2
     for n in (1, 2):
         rev = intake.store.revision(f"share-{n}")
-        assert rev is not None and Path(rev.attachments[0]["path"]).read_bytes() == b"%PDF shared"
+        assert rev is not None and content(rev.attachments[0]["path"]) == b"%PDF shared"
     assert list(intake.inbox.iterdir()) == [] and list(intake.rejected.iterdir()) == []
 
 
@@ -314,7 +326,7 @@ async def test_a_symlinked_item_file_is_rejected_unread(intake: Intake, secret: 
     await intake.scan()
     assert (intake.rejected / "link.md").is_symlink()
     assert "symbolic link" in note_of(intake, "link.md") and "符号链接" in note_of(intake, "link.md")
-    assert "SECRET-MARKER" not in stored_text(intake) and secret.exists()
+    assert "SECRET-MARKER" not in stored_text(intake) and exists(secret)
     assert nothing_claimed(intake)
 
 
@@ -424,10 +436,8 @@ async def test_a_lone_surrogate_gets_a_full_note_and_an_audit_row(intake: Intake
 async def test_a_non_utf8_file_name_is_taken_and_shown_readably(intake: Intake) -> None:
     """A GBK-named file (from a Windows share): stored under its readable name, archived under its own bytes."""
     raw = "关于通知.md".encode("gbk")
-    path = os.path.join(os.fsencode(intake.inbox), raw)
-    with open(path, "wb") as fh:
-        fh.write(item_text("gbk-name-1").encode())
+    write(intake.inbox / os.fsdecode(raw), item_text("gbk-name-1").encode())
     await intake.scan()
     rev = intake.store.revision("gbk-name-1")
     assert rev is not None and rev.file_name == "关于通知.md"
-    assert os.path.exists(os.path.join(os.fsencode(intake.archive), raw))
+    assert exists(os.path.join(os.fsencode(intake.archive), raw))
