@@ -179,8 +179,25 @@ def parse_item_file(name: str, data: bytes, *, categories: dict[str, str], chann
                       attachment_names=tuple(parsed.attachments))
 
 
+_MAX_DEPTH = 64  # brackets within brackets: an item file needs two; PyYAML spends seconds failing on a thousand
+
+
+def _too_deep(source: str) -> bool:
+    depth = 0
+    for ch in source:
+        if ch in "[{":
+            depth += 1
+            if depth > _MAX_DEPTH:
+                return True
+        elif ch in "]}":
+            depth = max(0, depth - 1)
+    return False
+
+
 def _load_front_matter(source: str) -> Any:
     try:
+        if _too_deep(source):
+            raise RecursionError
         return yaml.load(source, Loader=_FrontMatterLoader)
     except _AliasRefused as exc:
         raise ItemFileError(
@@ -188,13 +205,13 @@ def _load_front_matter(source: str) -> Any:
             f"Line {exc.line + 2} of the front matter uses a YAML alias (*{shown(exc.anchor, 40)}). Item files may not "
             "use aliases: write the value out.") from None
     except yaml.reader.ReaderError as exc:  # a character YAML refuses to read (a control character)
-        line = source.count("\n", 0, max(0, exc.position)) + 2
+        row = source.count("\n", 0, max(0, exc.position)) + 2
         char = chr(exc.character) if isinstance(exc.character, int) else str(exc.character)
         raise ItemFileError(
-            f"元数据第 {line} 行有看不见的控制字符 {code_point(char)}，网站和订阅源无法显示。请删除它后重新放入。",
-            f"Line {line} of the front matter holds the control character {code_point(char)}, which web pages "
+            f"元数据第 {row} 行有看不见的控制字符 {code_point(char)}，网站和订阅源无法显示。请删除它后重新放入。",
+            f"Line {row} of the front matter holds the control character {code_point(char)}, which web pages "
             "and feeds cannot carry. Remove it and drop the file again.") from None
-    except RecursionError:
+    except RecursionError:  # (raised above, or by PyYAML itself on indentation nested as deep)
         raise ItemFileError("元数据的括号嵌套太深。每个字段写成“字段: 值”，列表写成 [a, b]。",
                             "The front matter nests brackets too deep. Write 'key: value' lines and lists as [a, b].") from None
     except yaml.YAMLError as exc:
