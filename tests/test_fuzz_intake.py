@@ -341,10 +341,10 @@ def rewrite_in_place(path: Path, versions: list[bytes], pause: float) -> None:
 
 @pytest.fixture(scope="module")
 def daemon_batch(broken_corpus: list[bytes]) -> list[Case]:
-    """A fixed batch of 40 generated files (hypothesis's cases, drawn once, deterministically)."""
+    """A fixed batch of about 70 generated files (hypothesis's cases, drawn once, deterministically)."""
     drawn: list[list[Case]] = []
 
-    @settings(max_examples=12, deadline=None, database=None, derandomize=True,
+    @settings(max_examples=8, deadline=None, database=None, derandomize=True,
               suppress_health_check=list(HealthCheck))
     @given(batch=cases(broken_corpus))
     def draw(batch: list[Case]) -> None:

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -324,11 +325,12 @@ async def test_an_attachment_replaced_during_the_scan_is_not_removed(intake: Int
     drop(intake.inbox, "r.md", {"id": "r-1", "title": "替换", "category": "updates", "attachments": ["a.pdf"]})
     original = intake._let_go
 
-    def replace_then_let_go(batch: object) -> None:
-        tmp = intake.inbox / ".a.pdf.tmp"
-        tmp.write_bytes(b"%PDF v2")
-        tmp.rename(intake.inbox / "a.pdf")
-        original(batch)  # type: ignore[arg-type]
+    def replace_then_let_go(batch: Any) -> None:
+        if batch.done:  # the item is stored: an editor drops a corrected attachment before the originals go
+            tmp = intake.inbox / ".a.pdf.tmp"
+            tmp.write_bytes(b"%PDF v2")
+            tmp.rename(intake.inbox / "a.pdf")
+        original(batch)
 
     intake._let_go = replace_then_let_go  # type: ignore[method-assign]
     await intake.scan()

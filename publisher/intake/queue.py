@@ -86,22 +86,42 @@ class Intake:
         self._waiting: dict[str, str] = {}  # item file -> the attachment it waits for while that is written
 
     async def scan(self) -> int:
-        """Take every complete file in the inbox (and any left claimed by a crash); returns files handled."""
+        """Take every complete file in the inbox (and any left claimed by a crash); returns files handled.
+
+        A file the watcher knows nothing of, changed within `queue.settle`, is looked at again after that
+        wait, which holds up no other scan (the lock is let go meanwhile)."""
         async with self._lock:
             batch = _Scan()
             try:
-                return await self._scan(batch)
+                handled, fresh = await self._scan(batch)
             finally:
                 self._let_go(batch)
+        if not fresh:
+            return handled
+        await asyncio.sleep(self.config.queue.settle.total_seconds())
+        async with self._lock:
+            batch = _Scan()
+            try:
+                for path, seen in fresh.items():
+                    if sig(path) != seen or self.writes.state(path.name) == "writing":
+                        continue  # still being written: the next event or rescan takes it
+                    handled += self._claim(path, batch)
+                    if handled % 25 == 0:
+                        await asyncio.sleep(0)
+            finally:
+                self._let_go(batch)
+        return handled
 
-    async def _scan(self, batch: _Scan) -> int:
+    async def _scan(self, batch: _Scan) -> tuple[int, dict[Path, tuple[int, int]]]:
+        """Claim what is complete now; return the count and the files to look at again after the settle."""
         handled = 0
         for leftover in sorted(self.claimed.iterdir()):
             if not leftover.is_dir() or leftover.is_symlink():
                 self._safely(leftover, leftover.name, batch)
                 handled += 1
         now_: list[Path] = []
-        unknown: dict[Path, tuple[int, int]] = {}
+        fresh: dict[Path, tuple[int, int]] = {}
+        settle = self.config.queue.settle.total_seconds()
         for path in sorted(self.inbox.iterdir()):
             if not is_candidate(path):
                 continue
@@ -118,23 +138,15 @@ class Intake:
             elif (state := self.writes.state(path.name)) == "closed":
                 now_.append(path)
             elif state is None:
-                unknown[path] = (st.st_size, st.st_mtime_ns)
+                if time.time() - st.st_mtime_ns / 1e9 >= settle:
+                    now_.append(path)  # quiet for `settle` already (written a while ago)
+                else:
+                    fresh[path] = (st.st_size, st.st_mtime_ns)
         for path in now_:
             handled += self._claim(path, batch)
             if handled % 25 == 0:  # a big drop: let the dispatcher start while the rest are read
                 await asyncio.sleep(0)
-        if unknown:
-            settle = self.config.queue.settle.total_seconds()
-            # A file quiet for `settle` already (written a while ago) needs no second look.
-            if any(time.time() - seen[1] / 1e9 < settle for seen in unknown.values()):
-                await asyncio.sleep(settle)
-            for path, seen in unknown.items():
-                if sig(path) != seen or self.writes.state(path.name) == "writing":
-                    continue  # still being written: the next event or rescan takes it
-                handled += self._claim(path, batch)
-                if handled % 25 == 0:
-                    await asyncio.sleep(0)
-        return handled
+        return handled, fresh
 
     def _waits(self, name: str) -> bool:
         attachment = self._waiting.get(name)

@@ -2,8 +2,10 @@
 
 On Linux, inotify reports `IN_CLOSE_WRITE` when a writer closes a file and `IN_MOVED_TO` when a file
 is renamed in: only then is the file whole. A file written in place is `writing` from its first
-`IN_MODIFY` until its close, and the scan leaves it alone however long the writer pauses; a file
-renamed in is `closed` at once (the fast path). Files the watcher has heard nothing of (there before
+`IN_CREATE` or `IN_MODIFY` until its close, and the scan leaves it alone however long the writer
+pauses; a file renamed in is `closed` at once (the fast path). A file `writing` with no event for
+`WRITING_EXPIRES` (made by a hard link, which no close follows) falls back to the size-stable wait.
+Files the watcher has heard nothing of (there before
 it started, or on a network mount where the kernel sees no remote write) fall back to the scan's
 size-stable wait (`queue.settle`).
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Literal
@@ -20,6 +23,7 @@ import structlog
 
 log = structlog.get_logger()
 
+WRITING_EXPIRES = 120.0  # seconds
 QUIET = 0.01  # seconds without an event before the gathered ones are scanned (a multi-file copy lands in one scan)
 LONGEST = 0.1  # ... but never longer than this after the first
 
@@ -29,26 +33,27 @@ class Writes:
 
     def __init__(self) -> None:
         self.active = False  # True while inotify watches the inbox
-        self._writing: set[str] = set()
+        self._writing: dict[str, float] = {}  # name -> monotonic time of its last event
         self._closed: set[str] = set()
 
     def state(self, name: str) -> Literal["writing", "closed"] | None:
         if not self.active:
             return None
-        if name in self._writing:
-            return "writing"
+        last = self._writing.get(name)
+        if last is not None:
+            return "writing" if time.monotonic() - last < WRITING_EXPIRES else None
         return "closed" if name in self._closed else None
 
     def modified(self, name: str) -> None:
         self._closed.discard(name)
-        self._writing.add(name)
+        self._writing[name] = time.monotonic()
 
     def closed(self, name: str) -> None:
-        self._writing.discard(name)
+        self._writing.pop(name, None)
         self._closed.add(name)
 
     def gone(self, name: str) -> None:
-        self._writing.discard(name)
+        self._writing.pop(name, None)
         self._closed.discard(name)
 
     def forget_all(self) -> None:
@@ -61,7 +66,7 @@ async def watch_inbox(inbox: Path, writes: Writes, scan: Callable[[], Awaitable[
     """Follow the inbox's inotify events into `writes`, and scan once a file is complete."""
     from asyncinotify import Inotify, Mask
 
-    mask = (Mask.MODIFY | Mask.CLOSE_WRITE | Mask.MOVED_TO | Mask.MOVED_FROM | Mask.DELETE | Mask.ONLYDIR
+    mask = (Mask.CREATE | Mask.MODIFY | Mask.CLOSE_WRITE | Mask.MOVED_TO | Mask.MOVED_FROM | Mask.DELETE | Mask.ONLYDIR
             | Mask.DONT_FOLLOW)
     try:
         inotify = Inotify()
@@ -89,11 +94,11 @@ async def watch_inbox(inbox: Path, writes: Writes, scan: Callable[[], Awaitable[
                 if reader.done():
                     reader.result()  # the inotify handle failed: say why (the daemon reports the watcher stopped)
                 break
-            due = _note(writes, *first.result())
+            due = _note(writes, inbox, *first.result())
             deadline = loop.time() + LONGEST
             while (left := deadline - loop.time()) > 0:
                 try:
-                    due |= _note(writes, *await asyncio.wait_for(events.get(), min(QUIET, left)))
+                    due |= _note(writes, inbox, *await asyncio.wait_for(events.get(), min(QUIET, left)))
                 except TimeoutError:
                     break
             if due:
@@ -111,7 +116,7 @@ async def watch_inbox(inbox: Path, writes: Writes, scan: Callable[[], Awaitable[
         inotify.close()
 
 
-def _note(writes: Writes, mask: object, name: str | None) -> bool:
+def _note(writes: Writes, inbox: Path, mask: object, name: str | None) -> bool:
     """Record one event; True when a scan may find something to take."""
     from asyncinotify import Mask
 
@@ -121,7 +126,12 @@ def _note(writes: Writes, mask: object, name: str | None) -> bool:
         return True
     if name is None:
         return False
-    if Mask.MODIFY in mask:
+    if Mask.ISDIR in mask:
+        return False
+    if Mask.CREATE in mask and (inbox / name).is_symlink():
+        writes.closed(name)  # a symlink is never written (and is refused unread)
+        return True
+    if Mask.CREATE in mask or Mask.MODIFY in mask:
         writes.modified(name)
         return False
     if Mask.CLOSE_WRITE in mask or Mask.MOVED_TO in mask:
