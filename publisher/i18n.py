@@ -99,6 +99,20 @@ _STRINGS: dict[str, tuple[str, str]] = {  # key: (zh-CN, en)
     "alert_recovered_subject": ("[发布延迟] {n} 条告警已恢复", "[publishing lag] {n} alert(s) recovered"),
     "alert_recovered": ("已恢复：{text}", "Recovered: {text}"),
     "alert_more": ("……另有 {n} 条，见仪表盘。", "… and {n} more: see the dashboard."),
+    # the lag report's review section: the review queue and the screen's findings on it
+    "review_line": ("审核：待审 {waiting} 条（保密审查拦下 {blocked} 条）；审查发现须处理 {blocking} 处、提示 {advisory} 处",
+                    "Review: {waiting} waiting, {blocked} held by the screen; "
+                    "findings: {blocking} blocking, {advisory} advisory"),
+    "review_kinds": ("审查发现：{kinds}", "Findings: {kinds}"),
+    "finding_classified_marking": ("密级标志", "classified marking"),
+    "finding_internal_marking": ("内部资料标志", "internal marking"),
+    "finding_resident_id": ("身份证号码", "ID number"),
+    "finding_mobile_number": ("手机号码", "mobile number"),
+    "finding_term": ("敏感词", "sensitive term"),
+    "finding_wording": ("用词错误", "wrong form"),
+    "finding_forbidden": ("禁用说法", "forbidden expression"),
+    "finding_link": ("链接问题", "link problem"),
+    "finding_unknown": ("其他", "other"),
 }
 
 

@@ -29,6 +29,7 @@ from publisher.intake.queue import Intake
 from publisher.intake.watch import watch_inbox
 from publisher.lag.alerts import Alerter
 from publisher.review.chain import Review
+from publisher.review.links import LinkChecker
 from publisher.store.changes import ChangeFeed
 from publisher.store.db import Store
 
@@ -42,6 +43,7 @@ STOPPED = {
     "store-changes": "the daemon no longer hears other processes' approvals at once (they wait for the next poll)",
     "alerts": "the alerter has stopped: no alert goes out",
     "report": "the lag report's refresh has stopped: each page and scrape builds its own",
+    "links": "the screen's link check has stopped: links in revisions under review are not checked",
 }
 REPORT_REFRESH = 2.0  # seconds between rebuilds of the default lag report the web doors serve
 REPORT_MAX_AGE = 5.0  # the oldest copy of it a door may serve; older, it is built on the spot
@@ -87,6 +89,10 @@ class Daemon:
         self._web_task: asyncio.Task[None] | None = None
         self._alert_http = httpx.AsyncClient(timeout=httpx.Timeout(10.0),
                                              headers={"User-Agent": f"publisher/{__version__}"})
+        # the screen's link check: its own client, so a slow site never waits behind an alert or a channel
+        self._link_http = httpx.AsyncClient(timeout=httpx.Timeout(config.screen.links.timeout.total_seconds()),
+                                            headers={"User-Agent": f"publisher/{__version__} (link check)"})
+        self.links = LinkChecker(store=self.store, config=config.screen.links, clock=self.clock, http=self._link_http)
 
     def start_sandbox(self) -> None:
         if self.config.sandbox.enabled and self._sandbox is None:
@@ -157,6 +163,8 @@ class Daemon:
                                         build=lambda now: reports.report(now, limit=None)).run(stop), name="alerts"),
             asyncio.create_task(reports.keep_fresh(stop), name="report"),
         ]
+        if self.config.screen.links.check:
+            tasks.append(asyncio.create_task(self.links.run(stop), name="links"))
         lasting = list(tasks)  # the parts that run as long as the daemon (not the one-off analyze below)
         self.web.checks.append(lambda: self.stopped_parts(lasting, stop))
         tasks.append(asyncio.create_task(self._analyze(), name="analyze"))  # in the background: slow on a deep store
@@ -234,6 +242,7 @@ class Daemon:
     async def aclose(self) -> None:
         await self.web.reports.aclose()
         await self._alert_http.aclose()
+        await self._link_http.aclose()
         if self._web is not None and self._web_task is not None:
             self._web.should_exit = True
             await asyncio.gather(self._web_task, return_exceptions=True)

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from channels.base import ChannelOptions
 from channels.registry import REGISTRY, adapter_class
 from publisher.config.file import DEFAULT_LISTEN, ConfigError, read_config_file, substitute_env
+from publisher.config.screen import ScreenConfig
 from publisher.units import Duration, RateLimit, parse_duration
 
 __all__ = ["Config", "ConfigError", "load_config", "parse_config"]
@@ -135,10 +136,6 @@ class LagConfig(_Model):
     deadline_working_days: int = Field(default=20, ge=1)  # public within this many working days of the date
     deadline_warn_working_days: int = Field(default=5, ge=0)  # "at risk" when this few are left
     alert_every: Duration = parse_duration("1m")  # how often the daemon checks for new alerts
-
-
-class ScreenConfig(_Model):
-    terms: list[str] = Field(default_factory=list)
 
 
 class Config(_Model):
