@@ -235,6 +235,32 @@ async def test_on_postgresql_nul_bytes_and_far_dates_end_rejected_with_notes(tmp
         intake.store.close()
 
 
+@pytest.mark.postgres
+async def test_a_store_refusing_one_file_rejects_it_alone_with_a_note(tmp_path: Path, pg_url: str) -> None:
+    """A write the database refuses for one file (here a trigger): that file is rejected with a note, not
+    archived as well, and the file beside it is stored; nothing waits in .claimed."""
+    intake = make_intake(tmp_path, pg_url)
+    try:
+        with intake.store.tx() as conn:
+            conn.execute(sa.text("CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN "
+                                 "RAISE EXCEPTION 'refused by the database'; END $$ LANGUAGE plpgsql"))
+            conn.execute(sa.text("CREATE TRIGGER refuse BEFORE INSERT ON revisions FOR EACH ROW "
+                                 "WHEN (NEW.title = '拒收') EXECUTE FUNCTION refuse()"))
+        (intake.inbox / "a.pdf").write_bytes(b"%PDF")
+        (intake.inbox / "bad.md").write_text(item_text("bad-1", "attachments: [a.pdf]\n").replace(
+            "关于做好汛期安全生产工作的通知", "拒收"), encoding="utf-8")
+        (intake.inbox / "good.md").write_text(item_text("good-1"), encoding="utf-8")
+        with structlog.testing.capture_logs():
+            assert await intake.scan() == 2
+        assert nothing_claimed(intake)
+        assert "refused by the database" in note_of(intake, "bad.md")
+        assert sorted(p.name for p in intake.archive.iterdir()) == ["good.md"]
+        assert intake.store.revision("good-1") is not None and intake.store.revision("bad-1") is None
+        assert (intake.inbox / "a.pdf").read_bytes() == b"%PDF"  # its item was refused: the attachment stays
+    finally:
+        intake.store.close()
+
+
 async def test_a_store_out_of_reach_leaves_the_file_claimed_until_it_is_back(intake: Intake) -> None:
     """A store that cannot be reached is a passing trouble: the file waits in .claimed (not rejected), then is taken."""
     (intake.inbox / "wait.md").write_text(item_text("wait-1"), encoding="utf-8")

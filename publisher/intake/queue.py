@@ -20,6 +20,7 @@ import asyncio
 import filecmp
 import hashlib
 import os
+import shutil
 import stat
 import time
 from collections.abc import Callable
@@ -174,6 +175,7 @@ class Intake:
         except Exception as exc:
             log.exception("intake.file_failed", file=display_name(name))
             try:
+                self._unarchive(claimed, name, batch)
                 self._reject(claimed, name, ItemFileError(
                     f"系统无法保存这个文件（{type(exc).__name__}）。请检查格式，或把本说明转给系统管理员。",
                     f"The file could not be stored ({type(exc).__name__}: {shown(str(exc), 300)}). Check its "
@@ -240,6 +242,15 @@ class Intake:
         log.info("intake.accepted", file=display_name(name), item_id=item.item_id, state=state.value)
         if state == RevisionState.APPROVED:
             self.on_approved()
+
+    def _unarchive(self, claimed: Path, name: str, batch: _Scan) -> None:
+        """Take back the archive's link a failed try made, so a file refused after all is not also archived."""
+        linked = batch.filed.pop(name, None)
+        if linked is None or linked.parent != self.archive or not os.path.lexists(claimed):
+            return
+        if os.path.lexists(linked) and os.path.samefile(claimed, linked):
+            shutil.rmtree(linked.parent / f"{linked.name}.files", ignore_errors=True)  # links of inbox originals
+            linked.unlink()
 
     def _duplicate(self, claimed: Path, name: str, item: ParsedItem | None, known: tuple[str, int],
                    batch: _Scan) -> None:
