@@ -24,7 +24,7 @@ import structlog
 log = structlog.get_logger()
 
 WRITING_EXPIRES = 120.0  # seconds
-QUIET = 0.01  # seconds without an event before the gathered ones are scanned (a multi-file copy lands in one scan)
+QUIET = 0.003  # seconds without an event before the gathered ones are scanned (a multi-file copy lands in one scan)
 LONGEST = 0.1  # ... but never longer than this after the first
 
 
