@@ -89,19 +89,20 @@ class Intake:
     async def scan(self) -> int:
         """Take every complete file in the inbox (and any left claimed by a crash); returns files handled.
 
-        A file the watcher knows nothing of, changed within `queue.settle`, is looked at again after that
-        wait, which holds up no other scan (the lock is let go meanwhile)."""
+        Without the watcher, a file changed within `queue.settle` is looked at again after that wait, which
+        holds up no other scan (the lock is let go meanwhile). With it, such a file has events on their way
+        (it changed while the kernel watched): the scan they bring takes it, and nothing waits here."""
         async with self._lock:
             batch = _Scan()
             try:
                 handled, fresh = await self._scan(batch)
             finally:
                 self._let_go(batch)
-        if not fresh:
+        if not fresh or self.writes.active:  # watched: their own events (or the rescan) bring them back
             return handled
         await asyncio.sleep(self.config.queue.settle.total_seconds())
         async with self._lock:
-            batch = _Scan()
+            batch = _Scan(filed=batch.filed)  # an item listed as an attachment may have been read a moment ago
             try:
                 for path, seen in fresh.items():
                     if sig(path) != seen or self.writes.state(path.name) == "writing":
