@@ -9,15 +9,18 @@ also ends the row's lease. Claims use `FOR UPDATE SKIP LOCKED`, which SQLite's c
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
+from publisher.errors import PublisherError
 from publisher.model import (
     ACTIVE,
+    REPLACEABLE,
     TO_SEND,
     Delivery,
     DeliveryState,
@@ -27,9 +30,14 @@ from publisher.model import (
 )
 from publisher.store.changes import announce
 from publisher.store.engine import StoreBase
-from publisher.store.schema import deliveries, placements, revisions
+from publisher.store.schema import CLAIMABLE_SQL, deliveries, placements, revisions
 
 S = DeliveryState
+_CLAIMABLE = sa.text(CLAIMABLE_SQL)
+
+
+class BatchMoved(PublisherError):
+    """A row of a batched transition had moved on: the batch is rolled back and written row by row."""
 
 
 class DeliveryStore(StoreBase):
@@ -37,10 +45,11 @@ class DeliveryStore(StoreBase):
 
     @staticmethod
     def supersede_active(conn: Connection, item_id: str, channels: Iterable[str], now: datetime) -> int:
-        """A newer revision (or a retraction) replaces the item's rows not yet sent on these channels."""
+        """A newer revision (or a retraction) replaces the item's rows on these channels not yet sent, or
+        sent and not yet seen. A row in flight (`sending`) finishes; its outcome then yields to the newer row."""
         res = conn.execute(deliveries.update().where(deliveries.c.item_id == item_id)
                            .where(deliveries.c.channel.in_(list(channels)))
-                           .where(deliveries.c.state.in_(sorted(ACTIVE & sources(S.SUPERSEDED))))
+                           .where(deliveries.c.state.in_(sorted(REPLACEABLE & sources(S.SUPERSEDED))))
                            .values(state=S.SUPERSEDED, updated_at=now))
         return res.rowcount or 0
 
@@ -52,6 +61,12 @@ class DeliveryStore(StoreBase):
             announce(conn)
 
     @staticmethod
+    def in_flight_channels(conn: Connection, item_id: str) -> list[str]:
+        """The channels where a send of the item is in flight (`sending`): a retraction must follow it there."""
+        return list(conn.execute(sa.select(deliveries.c.channel).distinct().where(deliveries.c.item_id == item_id)
+                                 .where(deliveries.c.state == S.SENDING).where(~deliveries.c.retract)).scalars())
+
+    @staticmethod
     def placement(conn: Connection, item_id: str, channel: str) -> Placement | None:
         row = conn.execute(sa.select(placements).where(placements.c.item_id == item_id)
                            .where(placements.c.channel == channel)).mappings().first()
@@ -61,6 +76,12 @@ class DeliveryStore(StoreBase):
     def placements_of(conn: Connection, item_id: str) -> list[Placement]:
         rows = conn.execute(sa.select(placements).where(placements.c.item_id == item_id)
                             .order_by(placements.c.channel)).mappings()
+        return [Placement.from_row(r) for r in rows]
+
+    @staticmethod
+    def placements_for(conn: Connection, item_ids: Iterable[str], channels: Iterable[str]) -> list[Placement]:
+        rows = conn.execute(sa.select(placements).where(placements.c.item_id.in_(sorted(set(item_ids))))
+                            .where(placements.c.channel.in_(sorted(set(channels))))).mappings()
         return [Placement.from_row(r) for r in rows]
 
     @staticmethod
@@ -78,34 +99,19 @@ class DeliveryStore(StoreBase):
     def claim(self, channel: str, owner: str, now: datetime, limit: int, lease: timedelta,
               *, send: bool = True) -> list[Delivery]:
         """Take up to `limit` due rows of one channel: pending/retrying to send (unless `send` is
-        false, e.g. when the rate limit is spent), and sent rows to verify."""
-        other = deliveries.alias("other")
-        in_flight = sa.exists().where(other.c.item_id == deliveries.c.item_id).where(
-            other.c.channel == channel).where(other.c.state == S.SENDING)
-        due = (sa.select(deliveries.c.id).where(deliveries.c.channel == channel)
-               .where(deliveries.c.state.in_(sorted(TO_SEND | {S.SENT}) if send else [S.SENT]))
-               .where(deliveries.c.next_attempt_at <= now)
-               .where(sa.or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < now))
-               .where(~in_flight)
-               .order_by(deliveries.c.next_attempt_at, deliveries.c.id).limit(limit)
-               .with_for_update(skip_locked=True))
-        to_send = deliveries.c.state.in_(sorted(TO_SEND))
+        false, e.g. when the rate limit is spent), and sent rows to verify. One statement: the rows are
+        read in claim order from ix_deliveries_claim and leased, and a row to send becomes `sending`, so
+        that after a crash it is reconciled through `find`, never blindly resent."""
         with self.engine.begin() as conn:
-            ids = [r[0] for r in conn.execute(due)]
-            if not ids:
-                return []
-            # the lease, and for a row to send `sending`, in one statement of the same transaction:
-            # after a crash such a row is reconciled through `find`, never blindly resent
-            rows = conn.execute(deliveries.update().where(deliveries.c.id.in_(ids)).values(
-                lease_owner=owner, lease_until=now + lease, updated_at=now,
-                state=sa.case((to_send, S.SENDING.value), else_=deliveries.c.state),
-                attempts=sa.case((to_send, deliveries.c.attempts + 1), else_=deliveries.c.attempts),
-            ).returning(*deliveries.c)).mappings().all()
+            rows = conn.execute(_CLAIM[send], {"c_channel": channel, "c_now": now, "c_limit": limit,
+                                               "c_owner": owner, "c_until": now + lease}).mappings().all()
         return sorted(map(Delivery.from_row, rows), key=lambda d: (d.next_attempt_at, d.id))
 
-    def stale_sending(self, now: datetime, owner: str | None = None) -> list[Delivery]:
+    def stale_sending(self, now: datetime, owner: str | None = None, channel: str | None = None) -> list[Delivery]:
         """Rows left `sending` by a process that died (lease expired), or by this node's previous life."""
         q = sa.select(deliveries).where(deliveries.c.state == S.SENDING)
+        if channel is not None:
+            q = q.where(deliveries.c.channel == channel)
         cond = sa.or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < now)
         if owner is not None:
             cond = sa.or_(cond, deliveries.c.lease_owner == owner)
@@ -123,11 +129,12 @@ class DeliveryStore(StoreBase):
             return list(newest)[::-1]
 
     def next_due(self, channel: str, *, send: bool = True) -> datetime | None:
-        states = sorted(TO_SEND | {S.SENT}) if send else [S.SENT]
+        q = (sa.select(sa.func.min(deliveries.c.next_attempt_at)).where(deliveries.c.channel == channel)
+             .where(_CLAIMABLE))  # the first entry of the channel's ix_deliveries_claim range
+        if not send:
+            q = q.where(deliveries.c.state == S.SENT)
         with self.read() as conn:
-            return conn.execute(sa.select(sa.func.min(deliveries.c.next_attempt_at))
-                                .where(deliveries.c.channel == channel)
-                                .where(deliveries.c.state.in_(states))).scalar()
+            return conn.execute(q).scalar()
 
     def delivery(self, delivery_id: int) -> Delivery | None:
         with self.read() as conn:
@@ -146,10 +153,39 @@ class DeliveryStore(StoreBase):
 
     @staticmethod
     def mark_sent(conn: Connection, delivery_id: int, now: datetime, *, remote_id: str, url: str | None,
-                  verify_at: datetime) -> None:
-        """The channel took it: read it back from `verify_at` on."""
-        _move(conn, delivery_id, S.SENT, now, "mark sent", frm={S.SENDING}, sent_at=now, remote_id=remote_id,
-              url=url, last_error=None, next_attempt_at=verify_at)
+                  verify_at: datetime) -> DeliveryState:
+        """The channel took it: read it back from `verify_at` on (superseded instead, sent_at kept, when a
+        newer row of the item took over meanwhile: that row acts on what this one placed)."""
+        return _move(conn, delivery_id, S.SENT, now, "mark sent", frm={S.SENDING}, yield_to_newer=True, sent_at=now,
+                     remote_id=remote_id, url=url, last_error=None, next_attempt_at=verify_at)
+
+    @staticmethod
+    def mark_sent_many(conn: Connection, sends: Sequence[dict[str, Any]], now: datetime) -> None:
+        """`mark_sent` and `set_placement` for several rows in one statement each (the dispatcher's group
+        commit). Each entry: id, item_id, channel, remote_id, url, extra, revision, verify_at. Raises
+        BatchMoved when any of them had moved on, or a newer row of its item had come meanwhile: the caller
+        rolls back and writes them one by one."""
+        if not sends:
+            return
+        moved = conn.execute(
+            deliveries.update().where(deliveries.c.id == sa.bindparam("b_id"))
+            .where(deliveries.c.state == S.SENDING)  # mark_sent's one source state (an IN cannot be executemany'd)
+            .where(~_newer_row())  # a row a newer one replaced meanwhile is superseded, one by one (mark_sent)
+            .values(state=S.SENT, updated_at=now, lease_owner=None, lease_until=None, sent_at=now,
+                    remote_id=sa.bindparam("b_remote_id"), url=sa.bindparam("b_url"), last_error=None,
+                    next_attempt_at=sa.bindparam("b_verify_at")),
+            [{"b_id": e["id"], "b_remote_id": e["remote_id"], "b_url": e["url"], "b_verify_at": e["verify_at"]}
+             for e in sends])
+        if moved.rowcount != len(sends):
+            raise BatchMoved(f"{len(sends) - moved.rowcount} of {len(sends)} rows had moved on")
+        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+        upsert = insert(placements)
+        upsert = upsert.on_conflict_do_update(
+            index_elements=[placements.c.item_id, placements.c.channel],
+            set_={c: upsert.excluded[c] for c in ("remote_id", "url", "extra", "revision", "retracted", "updated_at")})
+        conn.execute(upsert, [{"item_id": e["item_id"], "channel": e["channel"], "remote_id": e["remote_id"],
+                               "url": e["url"], "extra": e["extra"], "revision": e["revision"], "retracted": False,
+                               "updated_at": now} for e in sends])
 
     @staticmethod
     def retraction_done(conn: Connection, delivery_id: int, now: datetime, *, remote_id: str | None,
@@ -177,15 +213,18 @@ class DeliveryStore(StoreBase):
               verify_attempts=0, last_error=error)
 
     @staticmethod
-    def schedule_retry(conn: Connection, delivery_id: int, now: datetime, *, at: datetime, error: str) -> None:
-        """A transient failure: the worker takes the row again at `at`."""
-        _move(conn, delivery_id, S.RETRYING, now, "schedule a retry", frm={S.SENDING}, next_attempt_at=at,
-              last_error=error)
+    def schedule_retry(conn: Connection, delivery_id: int, now: datetime, *, at: datetime,
+                       error: str) -> DeliveryState:
+        """A transient failure: the worker takes the row again at `at` (unless a newer row took over)."""
+        return _move(conn, delivery_id, S.RETRYING, now, "schedule a retry", frm={S.SENDING}, yield_to_newer=True,
+                     next_attempt_at=at, last_error=error)
 
     @staticmethod
-    def fail(conn: Connection, delivery_id: int, now: datetime, *, error: str) -> None:
-        """A permanent failure, a spent retry budget, or an adapter defect: a person looks at it."""
-        _move(conn, delivery_id, S.FAILED, now, "fail", frm={S.SENDING, S.SENT}, last_error=error)
+    def fail(conn: Connection, delivery_id: int, now: datetime, *, error: str) -> DeliveryState:
+        """A permanent failure, a spent retry budget, or an adapter defect: a person looks at it (unless a
+        newer row of the item took over, which carries on)."""
+        return _move(conn, delivery_id, S.FAILED, now, "fail", frm={S.SENDING, S.SENT}, yield_to_newer=True,
+                     last_error=error)
 
     @staticmethod
     def to_manual(conn: Connection, delivery_id: int, now: datetime, *, task: str) -> None:
@@ -193,10 +232,11 @@ class DeliveryStore(StoreBase):
         _move(conn, delivery_id, S.MANUAL, now, "hand over as a manual task", frm={S.SENDING}, last_error=task)
 
     @staticmethod
-    def back_to_pending(conn: Connection, delivery_id: int, now: datetime) -> None:
-        """Reconciliation found nothing on the channel: send again, now (attempts > 1 keeps `find` first)."""
-        _move(conn, delivery_id, S.PENDING, now, "send again after reconciling", frm={S.SENDING},
-              next_attempt_at=now)
+    def back_to_pending(conn: Connection, delivery_id: int, now: datetime) -> DeliveryState:
+        """Reconciliation found nothing on the channel: send again, now (attempts > 1 keeps `find` first),
+        unless a newer row of the item took over meanwhile."""
+        return _move(conn, delivery_id, S.PENDING, now, "send again after reconciling", frm={S.SENDING},
+                     yield_to_newer=True, next_attempt_at=now)
 
     @staticmethod
     def release_waiting(conn: Connection, item_id: str, channels: Sequence[str], now: datetime) -> list[str]:
@@ -219,34 +259,93 @@ class DeliveryStore(StoreBase):
 
     @staticmethod
     def requeue(conn: Connection, item_id: str, channel: str | None, now: datetime,
-                resend_sent: Sequence[str] = ()) -> list[Delivery]:
+                resend_sent: Sequence[str] = (), links: Mapping[str, str] | None = None) -> list[Delivery]:
         """A person's retry: the item's failed or retrying rows go back to pending, due now; so do its rows
         that were sent but never showed up, on the channels in `resend_sent` (where sending again is an
-        update). Returns the rows as they were."""
+        update). A row a newer one replaced (an edit, a retraction) stays as it is. A row whose channel
+        links to another (`links`: channel → its link_from) that has no public link yet, but is on its way
+        there, waits for it instead of failing again at once. Returns the rows as they were."""
         stuck = sa.or_(deliveries.c.state.in_([S.FAILED, S.RETRYING]),
                        sa.and_(deliveries.c.state == S.SENT, deliveries.c.channel.in_(list(resend_sent))))
-        q = sa.select(deliveries).where(deliveries.c.item_id == item_id).where(stuck)
+        q = sa.select(deliveries).where(deliveries.c.item_id == item_id).where(stuck).where(~_newer_row())
         if channel:
             q = q.where(deliveries.c.channel == channel)
         rows = [Delivery.from_row(r) for r in conn.execute(q).mappings()]
-        for d in rows:
+        links = links or {}
+        for d in sorted(rows, key=lambda d: d.channel in links):  # the linked-to channels first
+            upstream = links.get(d.channel)
+            waits = (upstream is not None and not d.retract and d.state != S.SENT
+                     and _link_on_its_way(conn, item_id, upstream))
             # attempts=1, not 0: the next attempt counts as a repeat, so a create asks `find` first
-            _move(conn, d.id, S.PENDING, now, "retry", frm={S.FAILED, S.RETRYING, S.SENT}, next_attempt_at=now,
-                  attempts=1, verify_attempts=0, last_error=None, retry_from=now)
+            _move(conn, d.id, S.WAITING if waits else S.PENDING, now, "retry", frm={S.FAILED, S.RETRYING, S.SENT},
+                  next_attempt_at=now, attempts=1, verify_attempts=0, last_error=None, retry_from=now)
         if rows:
             announce(conn)
         return rows
 
 
+def _newer_row() -> sa.Exists:
+    """A later row of the same item on the same channel exists (an edit's or a retraction's)."""
+    newer = deliveries.alias("newer")
+    return (sa.exists().where(newer.c.item_id == deliveries.c.item_id).where(newer.c.channel == deliveries.c.channel)
+            .where(newer.c.id > deliveries.c.id))
+
+
+def _link_on_its_way(conn: Connection, item_id: str, upstream: str) -> bool:
+    """The item has no public link on `upstream` yet, and a row there is still on its way to one."""
+    placed = conn.execute(sa.select(placements.c.url, placements.c.retracted).where(placements.c.item_id == item_id)
+                          .where(placements.c.channel == upstream)).first()
+    if placed is not None and placed.url and not placed.retracted:
+        return False
+    return conn.execute(sa.select(deliveries.c.id).where(deliveries.c.item_id == item_id)
+                        .where(deliveries.c.channel == upstream).where(~deliveries.c.retract)
+                        .where(deliveries.c.state.in_(sorted(ACTIVE | {S.SENDING}))).limit(1)).first() is not None
+
 def _move(conn: Connection, delivery_id: int, to: DeliveryState, now: datetime, transition: str, *,
-          frm: set[DeliveryState], **values: Any) -> None:
-    """One guarded UPDATE: the row moves to `to` only from a state in `frm` that TRANSITIONS allows."""
+          frm: set[DeliveryState], yield_to_newer: bool = False, **values: Any) -> DeliveryState:
+    """One guarded UPDATE: the row moves to `to` only from a state in `frm` that TRANSITIONS allows.
+    With `yield_to_newer`, a row that a newer row of its item and channel replaced while it was in flight
+    is superseded instead, in the same statement; returns the state the row took."""
     allowed = sorted(sources(to) & frm)
     assert allowed, f"{transition}: no state in {frm} may move to {to} (publisher.model.TRANSITIONS)"
+    state: Any = to
+    if yield_to_newer:
+        assert set(allowed) <= sources(S.SUPERSEDED), f"{transition}: {allowed} may not be superseded"
+        state = sa.case((_newer_row(), S.SUPERSEDED.value), else_=to.value)
     done = conn.execute(deliveries.update().where(deliveries.c.id == delivery_id)
                         .where(deliveries.c.state.in_(allowed))
-                        .values(state=to, updated_at=now, lease_owner=None, lease_until=None, **values))
-    if done.rowcount != 1:
+                        .values(state=state, updated_at=now, lease_owner=None, lease_until=None, **values)
+                        .returning(deliveries.c.state)).first()
+    if done is None:
         current = conn.execute(sa.select(deliveries.c.state).where(deliveries.c.id == delivery_id)).scalar()
         raise IllegalTransition(table="deliveries", row_id=delivery_id, current=current, transition=transition,
                                 to=to)
+    return DeliveryState(done[0])
+
+
+def _claim_statement(send: bool) -> sa.Update:
+    """The claim, built once (a worker claims hundreds of times a second; building it each time cost more
+    than running it). Its parameters: c_channel, c_now, c_limit, c_owner, c_until."""
+    other = deliveries.alias("other")
+    in_flight = sa.exists().where(other.c.item_id == deliveries.c.item_id).where(
+        other.c.channel == sa.bindparam("c_channel")).where(other.c.state == S.SENDING)
+    now = sa.bindparam("c_now", type_=deliveries.c.next_attempt_at.type)
+    due = (sa.select(deliveries.c.id).where(deliveries.c.channel == sa.bindparam("c_channel")).where(_CLAIMABLE)
+           .where(deliveries.c.next_attempt_at <= now)
+           .where(sa.or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < now))
+           .where(~in_flight)
+           .order_by(deliveries.c.next_attempt_at, deliveries.c.id).limit(sa.bindparam("c_limit", type_=sa.Integer))
+           .with_for_update(skip_locked=True)
+           .correlate(None))  # its own FROM, not the UPDATE's table
+    if not send:
+        due = due.where(deliveries.c.state == S.SENT)
+    to_send = deliveries.c.state.in_(sorted(TO_SEND))
+    return (deliveries.update().where(deliveries.c.id.in_(due.scalar_subquery())).values(
+        lease_owner=sa.bindparam("c_owner"), lease_until=sa.bindparam("c_until", type_=deliveries.c.lease_until.type),
+        updated_at=now,
+        state=sa.case((to_send, S.SENDING.value), else_=deliveries.c.state),
+        attempts=sa.case((to_send, deliveries.c.attempts + 1), else_=deliveries.c.attempts),
+    ).returning(*deliveries.c))
+
+
+_CLAIM = {send: _claim_statement(send) for send in (True, False)}
