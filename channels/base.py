@@ -48,6 +48,11 @@ class PermanentError(ChannelError):
     """Retrying cannot help (400/401/403/404/422, content refused). A person must look."""
 
 
+class Refused(PermanentError):
+    """Raised by `verify`: the channel took the item but will not show it, or no longer does (a platform's review
+    refused it, it was deleted or banned there). The delivery ends as failed, with this message for the admin."""
+
+
 class ManualTask(PermanentError):
     """The protocol cannot do this; a person must do it by hand (e.g. delete a Weibo post)."""
 
@@ -100,8 +105,9 @@ class Channel(ABC):
         """Is this item already on the channel? Used before any resend after a crash."""
 
     @abstractmethod
-    async def verify(self, receipt: Receipt) -> bool:
-        """Can readers see it now?"""
+    async def verify(self, receipt: Receipt) -> bool | Receipt:
+        """Can readers see it now? A Receipt says yes and where: a channel that learns the item's URL only once it
+        is live (WeChat's asynchronous publishing) hands it back this way. `Refused` says it never will be."""
 
     async def aclose(self) -> None:  # noqa: B027  # optional hook: most adapters open nothing of their own
         """Release anything the adapter opened itself (the shared HTTP client is not its own)."""

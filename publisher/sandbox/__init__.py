@@ -39,6 +39,7 @@ SERVICES: dict[str, str] = {
     "hub": "publisher.sandbox.hub:Hub",
     "weibo": "publisher.sandbox.weibo:Weibo",
     "mastodon": "publisher.sandbox.mastodon:Mastodon",
+    "wechat": "publisher.sandbox.wechat:Wechat",
 }
 
 
