@@ -29,7 +29,8 @@ from channels.base import Channel, ManualTask, PermanentError, Receipt, Transien
 from publisher.clock import Clock
 from publisher.config.settings import Config
 from publisher.dispatch import policy
-from publisher.dispatch.outbox import requeue, revision_from_row
+from publisher.dispatch.outbox import requeue
+from publisher.dispatch.outcomes import Bookkeeper
 from publisher.dispatch.policy import Deadlines, describe
 from publisher.dispatch.ratelimit import RateLimits
 from publisher.dispatch.telemetry import Telemetry
@@ -50,7 +51,8 @@ class Dispatcher:
         self.lease_slack = lease_slack
         self.telemetry = telemetry or Telemetry(channels)
         self._wake = {name: asyncio.Event() for name in channels}
-        self._revisions: dict[int, Revision] = {}
+        self.books = Bookkeeper(store=store, config=config, clock=clock, telemetry=self.telemetry, rng=self.rng,
+                                wake=self.wake)
         self.limits = RateLimits(store, config, channels)
         self.workers: dict[str, asyncio.Task[None]] = {}  # one per channel while `run` runs (/healthz looks)
 
@@ -188,27 +190,27 @@ class Dispatcher:
             except DBAPIError:  # the store, not the row: the lease runs out and the row is taken again
                 log.exception("dispatch.store_error")
             except Exception as exc:  # a defect (the adapter's, or ours): fail the row now, never retry it
-                self._defect(row, exc)
+                self.books.defect(row, exc)
 
     async def _send(self, row: Delivery) -> None:
-        placed = self._placement(row)
-        rev = None if row.retract else self._revision(row)
+        placed = self.books.placement(row)
+        rev = None if row.retract else self.books.revision(row)
         if rev is None and not row.retract:
             return  # _revision has already failed the row (no upstream link)
         try:  # past the deadline the call is cancelled: the next attempt of a create asks `find` first
             async with policy.bounded(self.deadlines(row.channel).call, f"the call to {row.channel}"):
                 receipt = await self.telemetry.timed(row.channel, "send", self._call_channel(row, placed, rev))
         except ManualTask as exc:
-            self._manual(row, exc)
+            self.books.manual(row, exc)
             return
         except (TransientError, PermanentError) as exc:
             self.limits.refused(row.channel, self.clock.now())  # it went over the wire: it counts against the limit
             if isinstance(exc, TransientError):
-                self._transient(row, exc)
+                self.books.transient(row, exc)
             else:
-                self._permanent(row, describe(exc))
+                self.books.permanent(row, describe(exc))
             return
-        self._succeeded(row, receipt, retract=row.retract)
+        self.books.succeeded(row, receipt, retract=row.retract)
 
     async def _call_channel(self, row: Delivery, placed: Receipt | None, rev: Revision | None) -> Receipt | None:
         """The one adapter call this row needs: retract, update what is there, or create (after `find`)."""
@@ -231,8 +233,8 @@ class Dispatcher:
         channel = self.channels.get(row.channel)
         now = self.clock.now()
         found = None
-        if channel is not None and not row.retract and self._placement(row) is None:
-            rev = self._revision(row)
+        if channel is not None and not row.retract and self.books.placement(row) is None:
+            rev = self.books.revision(row)
             if rev is None:
                 return
             try:
@@ -241,7 +243,7 @@ class Dispatcher:
             except (TransientError, PermanentError) as exc:
                 log.warning("dispatch.reconcile_unknown", error=str(exc))
         if found is not None:
-            self._succeeded(row, found, reconciled=True)
+            self.books.succeeded(row, found, reconciled=True)
             return
         with self.store.tx() as conn:
             # Not there (or an update/retraction, which repeat safely): send it again; attempts > 1 keeps `find` first.
@@ -252,7 +254,7 @@ class Dispatcher:
 
     async def _verify(self, row: Delivery) -> None:
         channel = self.channels[row.channel]
-        placed = self._placement(row)
+        placed = self.books.placement(row)
         receipt = (placed if placed is not None and placed.remote_id == row.remote_id
                    else Receipt(remote_id=row.remote_id or "", url=row.url))
         error = None
@@ -282,118 +284,5 @@ class Dispatcher:
             self.store.not_live_yet(conn, row.id, now, checks=n, next_check=now + wait,
                                     error=error or f"sent, but readers cannot see it yet (check {n})")
         log.info("delivery.not_live_yet", check=n, next_s=wait.total_seconds())
-
-    # --- outcomes -----------------------------------------------------------------------------------
-
-    def _succeeded(self, row: Delivery, receipt: Receipt | None, *, retract: bool = False,
-                   reconciled: bool = False) -> None:
-        now = self.clock.now()
-        cfg = self.config.channels[row.channel]
-        with self.store.tx() as conn:
-            if retract:
-                self.store.retraction_done(conn, row.id, now, remote_id=receipt.remote_id if receipt else None,
-                                           url=receipt.url if receipt else None)
-                if receipt is not None:
-                    self.store.set_placement(conn, row.item_id, row.channel, remote_id=receipt.remote_id,
-                                             url=receipt.url, extra=receipt.extra, revision=0, retracted=True, now=now)
-                self.store.audit(conn, now, "daemon", "retracted", item_id=row.item_id, channel=row.channel)
-            else:
-                assert receipt is not None
-                rev = self._revision(row)
-                self.store.mark_sent(conn, row.id, now, remote_id=receipt.remote_id, url=receipt.url,
-                                     verify_at=now + cfg.verify_after)
-                self.store.set_placement(conn, row.item_id, row.channel, remote_id=receipt.remote_id,
-                                         url=receipt.url, extra=receipt.extra,
-                                         revision=rev.revision if rev else 0, retracted=False, now=now)
-                released = (self.store.release_waiting(conn, row.item_id, self._dependents(row), now)
-                            if receipt.url else [])
-                self.store.audit(conn, now, "daemon", "reconcile" if reconciled else "send", item_id=row.item_id,
-                                 revision=rev.revision if rev else None, channel=row.channel,
-                                 remote_id=receipt.remote_id, url=receipt.url, attempt=row.attempts,
-                                 outcome="found" if reconciled else "sent")
-                for name in released:
-                    self.wake(name)
-        self.telemetry.send_outcome(row.channel, "retracted" if retract else "found" if reconciled else "sent")
-        log.info("delivery.sent", remote_id=getattr(receipt, "remote_id", None), attempt=row.attempts,
-                 retract=retract, reconciled=reconciled)
-        if not retract:
-            self.wake(row.channel)  # its verification may be due at once
-
-    def _transient(self, row: Delivery, exc: TransientError) -> None:
-        now = self.clock.now()
-        budget = self.config.channels[row.channel].retry
-        message = describe(exc)
-        age = now - (row.retry_from or row.due_at)  # a person's retry gets the whole budget again
-        if row.attempts >= budget.max_attempts or age >= budget.max_age:
-            self._permanent(row, describe(PermanentError(
-                f"gave up after {row.attempts} attempts over {age}: {message}", status=exc.status, remote=exc.remote)))
-            return
-        wait = policy.backoff(row.attempts, budget.base, budget.cap, self.rng, exc.retry_after)
-        with self.store.tx() as conn:
-            self.store.schedule_retry(conn, row.id, now, at=now + wait, error=message)
-        self.telemetry.retry_scheduled(row.channel)
-        log.warning("delivery.retry_scheduled", attempt=row.attempts, wait_s=round(wait.total_seconds(), 3),
-                    error=message)
-
-    def _permanent(self, row: Delivery, message: str) -> None:
-        now = self.clock.now()
-        with self.store.tx() as conn:
-            self.store.fail(conn, row.id, now, error=message)
-            self.store.fail_waiting(conn, row.item_id, self._dependents(row), now,
-                                    f"{row.channel} failed, so there is no article to link to: {message}")
-            self.store.audit(conn, now, "daemon", "failed", item_id=row.item_id, channel=row.channel,
-                             error=message)
-        self.telemetry.send_outcome(row.channel, "failed")
-        log.error("delivery.failed", error=message)
-
-    def _defect(self, row: Delivery, exc: Exception) -> None:
-        message = policy.defect_summary(exc)
-        log.error("dispatch.adapter_bug", error=message, exc_info=exc)
-        try:
-            self._permanent(row, message)
-        except Exception:  # the store is unreachable too: the lease runs out and the row is taken again
-            log.exception("dispatch.store_error")
-
-    def _manual(self, row: Delivery, exc: ManualTask) -> None:
-        now = self.clock.now()
-        with self.store.tx() as conn:
-            self.store.to_manual(conn, row.id, now, task=str(exc))
-            self.store.audit(conn, now, "daemon", "manual_task", item_id=row.item_id, channel=row.channel,
-                             task=str(exc))
-        self.telemetry.send_outcome(row.channel, "manual")
-        log.warning("delivery.manual_task", task=str(exc))
-
-    # --- helpers ------------------------------------------------------------------------------------
-
-    def _dependents(self, row: Delivery) -> list[str]:
-        """The channels that link to the item on this row's channel (their `link_from`)."""
-        return [n for n, c in self.config.channels.items() if c.link_from == row.channel]
-
-    def _placement(self, row: Delivery) -> Receipt | None:
-        with self.store.read() as conn:
-            p = self.store.placement(conn, row.item_id, row.channel)
-        if p is None or p.retracted:
-            return None
-        return Receipt(remote_id=p.remote_id, url=p.url, extra=p.extra or {})
-
-    def _revision(self, row: Delivery) -> Revision | None:
-        cached = self._revisions.get(row.revision_id)
-        upstream = self.config.channels[row.channel].link_from
-        with self.store.read() as conn:
-            link = None
-            if upstream is not None:
-                p = self.store.placement(conn, row.item_id, upstream)
-                link = p.url if p is not None and not p.retracted else None
-            if cached is None:
-                r = self.store.revision_by_id(conn, row.revision_id)
-                cached = revision_from_row(r, self.config)
-                if len(self._revisions) > 2048:
-                    self._revisions.clear()
-                self._revisions[row.revision_id] = cached
-        if upstream is not None and link is None:
-            self._permanent(row, f"no public link on {upstream} yet; retry once it is published there")
-            return None
-        return cached.model_copy(update={"link": link}) if link != cached.link else cached
-
 
 __all__ = ["Dispatcher"]
