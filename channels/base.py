@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
@@ -58,6 +59,15 @@ class ManualTask(PermanentError):
 
 
 @dataclass(frozen=True)
+class Recheck:
+    """How a channel that can take an item down after it went live is watched: each live item is read back
+    `every` so often, for `window` after it went live (publisher/dispatch/livecheck.py)."""
+
+    every: timedelta
+    window: timedelta
+
+
+@dataclass(frozen=True)
 class Receipt:
     """Where the item now lives on the channel."""
 
@@ -79,6 +89,7 @@ class Channel(ABC):
     Options: ClassVar[type[ChannelOptions]] = ChannelOptions
     default_rate_limit: ClassVar[str | None] = None  # the platform's documented limit, e.g. "30/h"
     can_update: ClassVar[bool] = True  # False: an edit is sent as a manual task
+    recheck_live: ClassVar[Recheck | None] = None  # live items the channel may take down later are read back
 
     def __init__(self, *, name: str, options: ChannelOptions, http: httpx.AsyncClient, clock: Clock,
                  display_name: str | None = None) -> None:

@@ -26,11 +26,12 @@ import asyncio
 import difflib
 import html
 import re
+from datetime import timedelta
 from typing import Any
 
 import structlog
 
-from channels.base import ManualTask, PermanentError, Receipt, Refused, TransientError
+from channels.base import ManualTask, PermanentError, Receipt, Recheck, Refused, TransientError
 from channels.render import render_html, render_text
 from channels.wechat_api import Missing, WechatApi, WechatOptions, picture_kind
 from publisher.model import Revision
@@ -67,6 +68,9 @@ class Wechat(WechatApi):
     type_name = "wechat"
     Options = WechatOptions
     options: WechatOptions
+    can_update = False  # a second send is no update on WeChat: an unseen article is never sent again by itself
+    # a published article can be deleted on the account or banned later (publish_status 5, 6): look again, for a month
+    recheck_live = Recheck(every=timedelta(hours=6), window=timedelta(days=30))
 
     # --- rendering ---------------------------------------------------------------------------
 
@@ -148,8 +152,11 @@ class Wechat(WechatApi):
         return Receipt(remote_id=publish_id, extra={"publish_id": publish_id, "media_id": media_id})
 
     async def update(self, rev: Revision, receipt: Receipt) -> Receipt:
+        state = await self.read_state(receipt)
+        if isinstance(state, Refused):  # nothing public under this receipt (refused, deleted, banned): publish anew
+            return await self.find(rev) or await self.publish(rev)
         if self.options.on_edit == "manual":
-            raise ManualTask(await self.edit_task(rev, receipt))
+            raise ManualTask(await self.edit_task(rev, state if isinstance(state, Receipt) else receipt))
         old_url = receipt.url
         await self.retract(receipt)
         found = await self.find(rev)

@@ -20,72 +20,26 @@ from __future__ import annotations
 import hashlib
 import html
 import json
-import re
 import time
 from typing import Any
 
-import nh3
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from publisher.sandbox.core import CREDENTIALS, FaultKind, StandIn
-
-DEFAULT_SETTINGS: dict[str, Any] = {
-    "token_ttl_s": 7200,  # expires_in of a new token
-    "expire_tokens": False,  # one shot: every token handed out so far expires now
-    "ip_whitelist": None,  # a list of client IPs the account allows (40164 for any other); None: any
-    "quota_exhausted": False,  # every API call but the token's answers 45009 (the daily quota)
-    "publish_seconds": 1.0,  # how long freepublish/get says 1 (publishing)
-    "publish_outcome": 0,  # what a publish ends in: 0 success, 2, 3 or 4 (a failure)
-    "banned": [],  # article ids the platform banned after success (status 6)
-}
-ERRORS = {
-    -1: "system error",
-    40001: "invalid credential, access_token is invalid or not latest",
-    40002: "invalid grant_type",
-    40004: "invalid media type",
-    40005: "invalid file type",
-    40007: "invalid media_id",
-    40009: "invalid image size",
-    40013: "invalid appid",
-    40125: "invalid appsecret",
-    40164: "invalid ip {ip} ipv6 ::ffff:{ip}, not in whitelist",
-    41001: "access_token missing",
-    41005: "media data missing",
-    42001: "access_token expired",
-    44003: "empty news data",
-    45002: "content size out of limit",
-    45003: "title size out of limit",
-    45004: "description size out of limit",
-    45009: "reach max api daily quota limit",
-    45011: "api minute-quota reach limit  mustslower  retry next minute",
-    45110: "author size out of limit",
-    47001: "data format error",
-    53600: "Article ID 无效",
-}
-IMAGE_TYPES = {b"\xff\xd8\xff": "jpg", b"\x89PNG\r\n\x1a\n": "png", b"GIF87a": "gif", b"GIF89a": "gif", b"BM": "bmp"}
-MAX_MATERIAL = 10 * 1024 * 1024
-MAX_UPLOADIMG = 1024 * 1024
-IMG_RE = re.compile(r"<img\b[^>]*>", re.I)
-SRC_RE = re.compile(r"""\bsrc\s*=\s*["']([^"']*)["']""", re.I)
-LIMITS = {"title": (32, 45003), "author": (16, 45110), "digest": (128, 45004)}
-PUBLIC_NOTICE = {5: "该内容已被发布者删除", 6: "此内容因违规无法查看"}
-
-
-def err(code: int, **fill: str) -> JSONResponse:
-    """WeChat's refusal: HTTP 200, errcode and errmsg (with the request id the platform appends)."""
-    rid = hashlib.sha1(f"{code}{time.monotonic_ns()}".encode()).hexdigest()[:8]
-    return JSONResponse({"errcode": code, "errmsg": ERRORS[code].format(**fill) + f" rid: {rid}-sandbox"})
-
-
-def image_kind(data: bytes) -> str | None:
-    return next((kind for magic, kind in IMAGE_TYPES.items() if data.startswith(magic)), None)
-
-
-def text_of(content: str) -> str:
-    return " ".join(html.unescape(nh3.clean(content, tags=set())).split())
+from publisher.sandbox.wechat_rules import (
+    DEFAULT_SETTINGS,
+    MAX_MATERIAL,
+    MAX_UPLOADIMG,
+    PUBLIC_NOTICE,
+    check_article,
+    err,
+    image_kind,
+    page_of,
+    without_content,
+)
 
 
 class Wechat(StandIn):
@@ -158,7 +112,7 @@ class Wechat(StandIn):
                 and body.get("secret") == CREDENTIALS["wechat_secret"] and not self.ip_refused(request):
             return JSONResponse({"access_token": current, "expires_in": int(left)})
         answer = self.issue(request, body.get("appid"), body.get("secret"))
-        self.store["stable"] = json.loads(answer.body).get("access_token")
+        self.store["stable"] = json.loads(bytes(answer.body)).get("access_token")
         return answer
 
     def guarded(self, fn: Any) -> Any:
@@ -222,7 +176,7 @@ class Wechat(StandIn):
         if not isinstance(body, dict) or body.get("type") != "image":
             return err(40004) if isinstance(body, dict) else err(47001)
         items = [{"media_id": k, **v} for k, v in reversed(self.store["materials"].items())]
-        return self.page_of(body, items, lambda i: i)
+        return page_of(body, items, lambda i: i)
 
     async def uploadimg(self, request: Request) -> Response:
         got = await self.upload(request)
@@ -240,30 +194,7 @@ class Wechat(StandIn):
     # --- the draft box -----------------------------------------------------------------------------
 
     def check_article(self, art: Any) -> Response | dict[str, Any]:
-        """One article of draft/add or draft/update, as the platform keeps it, or its refusal."""
-        if not isinstance(art, dict) or not isinstance(art.get("title"), str) or not art["title"]:
-            return err(47001)
-        for key, (limit, code) in LIMITS.items():
-            if len(str(art.get(key) or "")) > limit:
-                return err(code)
-        content = str(art.get("content") or "")
-        if len(content) >= 20_000 or len(content.encode()) >= 1024 * 1024:
-            return err(45002)
-        if art.get("thumb_media_id") not in self.store["materials"]:
-            return err(40007)
-        known = set(self.store["images"])
-
-        def keep(m: re.Match[str]) -> str:
-            src = SRC_RE.search(m.group(0))
-            return m.group(0) if src and src.group(1) in known else ""
-
-        content = re.sub(r"(?is)<script\b.*?</script>", "", IMG_RE.sub(keep, content))
-        digest = str(art.get("digest") or "") or text_of(content)[:54]
-        return {"title": art["title"], "author": str(art.get("author") or ""), "digest": digest, "content": content,
-                "content_source_url": str(art.get("content_source_url") or ""), "thumb_media_id": art["thumb_media_id"],
-                "thumb_url": self.store["materials"][art["thumb_media_id"]]["url"],
-                "need_open_comment": int(art.get("need_open_comment") or 0),
-                "only_fans_can_comment": int(art.get("only_fans_can_comment") or 0)}
+        return check_article(art, self.store["materials"], set(self.store["images"]))
 
     async def draft_add(self, request: Request) -> Response:
         body = await self.json(request)
@@ -311,20 +242,7 @@ class Wechat(StandIn):
         body = await self.json(request)
         items = [{"media_id": k, "content": {"news_item": v["news_item"]}, "update_time": v["update_time"]}
                  for k, v in reversed(self.store["drafts"].items())]
-        return self.page_of(body, items, _without_content)
-
-    @staticmethod
-    def page_of(body: Any, items: list[dict[str, Any]], strip: Any) -> Response:
-        """The batchget paging the platform documents: offset, count 1..20, no_content."""
-        if not isinstance(body, dict):
-            return err(47001)
-        offset, count = body.get("offset", 0), body.get("count", 0)
-        if not isinstance(offset, int) or not isinstance(count, int) or offset < 0 or not 1 <= count <= 20:
-            return err(47001)
-        chunk = items[offset:offset + count]
-        if body.get("no_content") == 1:
-            chunk = [strip(i) for i in chunk]
-        return JSONResponse({"total_count": len(items), "item_count": len(chunk), "item": chunk})
+        return page_of(body, items, without_content)
 
     # --- publishing --------------------------------------------------------------------------------
 
@@ -385,7 +303,7 @@ class Wechat(StandIn):
         body = await self.json(request)
         items = [{"article_id": a["article_id"], "content": {"news_item": a["news_item"]}, "update_time": a["update_time"]}
                  for a in reversed(self.store["articles"].values())]
-        return self.page_of(body, items, _without_content)
+        return page_of(body, items, without_content)
 
     def article_of(self, body: Any) -> dict[str, Any] | None:
         return self.store["articles"].get(body.get("article_id")) if isinstance(body, dict) else None
@@ -435,6 +353,3 @@ class Wechat(StandIn):
         return Response(body.body, status_code=status, media_type="application/json")
 
 
-def _without_content(item: dict[str, Any]) -> dict[str, Any]:
-    news = [{k: v for k, v in a.items() if k != "content"} for a in item["content"]["news_item"]]
-    return {**item, "content": {"news_item": news}}
