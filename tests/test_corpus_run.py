@@ -38,6 +38,7 @@ async def test_corpus_year_is_delivered_exactly_once_per_routed_channel(tmp_path
     (inbox / "manifest.json").unlink()  # not an item file; keep the inbox as editors would leave it
     # our client-side 30/h is what is tested here; the stand-in counts real time, our clock is frozen
     settings(sandbox, "weibo", posts_per_hour=10_000, calls_per_day=100_000)
+    settings(sandbox, "wechat", publish_seconds=0)
     clock = FrozenClock(datetime.now(UTC))
     daemon = Daemon(cfg, clock=clock)
     sensitive = {s["id"] for s in manifest["sensitive"]}
@@ -91,6 +92,10 @@ async def test_corpus_year_is_delivered_exactly_once_per_routed_channel(tmp_path
     if SCALE == 1:
         assert expected["microblog"] == 62 - len({s for s in sensitive if _routed_microblog(manifest, s, cfg)})
     assert len(hub["entries"]) == expected["provincial_feed"]
+    # one freepublish job per routed item, told apart by its 阅读原文 link (the item's own site article)
+    wechat = Counter(j["news_item"][0]["content_source_url"] for j in received(sandbox, "wechat")["jobs"])
+    assert expected["wechat"] > 0 and max(wechat.values()) == 1 and len(wechat) == expected["wechat"]
+    assert len(received(sandbox, "wechat")["articles"]) == expected["wechat"]
 
     states = store.delivery_states()
     for ch, n in expected.items():
