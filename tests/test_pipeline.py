@@ -223,7 +223,7 @@ async def test_crash_after_the_post_is_reconciled_by_find_not_resent(env: Env) -
     await d.intake.scan()
     rows = d.store.claim("bureau_site", d.dispatcher.owner, env.clock.now(), 10, timedelta(minutes=5))
     assert rows and rows[0].state == "sending"
-    rev = d.dispatcher._revision(rows[0])
+    rev = d.dispatcher.books.revision(rows[0])
     await d.channels["bureau_site"].publish(rev)  # the POST landed; then the process "died"
     await env.run()  # start-up reconciliation
     assert len(wp_posts(env.sandbox, "crash-1")) == 1
