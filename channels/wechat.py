@@ -28,6 +28,7 @@ import html
 import re
 from datetime import timedelta
 from typing import Any
+from urllib.parse import unquote
 
 import structlog
 
@@ -117,7 +118,7 @@ class Wechat(WechatApi):
         urls: dict[str, str | None] = {}
         for tag in _IMG_RE.findall(body):
             src = html.unescape(m.group(1)) if (m := _SRC_RE.search(tag)) else ""
-            att = by_name.get(src)
+            att = by_name.get(src) or by_name.get(unquote(src))  # Markdown percent-encodes a Chinese file name
             if src not in urls:
                 urls[src] = await self.body_picture(att.path, rev.item_id) if att is not None else None
             if urls[src] is None:

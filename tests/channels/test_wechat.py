@@ -260,14 +260,17 @@ async def test_pictures_in_the_body_go_through_uploadimg_and_others_are_left_out
     """An <img> of an attached picture points at the URL uploadimg returned; an external picture is left out (the
     platform would drop it); scripts never reach WeChat."""
     setting(sandbox, publish_seconds=0)
-    photo = tmp_path / "photo.png"
+    photo, other = tmp_path / "photo.png", tmp_path / "现场 照片.png"
     photo.write_bytes(PNG)
-    body = "现场图片：\n\n![现场](photo.png)\n\n![外链](https://example.com/x.jpg)\n\n<script>alert(1)</script>"
-    rev = make_revision(body=body, link=LINK, attachments=(Attachment.of("photo.png", photo),))
+    other.write_bytes(PNG + b"\0")
+    body = ("现场图片：\n\n![现场](photo.png)\n\n![另一张](<现场 照片.png>)\n\n![外链](https://example.com/x.jpg)\n\n"
+            "<script>alert(1)</script>")
+    rev = make_revision(body=body, link=LINK, attachments=(Attachment.of(photo.name, photo), Attachment.of(other.name, other)))
     await adapter(sandbox, http, clock).publish(rev)
-    [url] = received(sandbox)["images"]
+    urls = received(sandbox)["images"]
     content = received(sandbox)["articles"][0]["news_item"][0]["content"]
-    assert f'src="{url}"' in content and "example.com" not in content and "script" not in content
+    assert len(urls) == 2 and all(f'src="{url}"' in content for url in urls)
+    assert "example.com" not in content and "script" not in content
 
 
 async def test_retraction_deletes_the_article_and_its_page_is_gone(
