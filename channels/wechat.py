@@ -34,7 +34,7 @@ import structlog
 
 from channels.base import ManualTask, PermanentError, Receipt, Recheck, Refused, TransientError
 from channels.render import render_html, render_text
-from channels.wechat_api import Missing, WechatApi, WechatOptions, picture_kind
+from channels.wechat_api import MAX_COVER, Missing, WechatApi, WechatOptions, picture_kind
 from publisher.model import Revision
 
 log = structlog.get_logger()
@@ -96,7 +96,7 @@ class Wechat(WechatApi):
 
     async def cover_of(self, rev: Revision) -> str:
         for att in rev.attachments:
-            if att.content_type in PICTURE_TYPES:
+            if att.content_type in PICTURE_TYPES and att.size <= MAX_COVER:
                 data = await asyncio.to_thread(att.path.read_bytes)
                 if picture_kind(data) is not None:
                     return await self.cover(data, f"{att.name} of {rev.item_id}")
