@@ -27,6 +27,7 @@ import difflib
 import html
 import re
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
@@ -34,7 +35,7 @@ import structlog
 
 from channels.base import ManualTask, PermanentError, Receipt, Recheck, Refused, TransientError
 from channels.render import render_html, render_text
-from channels.wechat_api import MAX_COVER, Missing, WechatApi, WechatOptions, picture_kind
+from channels.wechat_api import MAX_COVER, Missing, WechatApi, WechatOptions, fit, matches, picture_kind
 from publisher.model import Revision
 
 log = structlog.get_logger()
@@ -57,12 +58,6 @@ _IMG_RE = re.compile(r"<img\b[^>]*>", re.I)
 _SRC_RE = re.compile(r"""\bsrc="([^"]*)\"""", re.I)
 
 
-def fit(text: str, limit: int) -> str:
-    """`text` in at most `limit` characters, cut with an ellipsis."""
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[:limit - 1] + "…"
-
-
 class Wechat(WechatApi):
     """The bureau's government official account on WeChat."""
 
@@ -72,6 +67,10 @@ class Wechat(WechatApi):
     can_update = False  # a second send is no update on WeChat: an unseen article is never sent again by itself
     # a published article can be deleted on the account or banned later (publish_status 5, 6): look again, for a month
     recheck_live = Recheck(every=timedelta(hours=6), window=timedelta(days=30))
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self._default_cover: bytes | None = None  # read (or fetched) once
 
     # --- rendering ---------------------------------------------------------------------------
 
@@ -100,16 +99,21 @@ class Wechat(WechatApi):
                 data = await asyncio.to_thread(att.path.read_bytes)
                 if picture_kind(data) is not None:
                     return await self.cover(data, f"{att.name} of {rev.item_id}")
-        path = self.options.default_cover
-        if path is None:
+        where = self.options.default_cover
+        if where is None:
             raise PermanentError(f"{self.display_name}: {rev.item_id} has no picture for the article's cover: attach a "
                                  f"JPEG or PNG, or set channels.{self.name}.default_cover in config.yaml")
-        try:
-            data = await asyncio.to_thread(path.read_bytes)
-        except OSError as exc:
-            raise PermanentError(f"{self.display_name}: the default cover {path} cannot be read ({exc.strerror}); fix "
-                                 f"channels.{self.name}.default_cover in config.yaml") from None
-        return await self.cover(data, str(path))
+        if self._default_cover is None:
+            if isinstance(where, Path):
+                try:
+                    self._default_cover = await asyncio.to_thread(where.read_bytes)
+                except OSError as exc:
+                    raise PermanentError(f"{self.display_name}: the default cover {where} cannot be read ({exc.strerror}); "
+                                         f"fix channels.{self.name}.default_cover in config.yaml") from None
+            else:
+                resp = await self.request("GET", str(where), what=f"fetch the default cover {where}", follow_redirects=True)
+                self._default_cover = resp.content
+        return await self.cover(self._default_cover, str(where))
 
     async def content(self, rev: Revision) -> str:
         """The body as sanitized HTML, each picture of it uploaded to WeChat; pictures WeChat cannot take are left out."""
@@ -214,7 +218,7 @@ class Wechat(WechatApi):
         if found is not None:
             return found
         for item in await self.listing("cgi-bin/draft/batchget", "read the draft box"):
-            if _matches(item, wanted):
+            if matches(item, wanted):
                 log.warning("wechat.orphan_draft", channel=self.name, item_id=rev.item_id, media_id=item.get("media_id"))
                 return await self.submit(rev, str(item["media_id"]))
         if self.options.find_wait:  # a publish submitted just before a crash shows up once it is done
@@ -225,7 +229,7 @@ class Wechat(WechatApi):
     async def find_published(self, wanted: dict[str, str]) -> Receipt | None:
         for item in await self.listing("cgi-bin/freepublish/batchget", "read the published articles"):
             news = (item.get("content") or {}).get("news_item") or [{}]
-            if _matches(item, wanted) and not news[0].get("is_deleted"):
+            if matches(item, wanted) and not news[0].get("is_deleted"):
                 article_id = str(item["article_id"])
                 return Receipt(remote_id=article_id, url=news[0].get("url"), extra={"article_id": article_id})
         return None
@@ -284,10 +288,4 @@ class Wechat(WechatApi):
         return resp.is_success and not any(notice in resp.text for notice in GONE_NOTICES)
 
 
-def _matches(item: dict[str, Any], wanted: dict[str, str]) -> bool:
-    news = (item.get("content") or {}).get("news_item") or [{}]
-    first = news[0] if isinstance(news[0], dict) else {}
-    return all(str(first.get(k) or "") == v for k, v in wanted.items())
-
-
-__all__ = ["Wechat", "fit"]
+__all__ = ["Wechat"]

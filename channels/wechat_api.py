@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 import httpx
 import structlog
-from pydantic import Field, SecretStr
+from pydantic import AnyHttpUrl, Field, SecretStr
 
 from channels.base import ChannelError, ChannelOptions, PermanentError, RateLimited, TransientError
 from channels.http import HttpChannel, RemoteSaid
@@ -53,6 +53,19 @@ def next_midnight_china(now: datetime) -> datetime:
     return (now.astimezone(CHINA) + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
+def fit(text: str, limit: int) -> str:
+    """`text` in at most `limit` characters, cut with an ellipsis."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def matches(item: dict[str, Any], wanted: dict[str, str]) -> bool:
+    """Is this draft or published article (a batchget item) the one `wanted` describes?"""
+    news = (item.get("content") or {}).get("news_item") or [{}]
+    first = news[0] if isinstance(news[0], dict) else {}
+    return all(str(first.get(k) or "") == v for k, v in wanted.items())
+
+
 class Missing(PermanentError):
     """The draft, material or article named does not exist (any more)."""
 
@@ -63,7 +76,8 @@ class WechatOptions(ChannelOptions):
     api_base: str = "https://api.weixin.qq.com"
     appid: str
     secret: SecretStr
-    default_cover: Path | None = None  # the cover of items without a picture attachment (relative: to config.yaml)
+    # the cover of items without a picture attachment: a file (relative: to config.yaml), or a URL fetched once
+    default_cover: AnyHttpUrl | Path | None = None
     author: str | None = None  # the article's author line; default: the item's `author`
     on_edit: Literal["manual", "republish"] = "manual"  # no API edits a published article
     find_wait: float = Field(default=10.0, ge=0)  # seconds `find` waits for a publish that may still be in progress
@@ -231,4 +245,4 @@ def _field(body: dict[str, Any], key: str, what: str) -> str:
     return str(value)
 
 
-__all__ = ["Missing", "WechatApi", "WechatOptions", "next_midnight_china", "picture_kind"]
+__all__ = ["Missing", "WechatApi", "WechatOptions", "fit", "matches", "next_midnight_china", "picture_kind"]

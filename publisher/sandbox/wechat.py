@@ -11,6 +11,7 @@ answers a `publish_id`; `freepublish/get` says 1 (publishing) for `publish_secon
 configured failure (2 原创声明失败, 3 常规失败, 4 平台审核不通过); 5 after a deletion, 6 after a ban. The article's public
 page is `/s?mid=…`: a deleted or banned one still answers 200, with the notice WeChat shows in its place.
 
+It also serves `/demo-cover.png` (publisher/sandbox/wechat_cover.png), the shipped config's default cover.
 Settings (PUT /_sandbox/wechat/settings): see `DEFAULT_SETTINGS`. `expire_tokens: true` expires every token handed
 out so far, once (the next call with one gets 42001).
 """
@@ -21,6 +22,7 @@ import hashlib
 import html
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 from starlette.datastructures import UploadFile
@@ -40,6 +42,8 @@ from publisher.sandbox.wechat_rules import (
     page_of,
     without_content,
 )
+
+DEMO_COVER = Path(__file__).with_name("wechat_cover.png")
 
 
 class Wechat(StandIn):
@@ -69,7 +73,7 @@ class Wechat(StandIn):
         return [Route("/cgi-bin/token", self.token, methods=["GET"]),
                 Route("/cgi-bin/stable_token", self.stable_token, methods=["POST"]),
                 *(Route(f"/cgi-bin/{path}", self.guarded(fn), methods=["POST"]) for path, fn in calls.items()),
-                Route("/s", self.page)]
+                Route("/s", self.page), Route("/demo-cover.png", self.demo_cover)]
 
     def next_id(self, prefix: str) -> str:
         self.store["seq"] += 1
@@ -342,6 +346,11 @@ class Wechat(StandIn):
         return HTMLResponse(f"<!doctype html><meta charset=utf-8><title>{html.escape(item['title'])}</title>"
                             f"<h1 id=activity-name>{html.escape(item['title'])}</h1>"
                             f"<div id=js_content>{item['content']}</div>")
+
+    async def demo_cover(self, request: Request) -> Response:
+        """Not WeChat's: the picture the shipped config names as its default cover, served here so that the URL
+        resolves wherever the demo runs (a checkout or a directory `publisher init` made)."""
+        return Response(DEMO_COVER.read_bytes(), media_type="image/png")
 
     def render_fault(self, kind: FaultKind, retry_after: str | None) -> Response:
         if kind == "unauthorized":

@@ -343,9 +343,17 @@ async def test_an_update_of_an_article_taken_down_publishes_it_anew(
     assert isinstance(await wx.verify(again), Receipt) and len(received(sandbox)["articles"]) == 1
 
 
-def test_the_shipped_cover_resolves_from_a_fresh_checkout() -> None:
-    """config.yaml's default_cover names a picture that exists beside it, and the adapter accepts it as a cover."""
+async def test_the_shipped_default_cover_resolves_through_the_sandbox(
+        sandbox: SandboxServer, http: httpx.AsyncClient, clock: FrozenClock) -> None:
+    """The shipped config names the sandbox's demo cover by URL (so it resolves in a checkout and in a directory
+    `publisher init` made); the adapter fetches it once and uploads it once, for every item without a picture."""
     import yaml
 
-    shipped = yaml.safe_load((COVER.parents[2] / "config.yaml").read_text("utf-8"))
-    assert (COVER.parents[2] / shipped["channels"]["wechat"]["default_cover"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    shipped = yaml.safe_load((COVER.parents[2] / "config.yaml").read_text("utf-8"))["channels"]["wechat"]
+    url = shipped["default_cover"].replace("http://127.0.0.1:8701", sandbox.base_url)
+    assert (await http.get(url)).content == PNG
+    setting(sandbox, publish_seconds=0)
+    wx = adapter(sandbox, http, clock, default_cover=url)
+    for n in range(3):
+        await wx.publish(make_revision(item_id=f"n-{n}", title=f"第{n}期", link=f"{LINK}{n}"))
+    assert calls(sandbox, "demo-cover.png") == 2 and calls(sandbox, "material/add_material") == 1  # ours + the check
