@@ -28,6 +28,7 @@ from publisher.store.db import Store
 log = structlog.get_logger()
 BATCH = 50  # rows read back per channel and pass
 EVERY = timedelta(minutes=5)  # between passes of the running daemon
+READ_DEADLINE = timedelta(seconds=60)  # one read-back, its retries included
 
 
 class LiveCheck:
@@ -53,7 +54,8 @@ class LiveCheck:
     async def _look(self, channel: Channel, row: Delivery) -> int:
         placed = await asyncio.to_thread(self._placement, row)
         try:
-            await policy.read(channel.verify, placed, attempts=2)
+            async with policy.bounded(READ_DEADLINE, f"the read-back on {row.channel}"):
+                await policy.read(channel.verify, placed, attempts=2)
         except Refused as exc:
             now = self.clock.now()
             message = f"taken down after it went live: {describe(exc)}"
