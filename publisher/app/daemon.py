@@ -29,6 +29,7 @@ from publisher.errors import PublisherError
 from publisher.intake.queue import Intake
 from publisher.lag.alerts import Alerter
 from publisher.review.chain import Review
+from publisher.review.links import LinkChecker
 from publisher.store.changes import ChangeFeed
 from publisher.store.db import Store
 
@@ -42,6 +43,7 @@ STOPPED = {
     "store-changes": "the daemon no longer hears other processes' approvals at once (they wait for the next poll)",
     "alerts": "the alerter has stopped: no alert goes out",
     "report": "the lag report's refresh has stopped: each page and scrape builds its own",
+    "links": "the screen's link check has stopped: links in revisions under review are not checked",
     "livecheck": "live items are no longer read back: an article WeChat takes down stays counted as live",
 }
 REPORT_REFRESH = 2.0  # seconds between rebuilds of the default lag report the web doors serve
@@ -88,6 +90,10 @@ class Daemon:
         self._web_task: asyncio.Task[None] | None = None
         self._alert_http = httpx.AsyncClient(timeout=httpx.Timeout(10.0),
                                              headers={"User-Agent": f"publisher/{__version__}"})
+        # the screen's link check: its own client, so a slow site never waits behind an alert or a channel
+        self._link_http = httpx.AsyncClient(timeout=httpx.Timeout(config.screen.links.timeout.total_seconds()),
+                                            headers={"User-Agent": f"publisher/{__version__} (link check)"})
+        self.links = LinkChecker(store=self.store, config=config.screen.links, clock=self.clock, http=self._link_http)
 
     def start_sandbox(self) -> None:
         if self.config.sandbox.enabled and self._sandbox is None:
@@ -160,6 +166,8 @@ class Daemon:
             asyncio.create_task(LiveCheck(store=self.store, channels=self.channels, clock=self.clock).run(stop),
                                 name="livecheck"),
         ]
+        if self.config.screen.links.check:
+            tasks.append(asyncio.create_task(self.links.run(stop), name="links"))
         lasting = list(tasks)  # the parts that run as long as the daemon (not the one-off analyze below)
         self.web.checks.append(lambda: self.stopped_parts(lasting, stop))
         tasks.append(asyncio.create_task(self._analyze(), name="analyze"))  # in the background: slow on a deep store
@@ -246,6 +254,7 @@ class Daemon:
     async def aclose(self) -> None:
         await self.web.reports.aclose()
         await self._alert_http.aclose()
+        await self._link_http.aclose()
         if self._web is not None and self._web_task is not None:
             self._web.should_exit = True
             await asyncio.gather(self._web_task, return_exceptions=True)

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from channels.base import ChannelOptions
 from channels.registry import REGISTRY, adapter_class
 from publisher.config.file import DEFAULT_LISTEN, ConfigError, read_config_file, substitute_env
+from publisher.config.screen import ScreenConfig
 from publisher.units import Duration, RateLimit, parse_duration
 
 __all__ = ["Config", "ConfigError", "load_config", "parse_config"]
@@ -136,8 +137,10 @@ class LagConfig(_Model):
     alert_every: Duration = parse_duration("1m")  # how often the daemon checks for new alerts
 
 
-class ScreenConfig(_Model):
-    terms: list[str] = Field(default_factory=list)
+# The rows of the national annual report's table 主动公开政府信息情况 (国办公开办函〔2021〕30号) that count
+# items: config.yaml's `annual_report` maps each to the categories whose items are its documents or decisions.
+# (行政事业性收费 is an amount of money, which the store cannot know.)
+ANNUAL_REPORT_ROWS = ("规章", "行政规范性文件", "行政许可", "行政处罚", "行政强制")
 
 
 class Config(_Model):
@@ -152,6 +155,7 @@ class Config(_Model):
     screen: ScreenConfig = Field(default_factory=ScreenConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     lag: LagConfig = Field(default_factory=LagConfig)
+    annual_report: dict[str, list[str]] = Field(default_factory=dict)  # national table row → categories
     base_dir: Path = Path(".")  # the directory of config.yaml; relative paths count from it
     digest: str = ""  # which file at which content (config_file.config_digest); the daemon shows it to `publisher lag`
 
@@ -173,6 +177,16 @@ class Config(_Model):
                     problems.append(f"channels.{name}.link_from: {ch.link_from!r} itself waits for another channel")
                 elif ch.link_from == name:
                     problems.append(f"channels.{name}.link_from: a channel cannot wait for itself")
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    @model_validator(mode="after")
+    def _annual_report(self) -> Config:
+        problems = [f"annual_report.{row}: not a row of the national table that counts items; these are: "
+                    f"{', '.join(ANNUAL_REPORT_ROWS)}" for row in self.annual_report if row not in ANNUAL_REPORT_ROWS]
+        problems += [f"annual_report.{row}: category {key!r} is not defined under categories"
+                     for row, keys in self.annual_report.items() for key in keys if key not in self.categories]
         if problems:
             raise ValueError("\n".join(problems))
         return self

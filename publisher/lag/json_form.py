@@ -57,4 +57,10 @@ def to_json(report: LagReport, *, source: str = "store") -> dict[str, Any]:
             "deadline": timestamp(d.deadline),
             "working_days_left": d.working_days_left, "status": d.status, "calendar_known": d.calendar_known,
         } for d in report.deadlines],
+        "review": {
+            "waiting": report.review.waiting, "blocked": report.review.blocked,
+            "with_findings": report.review.with_findings,
+            "findings": {"blocking": report.review.blocking, "advisory": report.review.advisory},
+            "kinds": dict(report.review.kinds),
+        },
     }

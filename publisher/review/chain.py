@@ -7,18 +7,22 @@ Every action lands in the audit log with who and when.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import structlog
 from sqlalchemy.engine import Connection
 
 from publisher.clock import Clock
+from publisher.config.screen import WordingRule
 from publisher.config.settings import Config
 from publisher.dispatch.outbox import plan_publication, plan_retraction
 from publisher.errors import PublisherError
 from publisher.model import IN_REVIEW, Approval, RevisionState, StoredRevision
-from publisher.review.screen import screen
+from publisher.review.screen import Rules, is_blocking, screen_fields
+from publisher.review.wording import Dictionary, starter_rules
 from publisher.store.db import Store
 
 log = structlog.get_logger()
@@ -40,9 +44,28 @@ class Waiting:
     findings: list[dict[str, Any]]
 
 
-def findings_for(config: Config, title: str, body: str) -> list[dict[str, Any]]:
-    return [{"kind": f.kind, "text": f.text, "where": f.where, "zh": f.describe("zh-CN"), "en": f.describe("en")}
-            for f in screen(title, body, terms=config.screen.terms)]
+@lru_cache(maxsize=8)
+def _rules(terms: tuple[str, ...], rules: tuple[WordingRule, ...]) -> Rules:
+    return Rules.of(terms, Dictionary(rules))
+
+
+def screen_rules(config: Config) -> Rules:
+    """The configured terms and the wording dictionary: the shipped one (unless `screen.starter: false`)
+    and config.yaml's own entries; compiled once per configuration."""
+    own = tuple(config.screen.wording_rules())
+    return _rules(tuple(config.screen.terms), (starter_rules() if config.screen.starter else ()) + own)
+
+
+def findings_for(config: Config, title: str, body: str, *, summary: str | None = None, source: str | None = None,
+                 author: str | None = None, tags: Sequence[str] = (),
+                 attachments: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """The screen's findings for every field of a revision that reaches a channel, in their stored form."""
+    fields: list[tuple[str, int | None, str | None]] = [
+        ("title", None, title), ("summary", None, summary), ("body", None, body), ("source", None, source),
+        ("author", None, author)]
+    fields += [("tags", i, t) for i, t in enumerate(tags)]
+    fields += [("attachment", i, a) for i, a in enumerate(attachments)]
+    return [f.as_dict() for f in screen_fields(fields, screen_rules(config))]
 
 
 class Review:
@@ -68,7 +91,7 @@ class Review:
             return RevisionState(rev.state)
         approvals = self.store.approvals(revision_id, conn)
         overridden = any(a.action == "override" for a in approvals)
-        if rev.findings and not overridden:
+        if any(is_blocking(f) for f in rev.findings) and not overridden:
             self.store.block_revision(conn, revision_id)
             return RevisionState.BLOCKED
         if self._next_role(rev, approvals) is not None:
@@ -140,7 +163,7 @@ class Review:
             now = self.clock.now()
             self.store.add_approval(conn, rev.id, "override", by, now, reason=reason)
             self.store.audit(conn, now, by, "override", item_id=item_id, revision=rev.number, reason=reason,
-                             findings=[f["text"] for f in rev.findings])
+                             findings=[f["text"] for f in rev.findings if is_blocking(f)])
             return self.settle(conn, rev.id, actor=by)
 
     def waiting(self) -> list[Waiting]:

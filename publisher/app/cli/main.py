@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from publisher.app.cli.lag import lag_command
+from publisher.app.cli.report import report_group
 from publisher.app.cli.table import printable
 from publisher.clock import SystemClock
 from publisher.errors import PublisherError
@@ -287,7 +288,7 @@ def show(item_id: str, config_path: Path) -> None:
         console.print(f"  revision {n}: {rev.state}{' (retraction)' if rev.retract else ''}, "
                       f"file {_s(rev.file_name)}, {rev.created_at:%Y-%m-%d %H:%M:%S} UTC")
         for f in rev.findings:
-            console.print(f"    [red]finding[/]: {_s(f['zh'])} / {_s(f['en'])}")
+            console.print(_finding_line(f))
         for a in store.approvals(rev.id):
             role = f" as {a.role} ({config.role_name(a.role)})" if a.role else ""
             console.print(f"    {a.action}{_s(role)} by {_s(a.by)} at {a.at:%Y-%m-%d %H:%M:%S}"
@@ -298,6 +299,18 @@ def show(item_id: str, config_path: Path) -> None:
         table.add_row(str(d.revision) + (" ✕" if d.retract else ""), _s(name), d.state.value, str(d.attempts),
                       _t(d.due_at), _t(d.sent_at), _t(d.live_at), _s(d.last_error or d.url or ""))
     console.print(table)
+
+
+def _finding_line(f: dict[str, Any]) -> str:
+    """One finding of the screen: its level, the field it is in, the text as written, and why (zh / en)."""
+    blocking = f.get("level", "blocking") != "advisory"
+    field = str(f.get("field") or f.get("where") or "")
+    if f.get("index") is not None:
+        field += f"[{f['index']}]"
+    why = f"{f.get('reason_zh') or f['zh']} / {f.get('reason_en') or f['en']}"
+    right = f" → \u201c{_s(str(f['suggest']))}\u201d" if f.get("suggest") else ""
+    return (f"    {'[red]finding[/] (blocking)' if blocking else '[yellow]finding[/] (advisory)'} {_s(field)}: "
+            f"\u201c{_s(str(f.get('text', '')))}\u201d{right} — {_s(why)}")
 
 
 def _t(v: Any) -> str:
@@ -341,6 +354,7 @@ def corpus(out: Path, scale: float, seed: int, sensitive: int, broken: bool) -> 
 
 
 main.add_command(lag_command)
+main.add_command(report_group)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from starlette.routing import BaseRoute, Route
 
 from publisher import i18n
 from publisher.app.reports import DEFAULT_LIMIT
+from publisher.app.web import reports_page
 from publisher.app.web.metrics import LagMetrics
 from publisher.clock import CHINA
 from publisher.dispatch import outbox
@@ -152,6 +153,28 @@ def routes(ctx: WebContext) -> list[BaseRoute]:
         log.info("dashboard.retry", item_id=item_id, channel=channel, requeued=n, by=by)
         return RedirectResponse(f"/?retried={n}", status_code=303)
 
+    async def reports(request: Request) -> Response:
+        """The annual disclosure statistics (publisher/app/web/reports_page.py), or a download of them."""
+        if not allowed(request):
+            return refused(request, api=False)
+        loc = locale(request)
+        raw = request.query_params.get("year", "")
+        year = int(raw) if raw.isdigit() and 1990 <= int(raw) <= 2200 else None
+        form = request.query_params.get("format")
+        if form is not None:
+            if form not in reports_page.DOWNLOADS or year is None:
+                return Response(f"format is one of {', '.join(reports_page.DOWNLOADS)}, with year=YYYY",
+                                status_code=400, media_type="text/plain; charset=utf-8")
+            got = await run_in_threadpool(reports_page.download, ctx, loc, year, form)
+            return Response(got.body, media_type=got.media_type,
+                            headers={"Content-Disposition": f'attachment; filename="{got.filename}"'})
+        html = await run_in_threadpool(reports_page.page, ctx, loc, year, request.query_params.get("from"),
+                                       request.query_params.get("to"))
+        response = HTMLResponse(html)
+        if "lang" in request.query_params:
+            response.set_cookie("lang", loc, max_age=365 * 86400, samesite="strict")
+        return response
+
     async def login(request: Request) -> Response:
         loc = locale(request)
         _ = i18n.Translator(loc)
@@ -173,6 +196,7 @@ def routes(ctx: WebContext) -> list[BaseRoute]:
         Route("/", page),
         Route("/api/lag", api),
         Route("/metrics", metrics_route),
+        Route("/reports", reports),
         Route("/retry", retry, methods=["POST"]),
         Route("/login", login, methods=["GET", "POST"]),
     ]
