@@ -99,6 +99,27 @@ _STRINGS: dict[str, tuple[str, str]] = {  # key: (zh-CN, en)
     "alert_recovered_subject": ("[发布延迟] {n} 条告警已恢复", "[publishing lag] {n} alert(s) recovered"),
     "alert_recovered": ("已恢复：{text}", "Recovered: {text}"),
     "alert_more": ("……另有 {n} 条，见仪表盘。", "… and {n} more: see the dashboard."),
+    # the web desk's sign-in (publisher/app/web/auth.py); the desk's own words are in publisher/app/web/desk_words.py
+    "desk": ("审核台", "Review desk"),
+    "desk_title": ("信息公开审核台", "Review desk"),
+    "account": ("账号", "Account"),
+    "password": ("密码", "Password"),
+    "logout": ("退出登录", "Log out"),
+    "bad_login": ("账号或密码不正确。", "That account name or password is not right."),
+    "login_throttled": ("登录失败次数过多，请 {m} 分钟后再试。", "Too many failed logins: try again in {m} minute(s)."),
+    "login_token_hint": ("管理员可不填账号，以访问令牌登录（仅限仪表盘）。",
+                         "Admins may leave the account empty and give the access token (dashboard only)."),
+    # review notifications (publisher/app/notify.py)
+    "digest_subject": ("[待审核] {role}：{n} 条稿件等待您签批", "[review] {role}: {n} item(s) wait for your sign-off"),
+    "digest_line": ("{item} 第{revision}版《{title}》（{category}），{since} 起等待，距法定期限 {left} 个工作日",
+                    "{item} r{revision} \"{title}\" ({category}), waiting since {since}, {left} working day(s) "
+                    "to the legal deadline"),
+    "digest_more": ("……另有 {n} 条，请到审核台查看：{url}", "… and {n} more: see the review desk at {url}"),
+    "digest_footer": ("请登录审核台签批：{url}", "Sign them off at the review desk: {url}"),
+    "escalation_subject": ("[审核催办] {n} 条稿件临近法定公开期限", "[review escalation] {n} item(s) near the legal deadline"),
+    "escalation_line": ("{item} 第{revision}版《{title}》仍等待 {role} 签批，须在 {last_day} 前公开，剩余 {left} 个工作日",
+                        "{item} r{revision} \"{title}\" still waits for {role}; it must be public by {last_day}, "
+                        "{left} working day(s) left"),
     # the lag report's review section: the review queue and the screen's findings on it
     "review_line": ("审核：待审 {waiting} 条（保密审查拦下 {blocked} 条）；审查发现须处理 {blocking} 处、提示 {advisory} 处",
                     "Review: {waiting} waiting, {blocked} held by the screen; "

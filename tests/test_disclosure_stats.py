@@ -26,6 +26,7 @@ from publisher.app.web.app import create_app
 from publisher.app.web.context import WebContext
 from publisher.clock import FrozenClock
 from publisher.config.settings import Config, ConfigError, load_config
+from publisher.review.accounts import Accounts
 from publisher.sandbox import SandboxServer
 from publisher.store.db import Store
 from tests.harness import SHIPPED, drop, free_port, load, write_config
@@ -79,9 +80,12 @@ def make_year(tmp_path: Path, sandbox: SandboxServer, store_url: str | None = No
     async def go() -> None:
         try:
             await y.run()
-            daemon.review.reject("2015-notices-c", reason="请补充文号", by="李科长")
+            accounts = Accounts(daemon.store, clock)
+            li = accounts.add("li", "李科长", ["section_chief"], None, None)
+            zhao = accounts.add("zhao", "赵局长", ["director"], None, None)
+            daemon.review.reject("2015-notices-c", li, reason="请补充文号")
             drop(inbox, "a2.md", {**items["a"], "title": "淄川区开展危险化学品专项整治（更正）"}, "检查企业 13 家。")
-            daemon.review.retract("2015-updates-b", by="李科长", reason="数据有误")
+            daemon.review.retract("2015-updates-b", zhao, reason="数据有误")
             await y.run()
         finally:
             await daemon.aclose()  # in the loop that made its clients
@@ -193,7 +197,8 @@ async def test_reports_page_draws_the_months_without_javascript(year: Year) -> N
 def _off_loopback(tmp_path: Path) -> tuple[Config, Store]:
     path = tmp_path / "config.yaml"
     data = yaml.safe_load(SHIPPED.read_text(encoding="utf-8"))
-    data.update(store={"url": f"sqlite:///{tmp_path / 'p.db'}"}, web={"listen": "0.0.0.0:8700", "token": "s3cret"})
+    data.update(store={"url": f"sqlite:///{tmp_path / 'p.db'}"}, web={"listen": "0.0.0.0:8700", "token": "reports-s3cret-token",
+                                                                "public_url": "http://10.0.0.5:8700"})
     path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     config = load_config(path, env={})
     return config, Store.open(config.store_url)
@@ -207,7 +212,7 @@ async def test_off_loopback_reports_need_the_token(tmp_path: Path) -> None:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(ctx)),
                                      base_url="http://10.0.0.5:8700") as c:
             assert (await c.get("/reports")).status_code == 303
-            ok = await c.get("/reports", headers={"Authorization": "Bearer s3cret"})
+            ok = await c.get("/reports", headers={"Authorization": "Bearer reports-s3cret-token"})
             assert ok.status_code == 200 and "政府信息公开统计" in ok.text
     finally:
         store.close()

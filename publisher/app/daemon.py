@@ -17,6 +17,7 @@ import uvicorn
 from channels.base import Channel
 from channels.registry import adapter_class
 from publisher import __version__
+from publisher.app.notify import ReviewNotifier
 from publisher.app.reports import ReportProcess, Reports
 from publisher.app.web.app import create_app
 from publisher.app.web.context import WebContext
@@ -28,6 +29,7 @@ from publisher.dispatch.telemetry import Telemetry
 from publisher.errors import PublisherError
 from publisher.intake.queue import Intake
 from publisher.lag.alerts import Alerter
+from publisher.review.accounts import Accounts
 from publisher.review.chain import Review
 from publisher.review.links import LinkChecker
 from publisher.store.changes import ChangeFeed
@@ -43,6 +45,7 @@ STOPPED = {
     "store-changes": "the daemon no longer hears other processes' approvals at once (they wait for the next poll)",
     "alerts": "the alerter has stopped: no alert goes out",
     "report": "the lag report's refresh has stopped: each page and scrape builds its own",
+    "review-notify": "reviewers are no longer told what waits for them (digests and escalations)",
     "links": "the screen's link check has stopped: links in revisions under review are not checked",
     "livecheck": "live items are no longer read back: an article WeChat takes down stays counted as live",
 }
@@ -77,13 +80,15 @@ class Daemon:
         self.store = store or Store.open(config.store_url)
         self.channels = build_channels(config, self.clock)
         self.review = Review(self.store, config, self.clock)
+        self.accounts = Accounts(self.store, self.clock, roles=config.roles, session_ttl=config.review.session_ttl)
         self.telemetry = Telemetry(config.channels)  # the counters /metrics shows: dispatcher and intake feed them
         self.dispatcher = Dispatcher(store=self.store, config=config, channels=self.channels, clock=self.clock,
                                      telemetry=self.telemetry)
         self.intake = Intake(config, self.store, self.review, self.clock, on_approved=self.dispatcher.wake,
                              on_file=self.telemetry.intake_file)
         self.web = WebContext(config=config, store=self.store, clock=self.clock, channels=self.channels,
-                              dispatcher=self.dispatcher, telemetry=self.telemetry,
+                              dispatcher=self.dispatcher, telemetry=self.telemetry, review=self.review,
+                              accounts=self.accounts,
                               health={"version": __version__, "started_at": self.clock.now().isoformat()})
         self._sandbox: Any = None
         self._web: uvicorn.Server | None = None  # the server run_once starts, if any
@@ -166,6 +171,10 @@ class Daemon:
             asyncio.create_task(LiveCheck(store=self.store, channels=self.channels, clock=self.clock).run(stop),
                                 name="livecheck"),
         ]
+        notifier = ReviewNotifier(store=self.store, config=self.config, clock=self.clock, review=self.review,
+                                  accounts=self.accounts, http=self._alert_http)
+        if notifier.enabled:
+            tasks.append(asyncio.create_task(notifier.run(stop), name="review-notify"))
         if self.config.screen.links.check:
             tasks.append(asyncio.create_task(self.links.run(stop), name="links"))
         lasting = list(tasks)  # the parts that run as long as the daemon (not the one-off analyze below)

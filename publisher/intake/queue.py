@@ -196,7 +196,8 @@ class Intake:
         }
         with self.store.tx() as conn:
             rid, number = self.store.add_revision(conn, fields, now)
-            self.store.audit(conn, now, f.author or "editor", "ingest", item_id=item.item_id, revision=number,
+            # the queue folder authenticates no one: the file's `author` is a claim, kept as a detail
+            self.store.audit(conn, now, "queue", "ingest", item_id=item.item_id, revision=number, author=f.author,
                              file=name, sha256=digest, findings=len(findings))
             return self.review.settle(conn, rid)
 
