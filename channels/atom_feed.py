@@ -28,7 +28,7 @@ from channels.atom_file import (
     render_feed,
     write_atomically,
 )
-from channels.base import ChannelOptions, Receipt
+from channels.base import ChannelOptions, Receipt, TransientError
 from channels.http import HttpChannel
 from channels.render import render_html
 from publisher.model import Revision
@@ -203,6 +203,9 @@ class AtomFeed(HttpChannel):
                 try:
                     outcome = await asyncio.to_thread(rewrite)
                 except Exception as exc:  # the whole batch failed to reach the disk: every caller hears it
+                    if isinstance(exc, OSError):  # a full disk, a read-only mount: retried once it is fixed
+                        exc = TransientError(f"could not write the feed file {self.options.path}: "
+                                             f"{exc.strerror or exc}; free disk space or fix the folder's rights")
                     for _, fut in batch:
                         if not fut.done():
                             fut.set_exception(exc)
