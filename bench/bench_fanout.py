@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -145,6 +146,8 @@ def raw(size: dict[str, float]) -> dict[str, Any]:
         times = sorted(at for _, at, _ in reader.sends())
         rate = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
         prof = summarize_profile(work / "profile.txt") if (work / "profile.txt").exists() else None
+        if prof is not None and os.environ.get("BENCH_PROFILE_OUT"):  # py-spy's raw stacks, kept for a closer look
+            shutil.copy(work / "profile.txt", os.environ["BENCH_PROFILE_OUT"])
         return {"deliveries": total, "channels": len(CHANNELS), "concurrency": CONCURRENCY,
                 "daemon_deliveries_per_s": round(rate, 1), "bare_httpx_per_s": round(ceiling, 1),
                 "ratio": round(rate / ceiling, 3) if ceiling else 0.0, "target_ratio": 0.7,

@@ -273,7 +273,7 @@ def test_json_schema_is_stable(world: World) -> None:
     world.delivery("bureau_site", item=item, state=DeliveryState.FAILED, error="boom", due_at=T0 - timedelta(hours=1))
     data = lag_json.to_json(world.report())
     assert set(data) == {"schema", "source", "locale", "generated_at", "window", "channels", "freshness", "deadlines",
-                         "review"}
+                         "review", "deadlines_total", "deadline_counts"}
     assert set(data["review"]) == {"waiting", "blocked", "with_findings", "findings", "kinds"}
     assert set(data["review"]["findings"]) == {"blocking", "advisory"}
     assert (data["source"], data["locale"]) == ("store", "zh-CN")
@@ -289,6 +289,19 @@ def test_json_schema_is_stable(world: World) -> None:
     assert set(data["deadlines"][0]) == {"item_id", "revision", "title", "category", "category_name", "state", "start",
                                          "last_day", "deadline", "working_days_left", "status", "calendar_known"}
     assert ch["late"][0]["due_at"] == "2015-03-18T00:00:00Z" and ch["late"][0]["lag_s"] == 3600.0
+
+
+def test_the_deadlines_listed_are_limited_and_all_are_counted(world: World) -> None:
+    """A store years deep holds a thousand revisions past their deadline: the JSON lists the `limit` most
+    urgent and counts them all, by status."""
+    for day in (2, 3, 4):
+        world.item(doc_date=date(2015, 1, day), state=RevisionState.REVIEW)
+    full = lag_json.to_json(world.report())
+    assert full["deadlines_total"] == len(full["deadlines"]) == 3
+    assert full["deadline_counts"] == {"at_risk": 0, "overdue": 3}
+    cut = lag_json.to_json(world.report(), limit=2)
+    assert cut["deadlines"] == full["deadlines"][:2]
+    assert (cut["deadlines_total"], cut["deadline_counts"]) == (3, full["deadline_counts"])
 
 
 def test_cli_json_and_table(world: World, tmp_path: Path) -> None:

@@ -29,6 +29,7 @@ from channels.base import Channel, ManualTask, PermanentError, Receipt, Refused,
 from publisher.clock import Clock
 from publisher.config.settings import Config
 from publisher.dispatch import policy
+from publisher.dispatch.batch import SentBatch
 from publisher.dispatch.outbox import requeue
 from publisher.dispatch.outcomes import Bookkeeper
 from publisher.dispatch.policy import Deadlines, describe
@@ -53,6 +54,7 @@ class Dispatcher:
         self._wake = {name: asyncio.Event() for name in channels}
         self.books = Bookkeeper(store=store, config=config, clock=clock, telemetry=self.telemetry, rng=self.rng,
                                 wake=self.wake)
+        self.batch = SentBatch(self.books)
         self.limits = RateLimits(store, config, channels)
         self._reap_at: dict[str, datetime] = {}  # when each worker next looks for rows past their lease
         self.workers: dict[str, asyncio.Task[None]] = {}  # one per channel while `run` runs (/healthz looks)
@@ -179,11 +181,15 @@ class Dispatcher:
         reading: set[asyncio.Task[None]] = set()
         while True:
             room = cfg.concurrency - len(sending) - len(reading)
-            if room > 0 and (stop is None or not stop.is_set()):
+            # refill in batches (a quarter of the slots at least) while calls are in flight: one claim for
+            # several rows instead of one per freed slot; with nothing in flight, claim at once
+            least = max(1, cfg.concurrency // 4) if sending or reading else 1
+            if room >= least and (stop is None or not stop.is_set()):
                 # in-flight sends count against the rate limit before they show up as sent
                 allowed = self.limits.allowance(name, self.clock.now(), cfg.concurrency) - len(sending)
                 rows = self.store.claim(name, self.owner, self.clock.now(), min(room, max(allowed, 1)), lease,
                                         send=allowed > 0)  # read-backs go on while the limit holds sends back
+                self.books.prefetch([r for r in rows if r.state != DeliveryState.SENT])
                 for row in rows:
                     task = asyncio.create_task(self._handle(row))
                     (reading if row.state == DeliveryState.SENT else sending).add(task)
@@ -216,6 +222,8 @@ class Dispatcher:
                 log.exception("dispatch.store_error")
             except Exception as exc:  # a defect (the adapter's, or ours): fail the row now, never retry it
                 self.books.defect(row, exc)
+            finally:
+                self.books.forget(row)
 
     async def _send(self, row: Delivery) -> None:
         placed = self.books.placement(row)
@@ -235,7 +243,10 @@ class Dispatcher:
             else:
                 self.books.permanent(row, describe(exc))
             return
-        self.books.succeeded(row, receipt, retract=row.retract)
+        if row.retract or receipt is None or rev is None:
+            self.books.succeeded(row, receipt, retract=row.retract)
+        else:
+            await self.batch.sent(row, receipt, rev)
 
     async def _call_channel(self, row: Delivery, placed: Receipt | None, rev: Revision | None) -> Receipt | None:
         """The one adapter call this row needs: retract, update what is there, or create (after `find`)."""

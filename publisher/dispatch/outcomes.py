@@ -21,7 +21,7 @@ from publisher.dispatch import policy
 from publisher.dispatch.outbox import revision_from_row
 from publisher.dispatch.policy import describe
 from publisher.dispatch.telemetry import Telemetry
-from publisher.model import Delivery, DeliveryState, Revision
+from publisher.model import Delivery, DeliveryState, Placement, Revision
 from publisher.store.db import Store
 
 log = structlog.get_logger()
@@ -35,11 +35,13 @@ class Bookkeeper:
         self.store, self.config, self.clock, self.telemetry, self.rng = store, config, clock, telemetry, rng
         self.wake = wake
         self._revisions: dict[int, Revision] = {}
+        # read ahead for claimed rows (prefetch), by (row id, attempt): a later claim of the row never sees them
+        self._placed: dict[tuple[int, int], dict[str, Placement | None]] = {}
 
     # --- outcomes -----------------------------------------------------------------------------------
 
     def succeeded(self, row: Delivery, receipt: Receipt | None, *, retract: bool = False,
-                   reconciled: bool = False) -> None:
+                  reconciled: bool = False, rev: Revision | None = None) -> None:
         now = self.clock.now()
         cfg = self.config.channels[row.channel]
         with self.store.tx() as conn:
@@ -52,7 +54,7 @@ class Bookkeeper:
                 self.store.audit(conn, now, "daemon", "retracted", item_id=row.item_id, channel=row.channel)
             else:
                 assert receipt is not None
-                rev = self.revision(row)
+                rev = rev or self.revision(row)
                 # superseded instead when a newer row (an edit, a retraction) came while this send was in
                 # flight: the placement below is what that row then updates or takes down
                 state = self.store.mark_sent(conn, row.id, now, remote_id=receipt.remote_id, url=receipt.url,
@@ -69,6 +71,11 @@ class Bookkeeper:
                                  **({"then": "superseded"} if state == DeliveryState.SUPERSEDED else {}))
                 for name in released:
                     self.wake(name)
+        self.recorded(row, receipt, retract=retract, reconciled=reconciled)
+
+    def recorded(self, row: Delivery, receipt: Receipt | None, *, retract: bool = False,
+                 reconciled: bool = False) -> None:
+        """After a success has committed: the counters, the log line, and the worker woken for the read-back."""
         self.telemetry.send_outcome(row.channel, "retracted" if retract else "found" if reconciled else "sent")
         log.info("delivery.sent", remote_id=getattr(receipt, "remote_id", None), attempt=row.attempts,
                  retract=retract, reconciled=reconciled)
@@ -148,9 +155,43 @@ class Bookkeeper:
         """The channels that link to the item on this row's channel (their `link_from`)."""
         return [n for n, c in self.config.channels.items() if c.link_from == row.channel]
 
-    def placement(self, row: Delivery) -> Receipt | None:
+    def prefetch(self, rows: list[Delivery]) -> None:
+        """Read, in one go, what the claimed rows' sends will ask for: their placements on their channel and on
+        its `link_from` channel, and the revisions not cached yet (one query each, not two per row). A claimed
+        row's own placement cannot change before its send (no other row of the item is in flight on that
+        channel), and its upstream link only ever appears, never goes, while the row waits to be sent."""
+        if not rows:
+            return
+        channels = {r.channel for r in rows}
+        channels |= {u for c in channels if (u := self.config.channels[c].link_from) is not None}
+        missing = {r.revision_id for r in rows} - self._revisions.keys()
         with self.store.read() as conn:
-            p = self.store.placement(conn, row.item_id, row.channel)
+            found = {(p.item_id, p.channel): p for p in self.store.placements_for(conn, [r.item_id for r in rows],
+                                                                                  channels)}
+            stored = self.store.revisions_by_ids(conn, missing) if missing else []
+        for r in rows:
+            self._placed[(r.id, r.attempts)] = {ch: found.get((r.item_id, ch)) for ch in channels}
+        for rev in stored:
+            self._remember(rev.id, revision_from_row(rev, self.config))
+
+    def forget(self, row: Delivery) -> None:
+        """The row's send is over: what was read ahead for it is dropped."""
+        self._placed.pop((row.id, row.attempts), None)
+
+    def _placement_of(self, row: Delivery, channel: str) -> Placement | None:
+        ahead = self._placed.get((row.id, row.attempts), {})
+        if channel in ahead:
+            return ahead[channel]
+        with self.store.read() as conn:
+            return self.store.placement(conn, row.item_id, channel)
+
+    def _remember(self, revision_id: int, rev: Revision) -> None:
+        if len(self._revisions) > 2048:
+            self._revisions.clear()
+        self._revisions[revision_id] = rev
+
+    def placement(self, row: Delivery) -> Receipt | None:
+        p = self._placement_of(row, row.channel)
         if p is None or p.retracted:
             return None
         return Receipt(remote_id=p.remote_id, url=p.url, extra=p.extra or {})
@@ -158,22 +199,18 @@ class Bookkeeper:
     def revision(self, row: Delivery) -> Revision | None:
         cached = self._revisions.get(row.revision_id)
         upstream = self.config.channels[row.channel].link_from
-        with self.store.read() as conn:
-            link = None
-            if upstream is not None:
-                p = self.store.placement(conn, row.item_id, upstream)
-                link = p.url if p is not None and not p.retracted else None
-            if cached is None:
-                r = self.store.revision_by_id(conn, row.revision_id)
-                cached = revision_from_row(r, self.config)
-                if len(self._revisions) > 2048:
-                    self._revisions.clear()
-                self._revisions[row.revision_id] = cached
+        link = None
+        if upstream is not None:
+            p = self._placement_of(row, upstream)
+            link = p.url if p is not None and not p.retracted else None
+        if cached is None:
+            with self.store.read() as conn:
+                cached = revision_from_row(self.store.revision_by_id(conn, row.revision_id), self.config)
+            self._remember(row.revision_id, cached)
         if upstream is not None and link is None:
             self.permanent(row, f"no public link on {upstream} yet; retry once it is published there")
             return None
         return cached.model_copy(update={"link": link}) if link != cached.link else cached
-
 
 
 __all__ = ["Bookkeeper"]

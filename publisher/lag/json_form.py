@@ -19,10 +19,15 @@ def seconds(td: timedelta | None) -> float | None:
     return None if td is None else round(td.total_seconds(), 3)
 
 
-def to_json(report: LagReport, *, source: str = "store") -> dict[str, Any]:
+def to_json(report: LagReport, *, source: str = "store", limit: int | None = None) -> dict[str, Any]:
     """The report as the CLI's `--json` and `/api/lag` give it; field names never change within a schema.
-    `source`: "daemon" when the running daemon answered, "store" when the store was read directly."""
+    `source`: "daemon" when the running daemon answered, "store" when the store was read directly.
+    `limit`: the deadlines listed at most (the most urgent; all are counted in `deadline_counts`), as the
+    late rows per channel are limited when the report is built: a store years deep holds a thousand
+    revisions past their deadline, and listing all of them made every answer half a megabyte."""
     config = report.config
+    listed = report.deadlines if limit is None else report.deadlines[:limit]
+    counts = {status: sum(1 for d in report.deadlines if d.status == status) for status in ("at_risk", "overdue")}
     return {
         "schema": SCHEMA,
         "source": source,
@@ -56,7 +61,9 @@ def to_json(report: LagReport, *, source: str = "store") -> dict[str, Any]:
             "start": d.start.isoformat(), "last_day": d.last_day.isoformat(),
             "deadline": timestamp(d.deadline),
             "working_days_left": d.working_days_left, "status": d.status, "calendar_known": d.calendar_known,
-        } for d in report.deadlines],
+        } for d in listed],
+        "deadlines_total": len(report.deadlines),
+        "deadline_counts": counts,
         "review": {
             "waiting": report.review.waiting, "blocked": report.review.blocked,
             "with_findings": report.review.with_findings,

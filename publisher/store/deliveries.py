@@ -14,8 +14,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
+from publisher.errors import PublisherError
 from publisher.model import (
     ACTIVE,
     REPLACEABLE,
@@ -28,9 +30,14 @@ from publisher.model import (
 )
 from publisher.store.changes import announce
 from publisher.store.engine import StoreBase
-from publisher.store.schema import deliveries, placements, revisions
+from publisher.store.schema import CLAIMABLE_SQL, deliveries, placements, revisions
 
 S = DeliveryState
+_CLAIMABLE = sa.text(CLAIMABLE_SQL)
+
+
+class BatchMoved(PublisherError):
+    """A row of a batched transition had moved on: the batch is rolled back and written row by row."""
 
 
 class DeliveryStore(StoreBase):
@@ -72,6 +79,12 @@ class DeliveryStore(StoreBase):
         return [Placement.from_row(r) for r in rows]
 
     @staticmethod
+    def placements_for(conn: Connection, item_ids: Iterable[str], channels: Iterable[str]) -> list[Placement]:
+        rows = conn.execute(sa.select(placements).where(placements.c.item_id.in_(sorted(set(item_ids))))
+                            .where(placements.c.channel.in_(sorted(set(channels))))).mappings()
+        return [Placement.from_row(r) for r in rows]
+
+    @staticmethod
     def set_placement(conn: Connection, item_id: str, channel: str, *, remote_id: str, url: str | None,
                       extra: dict[str, Any], revision: int, retracted: bool, now: datetime) -> None:
         values = {"remote_id": remote_id, "url": url, "extra": extra, "revision": revision,
@@ -86,29 +99,12 @@ class DeliveryStore(StoreBase):
     def claim(self, channel: str, owner: str, now: datetime, limit: int, lease: timedelta,
               *, send: bool = True) -> list[Delivery]:
         """Take up to `limit` due rows of one channel: pending/retrying to send (unless `send` is
-        false, e.g. when the rate limit is spent), and sent rows to verify."""
-        other = deliveries.alias("other")
-        in_flight = sa.exists().where(other.c.item_id == deliveries.c.item_id).where(
-            other.c.channel == channel).where(other.c.state == S.SENDING)
-        due = (sa.select(deliveries.c.id).where(deliveries.c.channel == channel)
-               .where(deliveries.c.state.in_(sorted(TO_SEND | {S.SENT}) if send else [S.SENT]))
-               .where(deliveries.c.next_attempt_at <= now)
-               .where(sa.or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < now))
-               .where(~in_flight)
-               .order_by(deliveries.c.next_attempt_at, deliveries.c.id).limit(limit)
-               .with_for_update(skip_locked=True))
-        to_send = deliveries.c.state.in_(sorted(TO_SEND))
+        false, e.g. when the rate limit is spent), and sent rows to verify. One statement: the rows are
+        read in claim order from ix_deliveries_claim and leased, and a row to send becomes `sending`, so
+        that after a crash it is reconciled through `find`, never blindly resent."""
         with self.engine.begin() as conn:
-            ids = [r[0] for r in conn.execute(due)]
-            if not ids:
-                return []
-            # the lease, and for a row to send `sending`, in one statement of the same transaction:
-            # after a crash such a row is reconciled through `find`, never blindly resent
-            rows = conn.execute(deliveries.update().where(deliveries.c.id.in_(ids)).values(
-                lease_owner=owner, lease_until=now + lease, updated_at=now,
-                state=sa.case((to_send, S.SENDING.value), else_=deliveries.c.state),
-                attempts=sa.case((to_send, deliveries.c.attempts + 1), else_=deliveries.c.attempts),
-            ).returning(*deliveries.c)).mappings().all()
+            rows = conn.execute(_CLAIM[send], {"c_channel": channel, "c_now": now, "c_limit": limit,
+                                               "c_owner": owner, "c_until": now + lease}).mappings().all()
         return sorted(map(Delivery.from_row, rows), key=lambda d: (d.next_attempt_at, d.id))
 
     def stale_sending(self, now: datetime, owner: str | None = None, channel: str | None = None) -> list[Delivery]:
@@ -133,11 +129,12 @@ class DeliveryStore(StoreBase):
             return list(newest)[::-1]
 
     def next_due(self, channel: str, *, send: bool = True) -> datetime | None:
-        states = sorted(TO_SEND | {S.SENT}) if send else [S.SENT]
+        q = (sa.select(sa.func.min(deliveries.c.next_attempt_at)).where(deliveries.c.channel == channel)
+             .where(_CLAIMABLE))  # the first entry of the channel's ix_deliveries_claim range
+        if not send:
+            q = q.where(deliveries.c.state == S.SENT)
         with self.read() as conn:
-            return conn.execute(sa.select(sa.func.min(deliveries.c.next_attempt_at))
-                                .where(deliveries.c.channel == channel)
-                                .where(deliveries.c.state.in_(states))).scalar()
+            return conn.execute(q).scalar()
 
     def delivery(self, delivery_id: int) -> Delivery | None:
         with self.read() as conn:
@@ -161,6 +158,34 @@ class DeliveryStore(StoreBase):
         newer row of the item took over meanwhile: that row acts on what this one placed)."""
         return _move(conn, delivery_id, S.SENT, now, "mark sent", frm={S.SENDING}, yield_to_newer=True, sent_at=now,
                      remote_id=remote_id, url=url, last_error=None, next_attempt_at=verify_at)
+
+    @staticmethod
+    def mark_sent_many(conn: Connection, sends: Sequence[dict[str, Any]], now: datetime) -> None:
+        """`mark_sent` and `set_placement` for several rows in one statement each (the dispatcher's group
+        commit). Each entry: id, item_id, channel, remote_id, url, extra, revision, verify_at. Raises
+        BatchMoved when any of them had moved on, or a newer row of its item had come meanwhile: the caller
+        rolls back and writes them one by one."""
+        if not sends:
+            return
+        moved = conn.execute(
+            deliveries.update().where(deliveries.c.id == sa.bindparam("b_id"))
+            .where(deliveries.c.state == S.SENDING)  # mark_sent's one source state (an IN cannot be executemany'd)
+            .where(~_newer_row())  # a row a newer one replaced meanwhile is superseded, one by one (mark_sent)
+            .values(state=S.SENT, updated_at=now, lease_owner=None, lease_until=None, sent_at=now,
+                    remote_id=sa.bindparam("b_remote_id"), url=sa.bindparam("b_url"), last_error=None,
+                    next_attempt_at=sa.bindparam("b_verify_at")),
+            [{"b_id": e["id"], "b_remote_id": e["remote_id"], "b_url": e["url"], "b_verify_at": e["verify_at"]}
+             for e in sends])
+        if moved.rowcount != len(sends):
+            raise BatchMoved(f"{len(sends) - moved.rowcount} of {len(sends)} rows had moved on")
+        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+        upsert = insert(placements)
+        upsert = upsert.on_conflict_do_update(
+            index_elements=[placements.c.item_id, placements.c.channel],
+            set_={c: upsert.excluded[c] for c in ("remote_id", "url", "extra", "revision", "retracted", "updated_at")})
+        conn.execute(upsert, [{"item_id": e["item_id"], "channel": e["channel"], "remote_id": e["remote_id"],
+                               "url": e["url"], "extra": e["extra"], "revision": e["revision"], "retracted": False,
+                               "updated_at": now} for e in sends])
 
     @staticmethod
     def retraction_done(conn: Connection, delivery_id: int, now: datetime, *, remote_id: str | None,
@@ -322,3 +347,31 @@ def _move(conn: Connection, delivery_id: int, to: DeliveryState, now: datetime, 
         raise IllegalTransition(table="deliveries", row_id=delivery_id, current=current, transition=transition,
                                 to=to)
     return DeliveryState(done[0])
+
+
+def _claim_statement(send: bool) -> sa.Update:
+    """The claim, built once (a worker claims hundreds of times a second; building it each time cost more
+    than running it). Its parameters: c_channel, c_now, c_limit, c_owner, c_until."""
+    other = deliveries.alias("other")
+    in_flight = sa.exists().where(other.c.item_id == deliveries.c.item_id).where(
+        other.c.channel == sa.bindparam("c_channel")).where(other.c.state == S.SENDING)
+    now = sa.bindparam("c_now", type_=deliveries.c.next_attempt_at.type)
+    due = (sa.select(deliveries.c.id).where(deliveries.c.channel == sa.bindparam("c_channel")).where(_CLAIMABLE)
+           .where(deliveries.c.next_attempt_at <= now)
+           .where(sa.or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < now))
+           .where(~in_flight)
+           .order_by(deliveries.c.next_attempt_at, deliveries.c.id).limit(sa.bindparam("c_limit", type_=sa.Integer))
+           .with_for_update(skip_locked=True)
+           .correlate(None))  # its own FROM, not the UPDATE's table
+    if not send:
+        due = due.where(deliveries.c.state == S.SENT)
+    to_send = deliveries.c.state.in_(sorted(TO_SEND))
+    return (deliveries.update().where(deliveries.c.id.in_(due.scalar_subquery())).values(
+        lease_owner=sa.bindparam("c_owner"), lease_until=sa.bindparam("c_until", type_=deliveries.c.lease_until.type),
+        updated_at=now,
+        state=sa.case((to_send, S.SENDING.value), else_=deliveries.c.state),
+        attempts=sa.case((to_send, deliveries.c.attempts + 1), else_=deliveries.c.attempts),
+    ).returning(*deliveries.c))
+
+
+_CLAIM = {send: _claim_statement(send) for send in (True, False)}

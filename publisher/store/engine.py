@@ -64,3 +64,9 @@ class StoreBase:
               revision: int | None = None, channel: str | None = None, **detail: Any) -> None:
         conn.execute(audit.insert().values(at=at, actor=actor, action=action, item_id=item_id,
                                            revision=revision, channel=channel, detail=detail))
+
+    @staticmethod
+    def audit_many(conn: Connection, at: datetime, actor: str, entries: list[dict[str, Any]]) -> None:
+        """Several audit lines in one statement; each entry: action, item_id, revision, channel, detail."""
+        if entries:
+            conn.execute(audit.insert(), [{"at": at, "actor": actor, **e} for e in entries])

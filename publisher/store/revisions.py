@@ -72,6 +72,11 @@ class RevisionStore(StoreBase):
         return StoredRevision.from_row(
             conn.execute(sa.select(revisions).where(revisions.c.id == revision_id)).mappings().one())
 
+    @staticmethod
+    def revisions_by_ids(conn: Connection, revision_ids: Iterable[int]) -> list[StoredRevision]:
+        rows = conn.execute(sa.select(revisions).where(revisions.c.id.in_(sorted(set(revision_ids))))).mappings()
+        return [StoredRevision.from_row(r) for r in rows]
+
     def revisions_in(self, states: Iterable[RevisionState]) -> list[StoredRevision]:
         with self.read() as conn:
             rows = conn.execute(sa.select(revisions).where(revisions.c.state.in_(sorted(states)))

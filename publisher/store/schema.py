@@ -30,7 +30,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import FunctionElement
 from sqlalchemy.types import TypeDecorator
 
-from publisher.model import APPROVAL_ACTIONS, IN_REVIEW, OPEN, DeliveryState, RevisionState
+from publisher.model import APPROVAL_ACTIONS, IN_REVIEW, OPEN, TO_SEND, DeliveryState, RevisionState
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -231,6 +231,12 @@ Index("ix_deliveries_live_revision", deliveries.c.revision_id, sqlite_where=text
       postgresql_where=text(LIVE_ROWS_SQL))
 # The client-side rate limit's "sends in the last hour", newest first, a few entries (0005).
 Index("ix_deliveries_channel_sent", deliveries.c.channel, deliveries.c.sent_at)
+# The workers' claims (0011): a channel's claimable rows in the order they are taken, so that a claim reads
+# the first few index entries instead of sorting the channel's whole due set (`state IN` split ix_deliveries_work's
+# order). Queries repeat CLAIMABLE_SQL verbatim (publisher/store/deliveries.py) so that planners match it.
+CLAIMABLE_SQL = f"state IN ({states_sql(TO_SEND | {DeliveryState.SENT}, of=DeliveryState)})"
+Index("ix_deliveries_claim", deliveries.c.channel, deliveries.c.next_attempt_at, deliveries.c.id,
+      sqlite_where=text(CLAIMABLE_SQL), postgresql_where=text(CLAIMABLE_SQL))
 # Freshness of a rarely published category: its revisions first, then their rows on the channel.
 Index("ix_revisions_category", revisions.c.category, revisions.c.id)
 

@@ -129,7 +129,7 @@ def read_store(config_path: Path, channel: str | None, since: str | None, at: st
         report = build_report(store, config, now, channel=channel, since=start, late_limit=limit)
     finally:
         store.close()
-    return to_json(report, source="store")
+    return to_json(report, source="store", limit=limit)
 
 
 @click.command("lag")
@@ -263,8 +263,9 @@ def print_table(doc: dict[str, Any], listen: str = "", why: str = "", rows: int 
                        d["start"], d["last_day"], str(d["working_days_left"]),
                        (status, "red" if d["status"] == "overdue" else "yellow"))
         out.append(dt.render(room, color))
-        if len(doc["deadlines"]) > rows:
-            note(f"… +{len(doc['deadlines']) - rows} (--limit N, --json)", "dim")
+        total = doc.get("deadlines_total", len(doc["deadlines"]))  # a daemon of an older release sends no total
+        if total > len(shown_rows):
+            note(f"… +{total - len(shown_rows)} (--limit N, --json)", "dim")
     review = doc.get("review")  # absent from a daemon of an earlier version
     if review and review["waiting"]:
         note(_("review_line", waiting=review["waiting"], blocked=review["blocked"],

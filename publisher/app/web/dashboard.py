@@ -114,7 +114,7 @@ def routes(ctx: WebContext, auth: Auth) -> list[BaseRoute]:
             report, age = await ctx.reports.current(late_limit)  # the copy the daemon keeps fresh
         else:
             report = await ctx.reports.report(now, channel=channel, since=since, limit=late_limit)
-        return JSONResponse(to_json(report, source="daemon"),
+        return JSONResponse(to_json(report, source="daemon", limit=late_limit),
                             headers={"Cache-Control": "no-store", CONFIG_HEADER: ctx.config.digest,
                                      "Age": str(round(age))})
 
