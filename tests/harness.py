@@ -50,6 +50,10 @@ def write_config(root: Path, sandbox: Any, *, web_port: int | None = None, store
     ch["microblog"]["api_base"] = f"{sb}/weibo/2/"
     ch["microblog"]["access_token"] = CREDENTIALS["weibo_token"]
     ch["microblog"]["web_base"] = f"{sb}/weibo"
+    ch["wechat"]["api_base"] = f"{sb}/wechat"
+    ch["wechat"]["secret"] = CREDENTIALS["wechat_secret"]
+    ch["wechat"]["default_cover"] = f"{sb}/wechat/demo-cover.png"
+    ch["wechat"]["find_wait"] = 0  # the stand-in's publishing is immediate in tests that set it so
     for key, value in overrides.items():
         node = data
         *path, last = key.split(".")

@@ -25,7 +25,7 @@ import structlog
 from sqlalchemy.exc import DBAPIError
 from structlog.contextvars import bound_contextvars
 
-from channels.base import Channel, ManualTask, PermanentError, Receipt, TransientError
+from channels.base import Channel, ManualTask, PermanentError, Receipt, Refused, TransientError
 from publisher.clock import Clock
 from publisher.config.settings import Config
 from publisher.dispatch import policy
@@ -299,15 +299,24 @@ class Dispatcher:
             async with policy.bounded(self.deadlines(row.channel).call, f"the read-back on {row.channel}"):
                 reading = policy.read(channel.verify, receipt, attempts=self.read_retries)
                 live = await self.telemetry.timed(row.channel, "verify", reading)
+        except Refused as exc:  # the channel will never show it (a platform's review refused it): a person looks
+            self.telemetry.read_back(row.channel, "error")
+            self.books.permanent(row, describe(exc))
+            return
         except (TransientError, PermanentError) as exc:
             live, error = False, f"verification failed: {exc}"
         self.telemetry.read_back(row.channel, "live" if live else "error" if error else "not_live")
         now = self.clock.now()
+        if live:
+            where = live if isinstance(live, Receipt) else None  # a channel that learns the item's URL only now
+            with self.store.tx() as conn:
+                self.store.mark_live(conn, row.id, now, url=where.url if where else None)
+                released = self.books.went_live(conn, row, where, now) if where else []
+            log.info("delivery.live", lag_s=round((now - row.due_at).total_seconds(), 3))
+            for name in released:
+                self.wake(name)
+            return
         with self.store.tx() as conn:
-            if live:
-                self.store.mark_live(conn, row.id, now)
-                log.info("delivery.live", lag_s=round((now - row.due_at).total_seconds(), 3))
-                return
             n = row.verify_attempts + 1
             if n == policy.RESEND_AFTER_CHECKS and row.attempts < 2 and not row.retract and channel.can_update:
                 # Sent but never seen (say, a feed entry that left the window before the collector came):
