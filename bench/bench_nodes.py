@@ -22,7 +22,9 @@ row's work in the run is its send alone.
   duplicates  creates beyond the first for one item on one channel, summed over every node's peer; ideal 0
   missing     (item, channel) pairs no peer ever got; ideal 0 (and every row sent or live in the store)
   pg/sqlite   1 node on SQLite against 1 on PostgreSQL, same load: the ratio, with a py-spy profile of each
-              single node (what dominates when the gap is beyond 1.5 ×)
+              single node (what dominates when the gap is beyond 1.5 ×); at full size also 1 PostgreSQL
+              node with `synchronous_commit = off` (a commit no longer waits for the WAL's fdatasync, as
+              SQLite's WAL with synchronous=NORMAL does not wait for one): how much of the gap is that wait
 """
 
 from __future__ import annotations
@@ -59,13 +61,16 @@ DEFAULT_PG = os.environ.get("PUBLISHER_TEST_PG", "postgresql+psycopg://postgres@
 
 
 @contextlib.contextmanager
-def pg_database(server: str, name: str) -> Iterator[str]:
-    """An empty database `name` on the server of `server` (created afresh), dropped afterwards."""
+def pg_database(server: str, name: str, settings: dict[str, str] | None = None) -> Iterator[str]:
+    """An empty database `name` on the server of `server` (created afresh, with `settings` for every session
+    on it), dropped afterwards."""
     admin = sa.create_engine(make_url(server).set(database="postgres"), isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
             conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+            for key, value in (settings or {}).items():
+                conn.exec_driver_sql(f'ALTER DATABASE "{name}" SET {key} = {value}')
         yield make_url(server).set(database=name).render_as_string(hide_password=False)
     finally:
         with contextlib.suppress(Exception), admin.connect() as conn:
@@ -80,6 +85,16 @@ def cpu_seconds(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _transactions(engine: sa.Engine) -> int | None:
+    """PostgreSQL's count of transactions ended in this database so far (None on SQLite)."""
+    if engine.dialect.name != "postgresql":
+        return None
+    with engine.connect() as conn:
+        conn.exec_driver_sql("SELECT pg_stat_clear_snapshot()")
+        return int(conn.exec_driver_sql("SELECT xact_commit + xact_rollback FROM pg_stat_database "
+                                        "WHERE datname = current_database()").scalar_one())
 
 
 def _creates(peer: PeerProcess) -> dict[str, Any]:
@@ -119,6 +134,9 @@ def run(store_url: str, nodes: int, size: dict[str, float], *, concurrency: int,
             for d in daemons:
                 d.wait_ready()
             cpu0 = [cpu_seconds(d.pid) for d in daemons]
+            xact0 = _transactions(engine)
+            with engine.connect() as conn:
+                sent0 = int(conn.execute(done_q).scalar_one())
             spying = profile(daemons[0].pid, size["profile_s"], spy) if spy is not None and size["profile_s"] else None
             started = time.monotonic()
             while True:
@@ -130,6 +148,8 @@ def run(store_url: str, nodes: int, size: dict[str, float], *, concurrency: int,
                     raise RuntimeError(f"{label}: {sent} of {total} rows sent within {size['limit_s']:.0f} s")
                 time.sleep(0.25)
             busy_s = time.monotonic() - started
+            time.sleep(1.0)  # the servers' statistics are flushed about once a second
+            xact = _transactions(engine)
             cpu = [round(cpu_seconds(d.pid) - c, 1) for d, c in zip(daemons, cpu0, strict=True)]
             if spying is not None:
                 with contextlib.suppress(Exception):
@@ -156,6 +176,9 @@ def run(store_url: str, nodes: int, size: dict[str, float], *, concurrency: int,
         "duplicates": sum(n - 1 for n in keys.values() if n > 1),
         "missing": len(expected - set(keys)), "unexpected": len(set(keys) - expected),
         "store_states": states,
+        # every transaction in the database during the run (the bench's own polls, about 4 a second, included)
+        "transactions_per_delivery": round((xact - xact0) / (total - sent0), 2)
+        if xact is not None and xact0 is not None and total > sent0 else None,
         "daemon_cpu_s": cpu, "daemon_cpu_share": [round(c / busy_s, 2) if busy_s else 0.0 for c in cpu],
     }
     if spy is not None and spy.exists():
@@ -174,35 +197,49 @@ def main() -> None:
     parser.add_argument("--db", default="bench_nodes", help="the database the bench creates and drops on that server")
     parser.add_argument("--concurrency", type=int, default=1, help="sends in flight per channel per node")
     parser.add_argument("--profile-dir", type=Path, help="keep py-spy's raw stacks of the single nodes here")
+    parser.add_argument("--only", default="pg_1,pg_2,pg_1_async_commit,sqlite_1",
+                        help="the runs to make (pg_1_async_commit never at the smoke size)")
     args = parser.parse_args()
     size = SIZES["smoke" if args.smoke else "full"]
     result: dict[str, Any] = {"machine": machine(), "command": " ".join([Path(sys.executable).name, *sys.argv]),
                               "size": "smoke" if args.smoke else "full"}
     print(f"machine: {result['machine']}\ncommand: {result['command']}", flush=True)
+    parts = set(args.only.split(",")) - ({"pg_1_async_commit"} if args.smoke else set())
     with tempfile.TemporaryDirectory(prefix="bench-nodes-") as tmp:
         spies = Path(args.profile_dir or tmp)
         spies.mkdir(parents=True, exist_ok=True)
         runs: dict[str, dict[str, Any]] = {}
-        with pg_database(args.pg, args.db) as url:
-            runs["pg_1"] = run(url, 1, size, concurrency=args.concurrency, label="pg1", spy=spies / "pg_1.txt")
-        with pg_database(args.pg, args.db) as url:
-            runs["pg_2"] = run(url, 2, size, concurrency=args.concurrency, label="pg2")
-        runs["sqlite_1"] = run(f"sqlite:///{Path(tmp) / 'publisher.db'}", 1, size, concurrency=args.concurrency,
-                               label="sqlite1", spy=spies / "sqlite_1.txt")
+        for key, nodes, settings in (("pg_1", 1, None), ("pg_2", 2, None),
+                                     ("pg_1_async_commit", 1, {"synchronous_commit": "off"})):
+            if key in parts:
+                with pg_database(args.pg, args.db, settings) as url:
+                    runs[key] = run(url, nodes, size, concurrency=args.concurrency, label=key,
+                                    spy=spies / f"{key}.txt" if nodes == 1 else None)
+        if "sqlite_1" in parts:
+            runs["sqlite_1"] = run(f"sqlite:///{Path(tmp) / 'publisher.db'}", 1, size, concurrency=args.concurrency,
+                                   label="sqlite_1", spy=spies / "sqlite_1.txt")
     result.update(runs)
-    one, two, lite = runs["pg_1"], runs["pg_2"], runs["sqlite_1"]
-    result["scaling"] = round(two["deliveries_per_s"] / one["deliveries_per_s"], 2) if one["deliveries_per_s"] else 0.0
-    result["sqlite_over_pg"] = (round(lite["deliveries_per_s"] / one["deliveries_per_s"], 2)
-                                if one["deliveries_per_s"] else 0.0)
-    _print_figure("nodes", f"{one['deliveries_per_s']} deliveries/s with 1 node, {two['deliveries_per_s']} with 2 = "
-                           f"{result['scaling']} × (ideal ≥ 1.7 ×)")
+    zero: dict[str, Any] = {"deliveries_per_s": 0.0, "duplicates": 0, "missing": 0}
+    one, two, lite = (runs.get(k, zero) for k in ("pg_1", "pg_2", "sqlite_1"))
+    if one["deliveries_per_s"] and "pg_2" in runs:
+        result["scaling"] = round(two["deliveries_per_s"] / one["deliveries_per_s"], 2)
+        _print_figure("nodes", f"{one['deliveries_per_s']} deliveries/s with 1 node, {two['deliveries_per_s']} with "
+                               f"2 = {result['scaling']} × (ideal ≥ 1.7 ×)")
     _print_figure("duplicates", f"{one['duplicates'] + two['duplicates']} (1 node {one['duplicates']}, 2 nodes "
                                 f"{two['duplicates']}) (ideal 0)")
     _print_figure("missing", f"{one['missing'] + two['missing']} (1 node {one['missing']}, 2 nodes {two['missing']}) "
                              "(ideal 0)")
-    _print_figure("pg_vs_sqlite", f"1 node: {lite['deliveries_per_s']} deliveries/s on SQLite, "
-                                  f"{one['deliveries_per_s']} on PostgreSQL = {result['sqlite_over_pg']} × "
-                                  "(explain beyond 1.5 ×)")
+    if one["deliveries_per_s"] and "sqlite_1" in runs:
+        result["sqlite_over_pg"] = round(lite["deliveries_per_s"] / one["deliveries_per_s"], 2)
+        _print_figure("pg_vs_sqlite", f"1 node: {lite['deliveries_per_s']} deliveries/s on SQLite, "
+                                      f"{one['deliveries_per_s']} on PostgreSQL = {result['sqlite_over_pg']} × "
+                                      "(explain beyond 1.5 ×)")
+    if "pg_1_async_commit" in runs:
+        fast = runs["pg_1_async_commit"]
+        _print_figure("pg_async_commit", f"1 node on PostgreSQL with synchronous_commit off: "
+                                         f"{fast['deliveries_per_s']} deliveries/s (with it on: "
+                                         f"{one['deliveries_per_s'] or 'not run'}; SQLite: "
+                                         f"{lite['deliveries_per_s'] or 'not run'})")
     result["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     print(json.dumps(result, indent=1, ensure_ascii=False))
 
