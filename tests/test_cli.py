@@ -16,13 +16,16 @@ import yaml
 
 from publisher.config.settings import ConfigError, load_config
 from tests.harness import free_port
+from tests.test_cli_accounts import reviewers
 
 SHIPPED = Path(__file__).resolve().parent.parent / "config.yaml"
 
 
-def cli(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+def cli(*args: str, cwd: Path, check: bool = True, token: str | None = None) -> subprocess.CompletedProcess[str]:
+    """`publisher ARGS` in `cwd`; `token`: the acting account's (PUBLISHER_TOKEN)."""
+    env = {k: v for k, v in os.environ.items() if k != "PUBLISHER_TOKEN"} | ({"PUBLISHER_TOKEN": token} if token else {})
     proc = subprocess.run([sys.executable, "-m", "publisher", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=180)
+                          timeout=180, env=env)
     if check and proc.returncode != 0:
         raise AssertionError(f"publisher {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
     return proc
@@ -61,10 +64,11 @@ def test_first_run_flows_items_and_the_review_commands_work(workdir: Path) -> No
     note = (workdir / "queue" / "rejected" / "c.md.error.txt").read_text("utf-8")
     assert "titel" in note and "title" in note
     assert "cli-2" in cli("review", cwd=workdir).stdout
-    wrong = cli("approve", "cli-2", "--role", "deputy_director", "--by", "张三", cwd=workdir, check=False)
-    assert wrong.returncode != 0 and "waits for section_chief" in wrong.stderr
-    cli("approve", "cli-2", "--role", "section_chief", "--by", "李科长", cwd=workdir)
-    cli("approve", "cli-2", "--role", "deputy_director", "--by", "张副局长", cwd=workdir)
+    tokens = reviewers(workdir / "config.yaml", {"李科长": ("section_chief",), "张副局长": ("deputy_director",)})
+    wrong = cli("approve", "cli-2", "--role", "deputy_director", cwd=workdir, check=False, token=tokens["张副局长"])
+    assert wrong.returncode != 0 and "waits for section_chief" in wrong.stdout
+    cli("approve", "cli-2", cwd=workdir, token=tokens["李科长"])
+    cli("approve", "cli-2", cwd=workdir, token=tokens["张副局长"])
     cli("run", "--once", cwd=workdir)
     shown = cli("show", "cli-2", cwd=workdir).stdout
     assert "李科长" in shown and "市安监局门户网站" in shown
@@ -197,6 +201,7 @@ def test_an_approval_from_another_process_is_sent_at_once(workdir: Path, backend
         data["store"] = {"url": request.getfixturevalue("pg_url")}
         path.write_text(yaml.safe_dump(data, allow_unicode=True), "utf-8")
     config = load_config(path)
+    tokens = reviewers(path, {"李科长": ("section_chief",), "张副局长": ("deputy_director",)})
     (workdir / "queue" / "inbox" / "n.md").write_text(
         "---\nid: fast-1\ntitle: 关于春节期间安全生产工作的通知\ncategory: notices\n---\n正文。\n", "utf-8")
     proc = subprocess.Popen([sys.executable, "-m", "publisher", "run"], cwd=workdir,
@@ -208,8 +213,8 @@ def test_an_approval_from_another_process_is_sent_at_once(workdir: Path, backend
             assert time.monotonic() < deadline, "the item never reached review"
             time.sleep(0.2)
         time.sleep(1.0)  # the workers have gone idle: their own poll is 30 s away
-        cli("approve", "fast-1", "--role", "section_chief", "--by", "李科长", cwd=workdir)
-        cli("approve", "fast-1", "--role", "deputy_director", "--by", "张副局长", cwd=workdir)
+        cli("approve", "fast-1", cwd=workdir, token=tokens["李科长"])
+        cli("approve", "fast-1", cwd=workdir, token=tokens["张副局长"])
         approved = time.monotonic()
         sandbox = f"http://{config.sandbox.listen}"
         while "关于春节期间安全生产工作的通知" not in httpx.get(f"{sandbox}/_sandbox/wordpress/received",

@@ -20,6 +20,7 @@ from publisher.config.file import config_digest
 from publisher.config.settings import ConfigError, load_config, parse_config
 from publisher.sandbox.core import CREDENTIALS
 from tests.test_cli import _flat, _wait_healthy, workdir  # noqa: F401 (the fixture)
+from tests.test_cli_accounts import reviewers
 
 # the shipped config.yaml's channel secrets, and the values the sandbox accepts for them
 SECRETS = {"WP_APP_PASSWORD": CREDENTIALS["wordpress_app_password"], "PORTAL_TOKEN": CREDENTIALS["portal_token"],
@@ -98,10 +99,13 @@ def test_review_commands_and_retry_work_without_the_channels_secrets(secretless:
     """approve, reject, override, retract and retry only write to the store, so they need no channel secret."""
     fill(secretless, wp_password="not-the-password")  # bureau_site refuses s-1: a failed delivery to retry
     assert "1 delivery queued again" in ok("retry", "s-1", "--channel", "bureau_site", cwd=secretless)
-    assert "approve recorded" in ok("approve", "s-2", "--role", "section_chief", "--by", "李科长", cwd=secretless)
-    assert "reject recorded" in ok("reject", "s-2", "--reason", "再改", "--by", "张副局长", cwd=secretless)
-    assert "override recorded" in ok("override", "s-3", "--reason", "已核实", "--by", "局长", cwd=secretless)
-    assert "retract recorded" in ok("retract", "s-1", cwd=secretless)
+    tokens = reviewers(secretless / "config.yaml", {"李科长": ("section_chief",), "张副局长": ("deputy_director",),
+                                                    "局长": ("director",)})
+    as_ = {name: {**WITHOUT, "PUBLISHER_TOKEN": token} for name, token in tokens.items()}
+    assert "approve recorded" in ok("approve", "s-2", "--role", "section_chief", cwd=secretless, env=as_["李科长"])
+    assert "reject recorded" in ok("reject", "s-2", "--reason", "再改", cwd=secretless, env=as_["张副局长"])
+    assert "override recorded" in ok("override", "s-3", "--reason", "已核实", cwd=secretless, env=as_["局长"])
+    assert "retract recorded" in ok("retract", "s-1", cwd=secretless, env=as_["局长"])
     actions = {line.split()[3] for line in ok("audit", "--limit", "100", cwd=secretless).splitlines() if line[:2] == "20"}
     assert {"retry", "approve", "reject", "override", "retract_requested"} <= actions
 

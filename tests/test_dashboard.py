@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -16,6 +17,13 @@ from publisher.lag import json_form as lag_json
 from publisher.model import DeliveryState
 from publisher.store.db import Store
 from tests.test_lag import T0, World, make_config
+
+
+def csrf_token(page: str) -> str:
+    """The CSRF token a served page put in its forms."""
+    match = re.search(r'name="csrf_token" value="([0-9a-f]+)"', page)
+    assert match, "the page carries no CSRF token"
+    return match.group(1)
 
 
 def _client(world: World, base: str = "http://127.0.0.1:8700") -> httpx.AsyncClient:
@@ -104,19 +112,24 @@ async def test_metrics(world: World, client: httpx.AsyncClient) -> None:
 async def test_retry_requeues_the_failed_delivery(world: World, client: httpx.AsyncClient) -> None:
     """The retry button puts the failed delivery back to pending and audits who asked."""
     _broken_portal(world)
-    response = await client.post("/retry", data={"item_id": "2015-notices-0001", "channel": "city_portal"})
+    token = csrf_token((await client.get("/")).text)
+    response = await client.post("/retry", data={"item_id": "2015-notices-0001", "channel": "city_portal",
+                                                  "csrf_token": token})
     assert response.status_code == 303 and response.headers["location"] == "/?retried=1"
     row = next(r for r in world.store.deliveries_of("2015-notices-0001") if r.channel == "city_portal")
     assert row.state == DeliveryState.PENDING and row.attempts == 1  # counted as a repeat: a create asks `find` first
     assert world.store.audit_log("2015-notices-0001")[0].actor.startswith("dashboard@")
-    cross = await client.post("/retry", data={"item_id": "x", "channel": "city_portal"},
+    cross = await client.post("/retry", data={"item_id": "x", "channel": "city_portal", "csrf_token": token},
                               headers={"Origin": "http://evil.example"})
     assert cross.status_code == 403
+    forged = await client.post("/retry", data={"item_id": "2015-notices-0001", "channel": "city_portal"})
+    assert forged.status_code == 403  # no CSRF token: refused even from this origin
 
 
 async def test_token_login_off_loopback(tmp_path: Path) -> None:
     """Listening off loopback, every route needs the token: a login cookie or a Bearer header."""
-    config = make_config(tmp_path, web={"listen": "0.0.0.0:8700", "token": "s3cret-token"})
+    config = make_config(tmp_path, web={"listen": "0.0.0.0:8700", "token": "s3cret-token",
+                                        "public_url": "http://bureau.example:8700"})
     store = Store.open(config.store_url)
     world = World(config=config, store=store, clock=FrozenClock(T0))
     async with _client(world, base="http://bureau.example:8700") as c:
@@ -125,8 +138,9 @@ async def test_token_login_off_loopback(tmp_path: Path) -> None:
         assert (await c.get("/metrics")).status_code == 401
         assert (await c.post("/retry", data={"item_id": "x"})).status_code == 303
         assert (await c.get("/api/lag", headers={"Authorization": "Bearer s3cret-token"})).status_code == 200
-        assert (await c.post("/login", data={"token": "wrong"})).status_code == 401
-        ok = await c.post("/login", data={"token": "s3cret-token"})
+        token = csrf_token((await c.get("/login")).text)
+        assert (await c.post("/login", data={"password": "wrong", "csrf_token": token})).status_code == 401
+        ok = await c.post("/login", data={"password": "s3cret-token", "csrf_token": token})
         assert ok.status_code == 303 and "httponly" in ok.headers["set-cookie"].lower()
         assert (await c.get("/")).status_code == 200  # the session cookie now rides along
     store.close()

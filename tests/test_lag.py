@@ -51,7 +51,7 @@ class World:
 
     def item(self, *, category: str = "news", state: RevisionState = RevisionState.APPROVED, doc_date: date | None = None,
              created_at: datetime = T0, title: str = "安全生产月活动部署", item_id: str | None = None,
-             retract: bool = False) -> tuple[str, int]:
+             retract: bool = False, findings: list[dict[str, Any]] | None = None) -> tuple[str, int]:
         n = next(self.ids)
         item_id = item_id or f"2015-{category}-{n:04d}"
         with self.store.tx() as conn:
@@ -60,7 +60,7 @@ class World:
                                                    retracted=False, created_at=created_at, updated_at=created_at))
             rid = conn.execute(revisions.insert().values(
                 item_id=item_id, number=1, state=state, title=title, category=category, body="正文",
-                doc_date=doc_date, channels=[], attachments=[], retract=retract, findings=[],
+                doc_date=doc_date, channels=[], attachments=[], retract=retract, findings=findings or [],
                 created_at=created_at, approved_at=created_at if state == RevisionState.APPROVED else None,
             )).inserted_primary_key[0]
         return item_id, int(rid)
@@ -273,7 +273,9 @@ def test_json_schema_is_stable(world: World) -> None:
     world.delivery("bureau_site", item=item, state=DeliveryState.FAILED, error="boom", due_at=T0 - timedelta(hours=1))
     data = lag_json.to_json(world.report())
     assert set(data) == {"schema", "source", "locale", "generated_at", "window", "channels", "freshness", "deadlines",
-                         "deadlines_total", "deadline_counts"}
+                         "deadlines_total", "deadline_counts", "review"}
+    assert set(data["review"]) == {"waiting", "blocked", "with_findings", "findings", "kinds"}
+    assert set(data["review"]["findings"]) == {"blocking", "advisory"}
     assert (data["source"], data["locale"]) == ("store", "zh-CN")
     assert data["schema"] == "publisher.lag/1"
     ch = data["channels"][0]
@@ -356,3 +358,33 @@ def test_table_cells_cut_and_wrap_count_wide_characters_twice() -> None:
     plain, coloured = table.render(30, color=False), table.render(30, color=True)
     assert all(cells(line) <= 30 for line in plain.splitlines())
     assert "│ 政务微博 │ 12 │" in plain and "\x1b[31m" in coloured and "\x1b[" not in plain
+
+
+def test_review_section_counts_the_queue_and_its_findings(world: World) -> None:
+    """The report's review section counts revisions waiting (and blocked), and the screen's findings on them by
+    level and kind; approved revisions and retractions are not counted; a finding without a level is blocking."""
+    mobile = {"kind": "mobile_number", "level": "blocking", "text": "13812345678"}
+    wording = {"kind": "wording", "level": "advisory", "text": "截止到"}
+    world.item(state=RevisionState.BLOCKED, findings=[mobile, wording])
+    world.item(state=RevisionState.REVIEW, findings=[wording, {"kind": "link", "level": "advisory", "text": "x"}])
+    world.item(state=RevisionState.REVIEW)
+    world.item(state=RevisionState.BLOCKED, findings=[{"kind": "classified_marking", "text": "机密★"}])  # stored before levels
+    world.item(state=RevisionState.APPROVED, findings=[wording])
+    review = world.report().review
+    assert (review.waiting, review.blocked, review.with_findings) == (4, 2, 3)
+    assert (review.blocking, review.advisory) == (2, 3)
+    assert review.kinds == {"classified_marking": 1, "link": 1, "mobile_number": 1, "wording": 2}
+    assert lag_json.to_json(world.report())["review"]["findings"] == {"blocking": 2, "advisory": 3}
+
+
+def test_table_shows_the_review_section_within_80_columns(world: World, tmp_path: Path) -> None:
+    """`publisher lag` prints the review queue and the screen's findings by kind, each line within 80 columns."""
+    world.item(state=RevisionState.BLOCKED, findings=[{"kind": "mobile_number", "level": "blocking"},
+                                                      {"kind": "wording", "level": "advisory"}])
+    world.item(state=RevisionState.REVIEW, findings=[{"kind": "link", "level": "advisory"}])
+    out = CliRunner().invoke(lag_command, ["--config", str(tmp_path / "config.yaml"), "--at", T0.isoformat(), "--store"],
+                             env={"COLUMNS": "80"})
+    assert out.exit_code == 0, out.output
+    assert "审核：待审 2 条（保密审查拦下 1 条）；审查发现须处理 1 处、提示 2 处" in out.output
+    assert "审查发现：链接问题 1，手机号码 1，用词错误 1" in out.output  # by kind
+    assert max(cells(line) for line in out.output.splitlines()) <= 80

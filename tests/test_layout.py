@@ -24,8 +24,9 @@ ALLOWED: dict[str, set[str]] = {
     "intake": {"leaf", "config", "store", "review"},  # the screen runs as a revision is stored
     "dispatch": {"leaf", "config", "store", "channels"},
     "lag": {"leaf", "config", "store"},
+    "stats": {"leaf", "config", "store", "lag"},  # the legal deadline counts working days (lag.workdays)
     "sandbox": {"leaf", "review"},  # the demo corpus plants numbers the screen must find
-    "app": {"leaf", "channels", "config", "store", "intake", "review", "dispatch", "lag", "sandbox"},
+    "app": {"leaf", "channels", "config", "store", "intake", "review", "dispatch", "lag", "stats", "sandbox"},
     "main": {"app"},  # publisher/__main__.py
 }
 IMPORTLIB_TARGET = re.compile(r"^((?:publisher|channels)(?:\.\w+)+)(?::\w+)?$")

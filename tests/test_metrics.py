@@ -24,6 +24,7 @@ from publisher.app.web.context import WebContext
 from publisher.clock import FrozenClock
 from publisher.lag import report as lag
 from publisher.model import DeliveryState, RevisionState
+from publisher.review.accounts import Accounts
 from publisher.review.chain import Review
 from publisher.sandbox import SandboxServer
 from publisher.store.db import Store
@@ -92,7 +93,8 @@ def test_report_gauges_on_a_loopback_scrape(world: World) -> None:
     # dated Jan 5 and signed by the section chief only: overdue, waiting for the deputy director
     world.item(category="notices", state=RevisionState.REVIEW, item_id="old-notice", doc_date=date(2015, 1, 5))
     review = Review(world.store, world.config, world.clock)
-    assert review.approve("old-notice", role="section_chief", by="李科长") == RevisionState.REVIEW
+    li = Accounts(world.store, world.clock).add("li", "李科长", ["section_chief"], None, None)
+    assert review.approve("old-notice", li, role="section_chief") == RevisionState.REVIEW
     world.item(category="news", state=RevisionState.BLOCKED, item_id="held", created_at=NOW)
 
     with web_server(WebContext(config=world.config, store=world.store, clock=world.clock), free_port()) as base:

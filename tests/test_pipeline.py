@@ -12,6 +12,7 @@ import pytest
 
 from publisher.app.daemon import Daemon
 from publisher.clock import FrozenClock
+from publisher.review.accounts import Account, Accounts
 from publisher.review.chain import ReviewError
 from publisher.sandbox import SandboxServer
 from tests.harness import drop, faults, free_port, load, received, write_config
@@ -58,6 +59,13 @@ async def env(request: pytest.FixtureRequest, tmp_path: Path, sandbox: SandboxSe
     await daemon.aclose()
 
 
+def signers(daemon: Daemon) -> dict[str, Account]:
+    """One reviewer account per role of the config (separation of duties: one account signs one step)."""
+    accounts = Accounts(daemon.store, daemon.clock)
+    return {role: accounts.add(f"reviewer_{role}", label, [role], None, None)
+            for role, label in daemon.config.roles.items()}
+
+
 def wp_posts(sandbox: SandboxServer, slug_part: str) -> list[dict]:
     return [p for p in received(sandbox, "wordpress")["posts"] if slug_part in p["slug"]]
 
@@ -90,11 +98,12 @@ async def test_review_chain_in_order_then_microblog_links_to_the_article(env: En
     await env.run()
     assert env.states("2015-accidents-00007") == {}
     review = env.daemon.review
+    who = signers(env.daemon)
     with pytest.raises(ReviewError, match="waits for section_chief"):
-        review.approve("2015-accidents-00007", role="legal", by="王法制")
-    for role, who in [("section_chief", "李科长"), ("deputy_director", "张副局长"), ("legal", "王法制")]:
-        assert review.approve("2015-accidents-00007", role=role, by=who) == "review"
-    assert review.approve("2015-accidents-00007", role="director", by="赵局长") == "approved"
+        review.approve("2015-accidents-00007", who["legal"], role="legal")
+    for role in ("section_chief", "deputy_director", "legal"):
+        assert review.approve("2015-accidents-00007", who[role], role=role) == "review"
+    assert review.approve("2015-accidents-00007", who["director"]) == "approved"
     await env.run()
     states = env.states("2015-accidents-00007")
     assert states["bureau_site"] == "live" and states["microblog"] == "live"
@@ -116,9 +125,10 @@ async def test_screen_blocks_until_override(env: Env) -> None:
     rev = env.daemon.store.revision("s-1")
     assert rev.state == "blocked" and rev.findings[0]["kind"] == "classified_marking"
     assert env.states("s-1") == {}
+    legal = signers(env.daemon)["legal"]
     with pytest.raises(ReviewError, match="reason"):
-        env.daemon.review.override("s-1", reason=" ", by="李科长")
-    assert env.daemon.review.override("s-1", reason="已解密，经保密办确认", by="李科长") == "approved"
+        env.daemon.review.override("s-1", legal, reason=" ")
+    assert env.daemon.review.override("s-1", legal, reason="已解密，经保密办确认") == "approved"
     await env.run()
     assert env.states("s-1")["bureau_site"] == "live"
     assert any(a.action == "override" for a in env.daemon.store.audit_log("s-1"))
@@ -146,7 +156,10 @@ async def test_retraction_takes_the_item_down_and_weibo_becomes_a_manual_task(en
     drop(env.inbox, "x1.md", front, "内容。")
     await env.run()
     assert env.states("ret-1")["microblog"] == "live"
-    drop(env.inbox, "x2.md", {**front, "retract": True}, "")
+    drop(env.inbox, "x2.md", {**front, "retract": True, "author": "局长"}, "")
+    await env.run()  # an editor's file takes nothing down by itself, whatever its author says
+    assert env.states("ret-1")["bureau_site"] == "live" and env.daemon.store.revision("ret-1").state == "review"
+    assert env.daemon.review.approve("ret-1", signers(env.daemon)["director"]) == "approved"
     await env.run()
     states = env.states("ret-1")
     assert states["bureau_site"] == "live" and states["city_portal"] == "live"
@@ -165,6 +178,8 @@ async def test_an_item_published_again_after_a_retraction_is_no_longer_retracted
     drop(env.inbox, "b1.md", front, "内容。")
     await env.run()
     drop(env.inbox, "b2.md", {**front, "retract": True}, "")
+    await env.run()
+    env.daemon.review.approve("back-1", signers(env.daemon)["director"])
     await env.run()
     assert [i.retracted for i in env.daemon.store.items("retracted") if i.id == "back-1"] == [True]
     drop(env.inbox, "b3.md", front, "更正后的内容。")
@@ -335,8 +350,9 @@ async def test_an_old_document_approved_late_still_reaches_the_collector(tmp_pat
                                      "channels": ["provincial_feed"]})
             await daemon.run_once()
         clock.advance(timedelta(minutes=1))
-        daemon.review.approve("old-notice", role="section_chief", by="李科长")
-        daemon.review.approve("old-notice", role="deputy_director", by="张副局长")
+        who = signers(daemon)
+        daemon.review.approve("old-notice", who["section_chief"])
+        daemon.review.approve("old-notice", who["deputy_director"])
         await daemon.run_once()
         for _ in range(20):  # the collector fetches our feed in the background after the WebSub ping
             await asyncio.sleep(0.2)
@@ -370,3 +386,12 @@ async def test_a_manual_retry_of_an_old_failure_gets_a_fresh_retry_budget(env: E
     await env.run()
     assert env.states("old-fail")["city_portal"] == "live"
     assert env.clock.now() - row.due_at > timedelta(days=3)  # the lag report still sees three days
+
+
+async def test_a_file_s_author_is_a_claim_not_the_actor(env: Env) -> None:
+    """A file saying `author: 局长` is recorded as coming from the queue folder, which authenticates no one;
+    the author is a detail of the entry, never the actor."""
+    drop(env.inbox, "c1.md", {"id": "claim-1", "title": "稿件", "category": "updates", "author": "局长"}, "内容。")
+    await env.run()
+    ingest = [e for e in env.daemon.store.audit_log("claim-1") if e.action == "ingest"]
+    assert [(e.actor, e.detail["author"]) for e in ingest] == [("queue", "局长")]

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
+from publisher.clock import FrozenClock
+from publisher.intake.queue import Intake
+from publisher.review.chain import Review
 from publisher.review.screen import Finding, id_check_char, is_resident_id, screen
+from publisher.store.db import Store
+from tests.harness import drop, load, write_config
 
 
 def _id(first17: str) -> str:
@@ -29,7 +36,8 @@ def kinds(body: str, **kw: object) -> list[tuple[str, str]]:
     ("【机密】关于某事故的情况报告", "【机密】"),
     ("〔秘密★6个月〕", "〔秘密★6个月〕"),
     ("秘密级", "秘密级"),
-    ("# **机密**\n\n正文", "机密"),
+    ("**机密**\n\n正文", "机密"),
+    ("# 机密★10年\n\n正文", "机密★10年"),
     ("> 秘密 1年\n正文", "秘密 1年"),
     ("密级：绝密", "密级：绝密"),
     ("机密*10年", "机密*10年"),
@@ -165,3 +173,91 @@ def test_clean_item_passes() -> None:
     body = ("各区县安监局，市安委会有关成员单位：\n\n根据淄安监发〔2015〕45号文件要求，2015年3月18日至4月30日"
             "开展专项检查，共检查企业165家，发现并整改隐患724项。\n\n咨询电话：0533-3184163。")
     assert screen("关于开展危险化学品专项整治的通知", body) == []
+
+
+# --- every field of an item file, through intake and the store ----------------------------------------------
+
+@pytest.fixture
+def intake(tmp_path: Path, sandbox: object) -> Intake:
+    cfg = load(write_config(tmp_path, sandbox, **{"screen.links.check": False}))
+    clock = FrozenClock(datetime(2015, 3, 18, 1, 0, tzinfo=UTC))
+    store = Store.open(cfg.store_url)
+    return Intake(cfg, store, Review(store, cfg, clock), clock)
+
+
+async def test_every_field_that_reaches_a_channel_is_screened(intake: Intake) -> None:
+    """Title, summary, body, source, author, tags and attachment names are each screened, and each finding
+    names its field: the summary's findings are no longer reported as in the body."""
+    (intake.inbox / "【内部】调查报告.pdf").write_bytes(b"%PDF-1.4 test")
+    drop(intake.inbox, "all.md", {
+        "id": "all-1", "title": "&#26426;&#23494;★ 通报", "category": "updates", "summary": "联系电话138.1234.5678",
+        "source": "淄川区 13912345678", "author": f"张科长 {VALID_ID}", "tags": ["安全生产", "內部資料 注意保存"],
+        "attachments": ["【内部】调查报告.pdf"]}, "正文：机<span></span>密★10年")
+    assert await intake.scan() == 1
+    rev = intake.store.revision("all-1")
+    assert rev is not None and rev.state == "blocked"
+    got = [(f["field"], f["index"], f["kind"], f["text"], f["level"]) for f in rev.findings]
+    assert got == [
+        ("title", None, "classified_marking", "&#26426;&#23494;★", "blocking"),
+        ("summary", None, "mobile_number", "138.1234.5678", "blocking"),
+        ("body", None, "classified_marking", "机<span></span>密★10年", "blocking"),
+        ("source", None, "mobile_number", "13912345678", "blocking"),
+        ("author", None, "resident_id", VALID_ID, "blocking"),
+        ("tags", 1, "internal_marking", "內部資料 注意保存", "blocking"),
+        ("attachment", 0, "internal_marking", "【内部】", "blocking"),
+    ]
+    title = rev.findings[0]
+    assert (title["seen"], title["start"], title["end"]) == ("机密★", 0, 17)
+    assert title["reason_zh"] == "发现密级标志" and title["reason_en"] == "classified marking"
+    assert rev.findings[1]["zh"] == "摘要中发现手机号码\u201c138.1234.5678\u201d"
+
+
+async def test_advisory_findings_do_not_hold_a_revision(intake: Intake) -> None:
+    """A wrong form (advisory) is stored and shown, and the revision still goes out; a blocking one holds it."""
+    drop(intake.inbox, "adv.md", {"id": "adv-1", "title": "截止到目前的检查情况", "category": "updates"}, "正文。")
+    drop(intake.inbox, "blk.md", {"id": "blk-1", "title": "检查情况", "category": "updates"}, "所谓台湾总统")
+    assert await intake.scan() == 2
+    adv, blk = intake.store.revision("adv-1"), intake.store.revision("blk-1")
+    assert adv is not None and blk is not None
+    assert adv.state == "approved" and [(f["kind"], f["level"], f["suggest"]) for f in adv.findings] == [
+        ("wording", "advisory", "截至")]
+    assert blk.state == "blocked" and [(f["kind"], f["level"]) for f in blk.findings] == [("wording", "blocking")]
+
+
+async def test_show_prints_each_finding_with_field_text_and_reason(intake: Intake, tmp_path: Path) -> None:
+    """`publisher show` names each finding's level, field, the text as written and the reason in both languages."""
+    from click.testing import CliRunner
+
+    from publisher.app.cli.main import main
+
+    drop(intake.inbox, "show.md", {"id": "show-1", "title": "截止到目前", "category": "news",
+                                   "tags": ["电话13812345678"]}, "正文。")
+    await intake.scan()
+    result = CliRunner().invoke(main, ["show", "show-1", "--config", str(tmp_path / "config.yaml")],
+                                env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    lines = [line.strip() for line in result.output.splitlines() if "finding" in line]
+    assert lines == [
+        "finding (advisory) title: \u201c截止到\u201d → \u201c截至\u201d — "
+        "截止意为到期停止，后面不带时间宾语；表示“到某时为止”用截至 / 截止 means 'to close'; 'up to (a time)' is 截至",
+        "finding (blocking) tags[0]: \u201c13812345678\u201d — 发现手机号码 / mobile number",
+    ]
+
+
+def test_findings_of_one_field_are_capped_per_level() -> None:
+    """A body repeating a wrong form and a mobile 300 times keeps the first 100 findings of each level, in
+    reading order: enough to act on, and the revision's stored findings stay small."""
+    from publisher.review.screen import MOST_PER_FIELD
+    from publisher.review.wording import Dictionary, starter_rules
+
+    found = screen("", "截止到，13812345678。" * 300, dictionary=Dictionary(starter_rules()))
+    assert sum(f.level == "blocking" for f in found) == sum(f.level == "advisory" for f in found) == MOST_PER_FIELD
+    assert [f.start for f in found] == sorted(f.start for f in found if f.start is not None)
+    assert found[0].kind == "wording" and found[1].kind == "mobile_number"
+
+
+@pytest.mark.parametrize(("body", "start"), [("R&amp;D 机密★", 8), ("R&amp;D&amp;机&#23494;★", 12), ("`&amp;` 机密★", 8)])
+def test_offsets_survive_entities_before_the_finding(body: str, start: int) -> None:
+    """An entity (or a literal one in a code span) before a finding does not shift the finding's offsets."""
+    f = screen("", body)[0]
+    assert f.start == start and body[f.start:f.end] == f.text

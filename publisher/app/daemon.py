@@ -17,6 +17,7 @@ import uvicorn
 from channels.base import Channel
 from channels.registry import adapter_class
 from publisher import __version__
+from publisher.app.notify import ReviewNotifier
 from publisher.app.reports import ReportProcess, Reports
 from publisher.app.web.app import create_app
 from publisher.app.web.context import WebContext
@@ -27,7 +28,9 @@ from publisher.dispatch.telemetry import Telemetry
 from publisher.errors import PublisherError
 from publisher.intake.queue import Intake
 from publisher.lag.alerts import Alerter
+from publisher.review.accounts import Accounts
 from publisher.review.chain import Review
+from publisher.review.links import LinkChecker
 from publisher.store.changes import ChangeFeed
 from publisher.store.db import Store
 
@@ -41,6 +44,8 @@ STOPPED = {
     "store-changes": "the daemon no longer hears other processes' approvals at once (they wait for the next poll)",
     "alerts": "the alerter has stopped: no alert goes out",
     "report": "the lag report's refresh has stopped: each page and scrape builds its own",
+    "review-notify": "reviewers are no longer told what waits for them (digests and escalations)",
+    "links": "the screen's link check has stopped: links in revisions under review are not checked",
 }
 REPORT_REFRESH = 2.0  # seconds between rebuilds of the default lag report the web doors serve
 REPORT_MAX_AGE = 5.0  # the oldest copy of it a door may serve; older, it is built on the spot
@@ -73,19 +78,25 @@ class Daemon:
         self.store = store or Store.open(config.store_url)
         self.channels = build_channels(config, self.clock)
         self.review = Review(self.store, config, self.clock)
+        self.accounts = Accounts(self.store, self.clock, roles=config.roles, session_ttl=config.review.session_ttl)
         self.telemetry = Telemetry(config.channels)  # the counters /metrics shows: dispatcher and intake feed them
         self.dispatcher = Dispatcher(store=self.store, config=config, channels=self.channels, clock=self.clock,
                                      telemetry=self.telemetry)
         self.intake = Intake(config, self.store, self.review, self.clock, on_approved=self.dispatcher.wake,
                              on_file=self.telemetry.intake_file)
         self.web = WebContext(config=config, store=self.store, clock=self.clock, channels=self.channels,
-                              dispatcher=self.dispatcher, telemetry=self.telemetry,
+                              dispatcher=self.dispatcher, telemetry=self.telemetry, review=self.review,
+                              accounts=self.accounts,
                               health={"version": __version__, "started_at": self.clock.now().isoformat()})
         self._sandbox: Any = None
         self._web: uvicorn.Server | None = None  # the server run_once starts, if any
         self._web_task: asyncio.Task[None] | None = None
         self._alert_http = httpx.AsyncClient(timeout=httpx.Timeout(10.0),
                                              headers={"User-Agent": f"publisher/{__version__}"})
+        # the screen's link check: its own client, so a slow site never waits behind an alert or a channel
+        self._link_http = httpx.AsyncClient(timeout=httpx.Timeout(config.screen.links.timeout.total_seconds()),
+                                            headers={"User-Agent": f"publisher/{__version__} (link check)"})
+        self.links = LinkChecker(store=self.store, config=config.screen.links, clock=self.clock, http=self._link_http)
 
     def start_sandbox(self) -> None:
         if self.config.sandbox.enabled and self._sandbox is None:
@@ -156,6 +167,12 @@ class Daemon:
                                         build=lambda now: reports.report(now, limit=None)).run(stop), name="alerts"),
             asyncio.create_task(reports.keep_fresh(stop), name="report"),
         ]
+        notifier = ReviewNotifier(store=self.store, config=self.config, clock=self.clock, review=self.review,
+                                  accounts=self.accounts, http=self._alert_http)
+        if notifier.enabled:
+            tasks.append(asyncio.create_task(notifier.run(stop), name="review-notify"))
+        if self.config.screen.links.check:
+            tasks.append(asyncio.create_task(self.links.run(stop), name="links"))
         lasting = list(tasks)  # the parts that run as long as the daemon (not the one-off analyze below)
         self.web.checks.append(lambda: self.stopped_parts(lasting, stop))
         tasks.append(asyncio.create_task(self._analyze(), name="analyze"))  # in the background: slow on a deep store
@@ -242,6 +259,7 @@ class Daemon:
     async def aclose(self) -> None:
         await self.web.reports.aclose()
         await self._alert_http.aclose()
+        await self._link_http.aclose()
         if self._web is not None and self._web_task is not None:
             self._web.should_exit = True
             await asyncio.gather(self._web_task, return_exceptions=True)

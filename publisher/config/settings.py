@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
@@ -12,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from channels.base import ChannelOptions
 from channels.registry import REGISTRY, adapter_class
 from publisher.config.file import DEFAULT_LISTEN, ConfigError, read_config_file, substitute_env
+from publisher.config.screen import ScreenConfig
 from publisher.units import Duration, RateLimit, parse_duration
 
 __all__ = ["Config", "ConfigError", "load_config", "parse_config"]
@@ -32,15 +34,32 @@ class QueueConfig(_Model):
     watch: bool = True  # inotify via watchfiles; off on network mounts (the rescan still runs)
 
 
+SECRET_KEYS = {"token", "session_key", "password", "app_password", "access_token", "secret", "bearer"}
+MIN_TOKEN_CHARS, MIN_TOKEN_DISTINCT = 8, 6  # web.token: a guessable token is refused by check-config
+
+
 class WebConfig(_Model):
     listen: str = DEFAULT_LISTEN
     token: SecretStr | None = None
     public_url: str | None = None  # how readers reach this server (feeds); default http://<listen>
+    # Host names this server answers to besides those of `listen` and `public_url` (a DNS-rebinding page
+    # reaches a loopback server under its own name: any other Host is refused)
+    allowed_hosts: list[str] = Field(default_factory=list)
+    session_key: SecretStr | None = None  # signs session cookies; default: a new random key per start
+    login_attempts: int = Field(default=5, ge=1)  # failed logins per address or per account before a pause
+    login_pause: Duration = parse_duration("15m")  # how long logins pause after those failures
 
     @field_validator("token")
     @classmethod
     def _token(cls, v: SecretStr | None) -> SecretStr | None:
-        return v if v is not None and v.get_secret_value().strip() else None  # "${TOKEN:-}" unset: no token
+        if v is None or not v.get_secret_value().strip():
+            return None  # "${TOKEN:-}" unset: no token
+        text = v.get_secret_value()
+        if len(text) < MIN_TOKEN_CHARS or len(set(text)) < MIN_TOKEN_DISTINCT or text.isdigit():
+            raise ValueError(f"the token is too easy to guess: use at least {MIN_TOKEN_CHARS} characters, "
+                             f"{MIN_TOKEN_DISTINCT} of them different and not only digits "
+                             "(e.g. `python3 -c 'import secrets; print(secrets.token_urlsafe(24))'`)")
+        return v
 
     @field_validator("listen")
     @classmethod
@@ -65,6 +84,21 @@ class WebConfig(_Model):
     @property
     def base_url(self) -> str:
         return (self.public_url or f"http://{self.listen}").rstrip("/")
+
+    @property
+    def hosts(self) -> list[str]:
+        """The Host names this server answers to; ["*"] only when it listens everywhere and names no host."""
+        names = {h.lower() for h in self.allowed_hosts}
+        if self.public_url:
+            names.add((urlsplit(self.public_url).hostname or "").lower())
+        wildcard = self.host in ("0.0.0.0", "::", "")
+        if self.is_loopback or wildcard:
+            names |= {"127.0.0.1", "localhost", "::1", "[::1]"}
+        if not wildcard:
+            names |= {self.host.lower(), f"[{self.host.lower()}]" if ":" in self.host else self.host.lower()}
+        elif not self.public_url and not self.allowed_hosts:
+            return ["*"]
+        return sorted(n for n in names if n)
 
 
 class SandboxConfig(_Model):
@@ -136,8 +170,34 @@ class LagConfig(_Model):
     alert_every: Duration = parse_duration("1m")  # how often the daemon checks for new alerts
 
 
-class ScreenConfig(_Model):
-    terms: list[str] = Field(default_factory=list)
+# The rows of the national annual report's table 主动公开政府信息情况 (国办公开办函〔2021〕30号) that count
+# items: config.yaml's `annual_report` maps each to the categories whose items are its documents or decisions.
+# (行政事业性收费 is an amount of money, which the store cannot know.)
+ANNUAL_REPORT_ROWS = ("规章", "行政规范性文件", "行政许可", "行政处罚", "行政强制")
+
+
+class ReviewNotifyConfig(_Model):
+    """Reviewers are told what waits for their roles: one digest per role every `every`, by e-mail to the
+    accounts holding the role (when `smtp` is set) and/or a JSON webhook; a revision within
+    `escalate_working_days` of its legal deadline goes to the next role up (or `escalate_to`)."""
+
+    every: Duration = parse_duration("5m")
+    smtp: str | None = None  # host:port; None: no e-mail
+    sender: str = "publisher@localhost"
+    webhook: str | None = None  # e.g. an enterprise chat robot's URL
+    escalate_working_days: int = Field(default=3, ge=0)
+    escalate_to: list[str] = Field(default_factory=list)  # e-mail addresses when no role is above
+
+
+class ReviewConfig(_Model):
+    """The review rules a bureau may set (publisher/review/rules.py)."""
+
+    separation_of_duties: bool = True  # one account signs at most one step of a revision's chain
+    author_may_sign: bool = False  # the item's author may sign or override it
+    override_roles: list[str] = Field(default_factory=list)  # may release a screen finding
+    retract_roles: list[str] = Field(default_factory=list)  # may take an item down (and sign a queued retraction)
+    session_ttl: Duration = parse_duration("8h")  # a web session ends this long after login
+    notify: ReviewNotifyConfig = Field(default_factory=ReviewNotifyConfig)
 
 
 class Config(_Model):
@@ -150,8 +210,10 @@ class Config(_Model):
     categories: dict[str, CategoryConfig]
     channels: dict[str, ChannelConfig]
     screen: ScreenConfig = Field(default_factory=ScreenConfig)
+    review: ReviewConfig = Field(default_factory=ReviewConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     lag: LagConfig = Field(default_factory=LagConfig)
+    annual_report: dict[str, list[str]] = Field(default_factory=dict)  # national table row → categories
     base_dir: Path = Path(".")  # the directory of config.yaml; relative paths count from it
     digest: str = ""  # which file at which content (config_file.config_digest); the daemon shows it to `publisher lag`
 
@@ -165,6 +227,10 @@ class Config(_Model):
             for routed in cat.channels:
                 if routed not in self.channels:
                     problems.append(f"categories.{key}.channels: channel {routed!r} is not defined under channels")
+        for key in ("override_roles", "retract_roles"):
+            for role in getattr(self.review, key):
+                if role not in self.roles:
+                    problems.append(f"review.{key}: role {role!r} is not defined under roles")
         for name, ch in self.channels.items():
             if ch.link_from is not None:
                 if ch.link_from not in self.channels:
@@ -173,6 +239,16 @@ class Config(_Model):
                     problems.append(f"channels.{name}.link_from: {ch.link_from!r} itself waits for another channel")
                 elif ch.link_from == name:
                     problems.append(f"channels.{name}.link_from: a channel cannot wait for itself")
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    @model_validator(mode="after")
+    def _annual_report(self) -> Config:
+        problems = [f"annual_report.{row}: not a row of the national table that counts items; these are: "
+                    f"{', '.join(ANNUAL_REPORT_ROWS)}" for row in self.annual_report if row not in ANNUAL_REPORT_ROWS]
+        problems += [f"annual_report.{row}: category {key!r} is not defined under categories"
+                     for row, keys in self.annual_report.items() for key in keys if key not in self.categories]
         if problems:
             raise ValueError("\n".join(problems))
         return self
@@ -212,6 +288,8 @@ def _describe(err: Any, raw: Any) -> str:
         msg = "is required"
     value = err.get("input")
     shown = f" {_short(value)}" if err["type"] not in ("missing", "extra_forbidden") and not isinstance(value, dict) else ""
+    if loc.rpartition(".")[2] in SECRET_KEYS:
+        shown = ""  # a refused secret is named, never shown
     if shown and _short(value) in msg:
         shown = ""
     return f"{loc}:{shown} {msg}".replace(":  ", ": ")

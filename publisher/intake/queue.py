@@ -184,7 +184,9 @@ class Intake:
     def _store(self, item: ParsedItem, name: str, digest: str, attachments: list[dict[str, Any]],
                now: datetime) -> RevisionState:
         f = item.front
-        findings = [] if f.retract else findings_for(self.config, f.title, f"{f.summary or ''}\n{item.body}")
+        findings = [] if f.retract else findings_for(
+            self.config, f.title, item.body, summary=f.summary, source=f.source, author=f.author, tags=f.tags,
+            attachments=[a["name"] for a in attachments])
         fields: dict[str, Any] = {
             "item_id": item.item_id, "title": f.title, "category": f.category, "body": item.body,
             "summary": f.summary, "doc_date": f.date, "source": f.source, "author": f.author,
@@ -194,7 +196,8 @@ class Intake:
         }
         with self.store.tx() as conn:
             rid, number = self.store.add_revision(conn, fields, now)
-            self.store.audit(conn, now, f.author or "editor", "ingest", item_id=item.item_id, revision=number,
+            # the queue folder authenticates no one: the file's `author` is a claim, kept as a detail
+            self.store.audit(conn, now, "queue", "ingest", item_id=item.item_id, revision=number, author=f.author,
                              file=name, sha256=digest, findings=len(findings))
             return self.review.settle(conn, rid)
 

@@ -64,4 +64,10 @@ def to_json(report: LagReport, *, source: str = "store", limit: int | None = Non
         } for d in listed],
         "deadlines_total": len(report.deadlines),
         "deadline_counts": counts,
+        "review": {
+            "waiting": report.review.waiting, "blocked": report.review.blocked,
+            "with_findings": report.review.with_findings,
+            "findings": {"blocking": report.review.blocking, "advisory": report.review.advisory},
+            "kinds": dict(report.review.kinds),
+        },
     }

@@ -93,6 +93,19 @@ class ChannelLag:
 
 
 @dataclass
+class ReviewSection:
+    """The review queue as the lag report counts it: revisions waiting, those the screen holds, and the
+    screen's findings on them by level and by kind (publisher/review/screen.py names the kinds)."""
+
+    waiting: int = 0  # in review or blocked
+    blocked: int = 0
+    with_findings: int = 0  # waiting revisions with at least one finding
+    blocking: int = 0  # findings that hold their revision until an override
+    advisory: int = 0  # findings shown to the reviewers that hold nothing
+    kinds: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
 class LagReport:
     generated_at: datetime
     since: datetime
@@ -100,6 +113,7 @@ class LagReport:
     freshness: list[Freshness]
     deadlines: list[DeadlineRisk]
     config: Config = field(repr=False)
+    review: ReviewSection = field(default_factory=ReviewSection)
 
 
 # --- pure rules ------------------------------------------------------------------------------------
@@ -200,6 +214,25 @@ def deadline_risks(conn: Connection, config: Config, now: datetime) -> list[Dead
     return sorted(out, key=lambda d: (d.deadline, d.item_id))
 
 
+def review_section(conn: Connection) -> ReviewSection:
+    """Revisions waiting for review, and the screen's findings on them (a finding stored before levels
+    existed is blocking, as it was then)."""
+    out = ReviewSection()
+    for state, findings in reads.review_findings(conn):
+        out.waiting += 1
+        out.blocked += state == RevisionState.BLOCKED
+        out.with_findings += bool(findings)
+        for f in findings:
+            if f.get("level", "blocking") == "advisory":
+                out.advisory += 1
+            else:
+                out.blocking += 1
+            kind = str(f.get("kind", "unknown"))
+            out.kinds[kind] = out.kinds.get(kind, 0) + 1
+    out.kinds = dict(sorted(out.kinds.items()))
+    return out
+
+
 def build_report(store: Store, config: Config, now: datetime, *, channel: str | None = None,
                  since: datetime | None = None, late_limit: int | None = 100) -> LagReport:
     """The whole report: one read transaction, so every number is of the same instant."""
@@ -222,7 +255,9 @@ def build_report(store: Store, config: Config, now: datetime, *, channel: str | 
             fresh += entries
             out.append(ch)
         risks = deadline_risks(conn, config, now)
-    return LagReport(generated_at=now, since=start, channels=out, freshness=fresh, deadlines=risks, config=config)
+        review = review_section(conn)
+    return LagReport(generated_at=now, since=start, channels=out, freshness=fresh, deadlines=risks, config=config,
+                     review=review)
 
 
 # --- lag over time (the dashboard's plot) -----------------------------------------------------------

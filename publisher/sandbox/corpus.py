@@ -227,6 +227,9 @@ def _broken(out: Path) -> list[dict[str, Any]]:
     """Files intake must reject (one per reason), and two it must accept despite their encoding."""
     ok = {"category": "notices", "date": date(FIRST_YEAR, 6, 1)}
     body = "各区县安监局：\n\n请按要求做好相关工作。\n"
+    # The two accepted files are dated the year before the corpus, so that the corpus years' statistics
+    # (`publisher report annual`) hold exactly the bureau's reported items.
+    earlier = {**ok, "date": date(FIRST_YEAR - 1, 12, 30)}
     rejects = [
         ("bad-yaml.md", "front matter is not valid YAML",
          '---\nid: broken-bad-yaml\ntitle: "关于做好汛期安全生产工作的通知\ncategory: [notices\n---\n' + body),
@@ -254,7 +257,7 @@ def _broken(out: Path) -> list[dict[str, Any]]:
         ("gb18030-encoded.md", "gb18030-encoded-0001", "gb18030", "关于做好高温季节安全生产工作的通知"),
         ("utf8-bom.md", "utf8-bom-0001", "utf-8-sig", "关于开展“安全生产月”活动的通知"),
     ):
-        text = _front_matter({"id": item_id, "title": title, **ok}) + body
+        text = _front_matter({"id": item_id, "title": title, **earlier}) + body
         (out / name).write_bytes(text.encode(encoding))
         entries.append({"file": name, "reason": None, "accept_as": item_id})
     return entries

@@ -2,7 +2,8 @@
 
 SQLAlchemy Core only. `engine` (the engine, SQLite's pragmas, read and write transactions, the audit
 log's writer), `revisions` (intake and review: revisions, sign-offs, a revision's guarded moves),
-`deliveries` (creating rows, the workers' claims, one guarded method per delivery transition); this
+`deliveries` (creating rows, the workers' claims, one guarded method per delivery transition), `accounts`
+(reviewers' accounts, web sessions, notices); this
 module puts them together with what spans them: migrations, planner statistics, the cluster-wide
 leader lock, and the listings the CLI and the web read. The backend-specific code is in `engine`
 (SQLite pragmas), `Store.analyze`, `Store.leader` and publisher/store/changes.py.
@@ -19,6 +20,7 @@ from typing import Literal
 import sqlalchemy as sa
 
 from publisher.model import AuditEntry, DeliveryState, ItemSummary, RevisionState
+from publisher.store.accounts import AccountStore
 from publisher.store.deliveries import DeliveryStore
 from publisher.store.engine import make_engine
 from publisher.store.revisions import RevisionStore
@@ -27,7 +29,7 @@ from publisher.store.schema import audit, deliveries, items, metadata, revisions
 RETRACTED = "retracted"  # `items(state=...)`: the items taken down, beside the two enums' states
 
 
-class Store(DeliveryStore, RevisionStore):
+class Store(DeliveryStore, RevisionStore, AccountStore):
     @classmethod
     def open(cls, url: str, *, migrate: bool | Literal["if-new"] = True) -> Store:
         """The store at `url`, its schema brought up to date (`migrate=True`), left as it is (False), or

@@ -233,3 +233,11 @@ def newly_live(conn: Connection, channel: str, since: datetime) -> list[tuple[in
         .where(deliveries.c.channel == channel).where(deliveries.c.live_at > since)
         .where(deliveries.c.retract.is_(False))).all()
     return [(rid, ch, due, live) for rid, ch, due, live in rows]
+
+
+def review_findings(conn: Connection) -> list[tuple[RevisionState, list[dict[str, Any]]]]:
+    """(state, the screen's findings) of every revision in review or blocked (retractions left out): the
+    lag report's review section counts them. One range of ix_revisions_state."""
+    rows = conn.execute(sa.select(revisions.c.state, revisions.c.findings).where(IN_REVIEW)
+                        .where(revisions.c.retract.is_(False))).all()
+    return [(RevisionState(state), list(findings or [])) for state, findings in rows]

@@ -12,7 +12,9 @@ from sqlalchemy.engine import Connection
 
 from publisher.model import IN_REVIEW, REVISION_TRANSITIONS, Approval, IllegalTransition, RevisionState, StoredRevision
 from publisher.store.engine import StoreBase
-from publisher.store.schema import approvals, items, revisions
+from publisher.store.schema import approvals, audit, items, revisions
+
+LINKS_CHECKED = "links_checked"  # the audit action that marks a revision's links as checked (once per revision)
 
 
 class RevisionStore(StoreBase):
@@ -93,6 +95,39 @@ class RevisionStore(StoreBase):
                      role: str | None = None, reason: str | None = None) -> None:
         conn.execute(approvals.insert().values(revision_id=revision_id, action=action, role=role, by=by,
                                                reason=reason, at=at))
+
+    # --- the screen's link check (publisher/review/links.py) ---------------------------------------
+
+    def links_unchecked(self, limit: int = 100, skip: Iterable[int] = ()) -> list[StoredRevision]:
+        """Revisions in review (or blocked), oldest first, whose links no one has checked yet."""
+        checked = (sa.select(audit.c.id).where(audit.c.item_id == revisions.c.item_id)
+                   .where(audit.c.revision == revisions.c.number).where(audit.c.action == LINKS_CHECKED))
+        q = (sa.select(revisions).where(revisions.c.state.in_(sorted(IN_REVIEW))).where(revisions.c.retract.is_(False))
+             .where(~sa.exists(checked)).order_by(revisions.c.id).limit(limit))
+        skipped = sorted(set(skip))
+        if skipped:
+            q = q.where(revisions.c.id.notin_(skipped))
+        with self.read() as conn:
+            return [StoredRevision.from_row(r) for r in conn.execute(q).mappings()]
+
+    def record_link_check(self, revision_id: int, findings: list[dict[str, Any]], at: datetime,
+                          **detail: Any) -> bool:
+        """Add the link findings to the revision and mark its links checked, in one transaction; False (and
+        nothing written) when another process checked them first."""
+        with self.tx() as conn:
+            row = conn.execute(sa.select(revisions.c.item_id, revisions.c.number, revisions.c.findings)
+                               .where(revisions.c.id == revision_id).with_for_update()).first()
+            if row is None:
+                return False
+            done = conn.execute(sa.select(audit.c.id).where(audit.c.item_id == row[0]).where(audit.c.revision == row[1])
+                                .where(audit.c.action == LINKS_CHECKED).limit(1)).first()
+            if done is not None:
+                return False
+            if findings:
+                conn.execute(revisions.update().where(revisions.c.id == revision_id)
+                             .values(findings=list(row[2] or []) + findings))
+            self.audit(conn, at, "daemon", LINKS_CHECKED, item_id=row[0], revision=row[1], **detail)
+            return True
 
     # --- a revision's moves: each raises IllegalTransition unless the revision may make it -------
 

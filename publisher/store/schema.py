@@ -254,3 +254,38 @@ alert_events = Table(
     Column("detail", JSON, nullable=False),
     Index("ix_alert_events_open", "cleared_at", "notified_at"),
 )
+
+# --- reviewer accounts, their web sessions, and what reviewers were told (migration 0007) ------------
+
+accounts = Table(
+    "accounts", metadata,
+    Column("name", String(100), primary_key=True),  # the login name, as the audit log records it
+    Column("display_name", String(200), nullable=False),
+    Column("roles", JSON, nullable=False),  # keys of config.yaml's roles the account may sign as
+    Column("enabled", Boolean, nullable=False, default=True),
+    Column("email", String(320)),
+    Column("password_hash", Text),  # argon2id (argon2-cffi's encoded form); never the password
+    Column("token_hash", String(64), unique=True),  # SHA-256 of the CLI token (the token itself is shown once)
+    _ts("created_at", False),
+    _ts("updated_at", False),
+)
+
+sessions = Table(
+    "sessions", metadata,
+    Column("id_hash", String(64), primary_key=True),  # SHA-256 of the session id the cookie carries
+    Column("account", String(100), ForeignKey("accounts.name"), nullable=False, index=True),
+    Column("remote", String(200)),
+    _ts("created_at", False),
+    _ts("expires_at", False),
+    _ts("closed_at"),  # logout or revocation
+)
+
+# One row per (revision, role, kind) a reviewer was told about: a digest names each waiting revision
+# once per role, an escalation is sent once per revision.
+review_notices = Table(
+    "review_notices", metadata,
+    Column("revision_id", Integer, ForeignKey("revisions.id"), primary_key=True),
+    Column("role", String(64), primary_key=True),
+    Column("kind", String(16), primary_key=True),  # digest | escalation
+    _ts("at", False),
+)

@@ -170,6 +170,16 @@ def _td(seconds: float | None) -> timedelta | None:
     return None if seconds is None else timedelta(seconds=seconds)
 
 
+def _kind(kind: str, locale: str) -> str:
+    """A finding's kind in the report's language (a kind this version does not know: as stored)."""
+    from publisher.i18n import t
+
+    try:
+        return t(f"finding_{kind}", locale)
+    except KeyError:
+        return kind
+
+
 def print_table(doc: dict[str, Any], listen: str = "", why: str = "", rows: int = 5) -> None:
     """The JSON report (either source) as tables, in the config's locale; `rows` legal-deadline rows at most
     (the late items are limited where the report is made). Drawn by publisher/app/cli/table.py, not rich: see there."""
@@ -256,6 +266,14 @@ def print_table(doc: dict[str, Any], listen: str = "", why: str = "", rows: int 
         total = doc.get("deadlines_total", len(doc["deadlines"]))  # a daemon of an older release sends no total
         if total > len(shown_rows):
             note(f"… +{total - len(shown_rows)} (--limit N, --json)", "dim")
+    review = doc.get("review")  # absent from a daemon of an earlier version
+    if review and review["waiting"]:
+        note(_("review_line", waiting=review["waiting"], blocked=review["blocked"],
+               blocking=review["findings"]["blocking"], advisory=review["findings"]["advisory"]),
+             "yellow" if review["blocked"] else "dim")
+        if review["kinds"]:
+            comma = ", " if locale == "en" else "，"
+            note(_("review_kinds", kinds=comma.join(f"{_kind(k, locale)} {n}" for k, n in review["kinds"].items())), "dim")
     if doc.get("source") == "daemon":
         note(_("source_daemon", listen=listen), "dim")
     elif why in ("down", "slow", "other_config"):

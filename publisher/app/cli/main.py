@@ -3,23 +3,19 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any
 
 import click
 
+from publisher.app.cli import common
 from publisher.app.cli.lag import lag_command
-from publisher.app.cli.table import printable
+from publisher.app.cli.report import report_group
+from publisher.app.cli.review import review_commands
+from publisher.app.cli.users import users_command
 from publisher.clock import SystemClock
 from publisher.errors import PublisherError
 from publisher.states import DeliveryState, RevisionState
-
-if TYPE_CHECKING:
-    from rich.table import Table
-
-    from publisher.config.settings import Config
-    from publisher.store.db import Store
 
 # Heavy modules (SQLAlchemy, pydantic, rich, structlog) are imported by the commands that use them,
 # so that `publisher lag` asking the running daemon starts in a fraction of a second.
@@ -30,55 +26,13 @@ ITEM_STATES = (*(s.value for s in RevisionState if s is not RevisionState.SUPERS
                *(s.value for s in DeliveryState if s is not DeliveryState.SUPERSEDED))
 
 
-class _Console:
-    """rich's Console, made on first use."""
-
-    _made: Any = None
-
-    def __getattr__(self, name: str) -> Any:
-        if _Console._made is None:
-            from rich.console import Console
-
-            _Console._made = Console(width=None if sys.stdout.isatty() else 240)  # piped output keeps whole lines
-        return getattr(_Console._made, name)
-
-
-console = _Console()
-
-
-def _table(*headers: str) -> Table:
-    from rich.table import Table
-
-    return Table(*headers)
-CONFIG_OPTION = click.option("--config", "config_path", type=click.Path(path_type=Path), default=Path("config.yaml"),
-                             show_default=True, envvar="PUBLISHER_CONFIG", help="config.yaml to use")
-
-
-def _config(path: Path, *, sends: bool) -> Config:
-    """config.yaml for a command. Only `sends=True` (`run`, and `check-config`, which exists to find what
-    `run` would refuse) needs the channels' secrets in the environment. Every other command is a reader: it
-    reads or writes the store and talks to no channel (approve, reject, override, retract and retry only
-    record what the running daemon then sends), so an admin's shell without the WordPress password can run it."""
-    import logging
-
-    from publisher.config.settings import ConfigError, load_config
-    from publisher.logs import configure_logging
-
-    configure_logging(json=False, level=logging.WARNING)  # `run` turns the daemon's own logging on
-    try:
-        return load_config(path, adapters=sends)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
-
-
-def _store(config: Config) -> Store:
-    from publisher.store.db import Store
-
-    return Store.open(config.store_url)
-
-
-def _fail(exc: Exception) -> NoReturn:
-    raise click.ClickException(str(exc))
+console = common.console
+_table = common.table
+CONFIG_OPTION = common.CONFIG_OPTION
+_config = common.load
+_store = common.open_store
+_fail = common.fail
+_s = common.safe
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -158,78 +112,6 @@ def sandbox(listen: str) -> None:
 
 
 @main.command()
-@CONFIG_OPTION
-def review(config_path: Path) -> None:
-    """List what waits for whose sign-off, and what the confidentiality screen blocked."""
-    from publisher.review.chain import Review
-
-    config = _config(config_path, sends=False)
-    waiting = Review(_store(config), config, SystemClock()).waiting()
-    if not waiting:
-        console.print("Nothing waits for review.")
-        return
-    table = _table("item", "rev", "category", "title", "waits for", "findings")
-    for w in waiting:
-        nxt = f"{w.next_role} ({config.role_name(w.next_role)})" if w.next_role else "-"
-        if w.state == RevisionState.BLOCKED:
-            nxt = f"[red]override[/] · {nxt}" if w.next_role else "[red]override[/]"
-        table.add_row(_s(w.item_id), str(w.revision), _s(config.category_name(w.category)), _s(w.title[:40]), nxt,
-                      _s("; ".join(f["zh"] for f in w.findings)))
-    console.print(table)
-
-
-def _review_action(config_path: Path, action: str, item_id: str, **kw: Any) -> None:
-    from publisher.review.chain import Review
-
-    config = _config(config_path, sends=False)
-    try:
-        state = getattr(Review(_store(config), config, SystemClock()), action)(item_id, **kw)
-    except PublisherError as exc:
-        _fail(exc)
-    console.print(f"{item_id}: {action} recorded" + (f"; now {state}" if state else ""))
-
-
-@main.command()
-@click.argument("item_id")
-@click.option("--role", required=True, help="the role you sign as (a key of roles: in config.yaml)")
-@click.option("--by", "by", required=True, help="your name, for the audit log")
-@CONFIG_OPTION
-def approve(item_id: str, role: str, by: str, config_path: Path) -> None:
-    """Sign an item off as ROLE."""
-    _review_action(config_path, "approve", item_id, role=role, by=by)
-
-
-@main.command()
-@click.argument("item_id")
-@click.option("--reason", required=True)
-@click.option("--by", "by", required=True)
-@CONFIG_OPTION
-def reject(item_id: str, reason: str, by: str, config_path: Path) -> None:
-    """Send an item back; the reason is kept in the audit log."""
-    _review_action(config_path, "reject", item_id, reason=reason, by=by)
-
-
-@main.command()
-@click.argument("item_id")
-@click.option("--reason", required=True)
-@click.option("--by", "by", required=True)
-@CONFIG_OPTION
-def override(item_id: str, reason: str, by: str, config_path: Path) -> None:
-    """Release an item the confidentiality screen blocked (you take responsibility, with a reason)."""
-    _review_action(config_path, "override", item_id, reason=reason, by=by)
-
-
-@main.command()
-@click.argument("item_id")
-@click.option("--by", "by", default="admin", show_default=True)
-@click.option("--reason", default="")
-@CONFIG_OPTION
-def retract(item_id: str, by: str, reason: str, config_path: Path) -> None:
-    """Take an item down from every channel that holds it."""
-    _review_action(config_path, "retract", item_id, by=by, reason=reason)
-
-
-@main.command()
 @click.argument("item_id")
 @click.option("--channel", default=None, help="only this channel")
 @click.option("--by", "by", default="admin", show_default=True)
@@ -287,7 +169,7 @@ def show(item_id: str, config_path: Path) -> None:
         console.print(f"  revision {n}: {rev.state}{' (retraction)' if rev.retract else ''}, "
                       f"file {_s(rev.file_name)}, {rev.created_at:%Y-%m-%d %H:%M:%S} UTC")
         for f in rev.findings:
-            console.print(f"    [red]finding[/]: {_s(f['zh'])} / {_s(f['en'])}")
+            console.print(_finding_line(f))
         for a in store.approvals(rev.id):
             role = f" as {a.role} ({config.role_name(a.role)})" if a.role else ""
             console.print(f"    {a.action}{_s(role)} by {_s(a.by)} at {a.at:%Y-%m-%d %H:%M:%S}"
@@ -300,16 +182,20 @@ def show(item_id: str, config_path: Path) -> None:
     console.print(table)
 
 
+def _finding_line(f: dict[str, Any]) -> str:
+    """One finding of the screen: its level, the field it is in, the text as written, and why (zh / en)."""
+    blocking = f.get("level", "blocking") != "advisory"
+    field = str(f.get("field") or f.get("where") or "")
+    if f.get("index") is not None:
+        field += f"[{f['index']}]"
+    why = f"{f.get('reason_zh') or f['zh']} / {f.get('reason_en') or f['en']}"
+    right = f" → \u201c{_s(str(f['suggest']))}\u201d" if f.get("suggest") else ""
+    return (f"    {'[red]finding[/] (blocking)' if blocking else '[yellow]finding[/] (advisory)'} {_s(field)}: "
+            f"\u201c{_s(str(f.get('text', '')))}\u201d{right} — {_s(why)}")
+
+
 def _t(v: Any) -> str:
     return v.strftime("%m-%d %H:%M:%S") if v else ""
-
-
-def _s(text: str | None) -> str:
-    """Stored text (an editor's title, a remote's error) as rich prints it literally: no markup taken from
-    it, and no character that a terminal would act on (see publisher/app/cli/table.py `printable`)."""
-    from rich.markup import escape
-
-    return escape(printable(text or ""))
 
 
 @main.command()
@@ -341,6 +227,10 @@ def corpus(out: Path, scale: float, seed: int, sensitive: int, broken: bool) -> 
 
 
 main.add_command(lag_command)
+main.add_command(report_group)
+main.add_command(users_command)
+for _command in review_commands:
+    main.add_command(_command)
 
 
 if __name__ == "__main__":

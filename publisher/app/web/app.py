@@ -7,15 +7,23 @@ import hashlib
 import os
 from pathlib import Path
 
+import structlog
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from channels.http import parse_http_date
 from publisher.app.web import dashboard
+from publisher.app.web.auth import Auth
 from publisher.app.web.context import WebContext
+from publisher.app.web.desk import Desk
+from publisher.app.web.security import Security
+
+log = structlog.get_logger()
 
 
 def create_app(ctx: WebContext) -> Starlette:
@@ -37,10 +45,24 @@ def create_app(ctx: WebContext) -> Starlette:
         Route("/healthz", healthz),
         Route("/feeds/{name}.xml", feed, methods=["GET", "HEAD"]),
     ]
-    routes += dashboard.routes(ctx)
-    app = Starlette(routes=routes)
+    security = Security.of(ctx.config.web, ctx.clock)
+    auth = Auth(ctx, security, dashboard.ENV)
+    routes += auth.routes()
+    routes += dashboard.routes(ctx, auth)
+    routes += Desk(ctx, auth, dashboard.ENV).routes()
+    # a Host outside the allow-list (DNS rebinding: a page on evil.example aimed at 127.0.0.1) gets 400
+    middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=ctx.config.web.hosts, www_redirect=False)]
+    app = Starlette(routes=routes, middleware=middleware,
+                    exception_handlers={UnicodeError: _unreadable, ValueError: _unreadable})
     app.state.ctx = ctx
+    app.state.auth = auth
     return app
+
+
+async def _unreadable(request: Request, exc: Exception) -> Response:
+    """Input that cannot be read as text (a bad encoding, a malformed value) is the sender's error: 400, not 500."""
+    log.warning("web.unreadable_request", path=request.url.path, error=str(exc)[:200])
+    return PlainTextResponse(f"this request could not be read: {str(exc)[:200]}", status_code=400)
 
 
 def feed_response(path: Path, request: Request) -> Response:

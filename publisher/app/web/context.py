@@ -14,6 +14,8 @@ if TYPE_CHECKING:
     from publisher.config.settings import Config
     from publisher.dispatch.dispatcher import Dispatcher
     from publisher.dispatch.telemetry import Telemetry
+    from publisher.review.accounts import Accounts
+    from publisher.review.chain import Review
     from publisher.store.db import Store
 
 
@@ -28,6 +30,8 @@ class WebContext:
     dispatcher: Dispatcher | None = None
     health: dict[str, Any] = field(default_factory=dict)  # filled by the daemon: started_at, intake state ...
     telemetry: Telemetry | None = None  # the dispatcher's and intake's counters, shown on /metrics
+    accounts: Accounts | None = None  # the reviewer accounts; None: the dashboard's token login only
+    review: Review | None = None  # the review actions the desk takes (one is made when none is given)
     reports: Reports = field(init=False)  # where the lag report comes from; the running daemon swaps in its process
 
     # What keeps the daemon from doing its work, in words an admin acts on (none: healthy); the daemon

@@ -1,20 +1,17 @@
 """The dashboard: one server-rendered page, `/api/lag` (JSON), `/metrics` (Prometheus, drawn by
-publisher/app/web/metrics.py), retry, token login.
+publisher/app/web/metrics.py) and the retry action.
 
-Mounted by publisher/app/web/app.py (`routes(ctx)`). No JavaScript and no build step: the page is jinja2,
+Mounted by publisher/app/web/app.py (`routes(ctx, auth)`). No JavaScript and no build step: the page is jinja2,
 the lag plot inline SVG, the retry button a form. Store reads run in a worker thread so that the
 daemon's event loop (which also dispatches) never waits on a query. Off loopback every route here
-needs the token from `web.token`: a session cookie after /login, or `Authorization: Bearer`.
+needs a signed-in session (publisher/app/web/auth.py: an account or `web.token`) or `Authorization: Bearer`
+with the token; the retry form carries a CSRF token everywhere (publisher/app/web/security.py).
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import secrets
 from datetime import timedelta
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 import structlog
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -27,7 +24,9 @@ from starlette.routing import BaseRoute, Route
 
 from publisher import i18n
 from publisher.app.reports import DEFAULT_LIMIT
+from publisher.app.web import reports_page
 from publisher.app.web.metrics import LagMetrics
+from publisher.app.web.security import remote
 from publisher.clock import CHINA
 from publisher.dispatch import outbox
 from publisher.lag import report as lag
@@ -36,11 +35,11 @@ from publisher.states import ON_THEIR_WAY, DeliveryState
 from publisher.units import parse_instant
 
 if TYPE_CHECKING:
+    from publisher.app.web.auth import Auth
     from publisher.app.web.context import WebContext
 
 log = structlog.get_logger()
-COOKIE = "publisher_session"
-_env = Environment(loader=PackageLoader("publisher.app.web", "templates"), autoescape=select_autoescape(["html"]))
+ENV = Environment(loader=PackageLoader("publisher.app.web", "templates"), autoescape=select_autoescape(["html"]))
 CONFIG_HEADER = "X-Publisher-Config"  # the digest of the config the daemon runs on (publisher lag compares)
 # The channel table's "pending" column: rows on their way that need nobody yet (waiting for a link, queued,
 # sending, sent and not yet seen live); retrying, failed and manual have columns of their own.
@@ -49,38 +48,29 @@ RETRYABLE = frozenset({DeliveryState.FAILED, DeliveryState.RETRYING})  # late ro
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
 
 
-def routes(ctx: WebContext) -> list[BaseRoute]:
+def routes(ctx: WebContext, auth: Auth) -> list[BaseRoute]:
     metrics = LagMetrics(ctx)
     web = ctx.config.web
-    secret = web.token.get_secret_value() if web.token is not None else ""
 
-    def session_value() -> str:
-        return hmac.new(secret.encode(), b"publisher-dashboard-session", hashlib.sha256).hexdigest()
-
-    def allowed(request: Request) -> bool:
-        if web.is_loopback:
+    async def allowed(request: Request) -> bool:
+        if web.is_loopback or auth.bearer_ok(request):
             return True
-        if not secret:
-            return False
-        bearer = request.headers.get("authorization", "")
-        if bearer.lower().startswith("bearer ") and secrets.compare_digest(bearer[7:].strip(), secret):
-            return True
-        return secrets.compare_digest(request.cookies.get(COOKIE, ""), session_value())
+        return await auth.current(request) is not None
 
     def locale(request: Request) -> str:
-        return i18n.normalize(request.query_params.get("lang") or request.cookies.get("lang"), ctx.config.locale)
+        return auth.locale(request)
 
     def refused(request: Request, api: bool) -> Response:
         loc = locale(request)
-        if not secret:
+        if not auth.secret and ctx.accounts is None:
             return Response(i18n.t("no_token", loc), status_code=403, media_type="text/plain; charset=utf-8")
         if api:
             return JSONResponse({"error": "unauthorized: send Authorization: Bearer <web.token>"}, status_code=401,
                                 headers={"WWW-Authenticate": "Bearer"})
-        return RedirectResponse("/login", status_code=303)
+        return auth.to_login(request)
 
     async def page(request: Request) -> Response:
-        if not allowed(request):
+        if not await allowed(request):
             return refused(request, api=False)
         loc = locale(request)
         span = request.query_params.get("range", "24h")
@@ -88,7 +78,7 @@ def routes(ctx: WebContext) -> list[BaseRoute]:
         report, age = await ctx.reports.current(PAGE_LATE)
         hist = await ctx.reports.history(report.generated_at, span)
         _ = i18n.Translator(loc)
-        html = _env.get_template("dashboard.html").render(
+        html = ENV.get_template("dashboard.html").render(
             _=_, r=report, config=ctx.config, locale=loc, span=span, spans=list(lag.SPANS),
             local=lambda at: at.astimezone(CHINA).strftime("%Y-%m-%d %H:%M") if at else _("never"),
             plot=plot_svg(hist, report, _),
@@ -96,14 +86,15 @@ def routes(ctx: WebContext) -> list[BaseRoute]:
             retried=request.query_params.get("retried"), other=("en" if loc == "zh-CN" else "zh-CN"),
             states=DeliveryState, retryable=RETRYABLE,
             on_their_way=lambda ch: sum(ch.counts.get(state, 0) for state in ON_THEIR_WAY), age=round(age),
+            csrf=auth.security.csrf.token(request), user=await auth.current(request),
         )
-        response = HTMLResponse(html, headers={"Age": str(round(age))})
+        response = auth.security.csrf.remember(request, HTMLResponse(html, headers={"Age": str(round(age))}))
         if "lang" in request.query_params:
             response.set_cookie("lang", loc, max_age=365 * 86400, samesite="strict")
         return response
 
     async def api(request: Request) -> Response:
-        if not allowed(request):
+        if not await allowed(request):
             return refused(request, api=True)
         channel = request.query_params.get("channel")
         if channel is not None and channel not in ctx.config.channels:
@@ -128,53 +119,56 @@ def routes(ctx: WebContext) -> list[BaseRoute]:
                                      "Age": str(round(age))})
 
     async def metrics_route(request: Request) -> Response:
-        if not allowed(request):
+        if not await allowed(request):
             return refused(request, api=True)
         report, _age = await ctx.reports.current()
         body = await run_in_threadpool(metrics.render, report)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     async def retry(request: Request) -> Response:
-        if not allowed(request):
+        if not await allowed(request):
             return refused(request, api=False)
-        origin = request.headers.get("origin")
-        if origin and urlsplit(origin).netloc != request.headers.get("host"):
-            return Response("cross-site form refused", status_code=403)
-        form = await request.form()
+        form = await auth.security.csrf.form(request)
         item_id = str(form.get("item_id", ""))
         channel = str(form.get("channel", "")) or None
         if not item_id or (channel is not None and channel not in ctx.config.channels):
             return Response("item_id and a known channel are required", status_code=400)
-        by = f"dashboard@{request.client.host if request.client else '?'}"
+        who = await auth.current(request)
+        by = f"{who.name if who else 'dashboard'}@{remote(request)}"
         n = await run_in_threadpool(outbox.requeue, ctx.store, ctx.config, ctx.clock.now(), item_id, channel, by=by)
         if ctx.dispatcher is not None:
             ctx.dispatcher.wake(channel)  # in the event loop's thread: asyncio events are not thread-safe
         log.info("dashboard.retry", item_id=item_id, channel=channel, requeued=n, by=by)
         return RedirectResponse(f"/?retried={n}", status_code=303)
 
-    async def login(request: Request) -> Response:
+    async def reports(request: Request) -> Response:
+        """The annual disclosure statistics (publisher/app/web/reports_page.py), or a download of them."""
+        if not await allowed(request):
+            return refused(request, api=False)
         loc = locale(request)
-        _ = i18n.Translator(loc)
-        error = None
-        if request.method == "POST":
-            form = await request.form()
-            given = str(form.get("token", ""))
-            if secret and secrets.compare_digest(given, secret):
-                response = RedirectResponse("/", status_code=303)
-                response.set_cookie(COOKIE, session_value(), httponly=True, samesite="strict",
-                                    secure=request.url.scheme == "https", max_age=12 * 3600)
-                return response
-            log.warning("dashboard.login_refused", client=request.client.host if request.client else None)
-            error = _("bad_token") if secret else _("no_token")
-        html = _env.get_template("login.html").render(_=_, locale=loc, error=error)
-        return HTMLResponse(html, status_code=401 if error else 200)
+        raw = request.query_params.get("year", "")
+        year = int(raw) if raw.isdigit() and 1990 <= int(raw) <= 2200 else None
+        form = request.query_params.get("format")
+        if form is not None:
+            if form not in reports_page.DOWNLOADS or year is None:
+                return Response(f"format is one of {', '.join(reports_page.DOWNLOADS)}, with year=YYYY",
+                                status_code=400, media_type="text/plain; charset=utf-8")
+            got = await run_in_threadpool(reports_page.download, ctx, loc, year, form)
+            return Response(got.body, media_type=got.media_type,
+                            headers={"Content-Disposition": f'attachment; filename="{got.filename}"'})
+        html = await run_in_threadpool(reports_page.page, ctx, loc, year, request.query_params.get("from"),
+                                       request.query_params.get("to"))
+        response = HTMLResponse(html)
+        if "lang" in request.query_params:
+            response.set_cookie("lang", loc, max_age=365 * 86400, samesite="strict")
+        return response
 
     return [
         Route("/", page),
         Route("/api/lag", api),
         Route("/metrics", metrics_route),
+        Route("/reports", reports),
         Route("/retry", retry, methods=["POST"]),
-        Route("/login", login, methods=["GET", "POST"]),
     ]
 
 

@@ -1,0 +1,233 @@
+"""A field as its readers see it, with a way back to what the editor wrote.
+
+The screen must read what a channel shows, not the characters an editor typed: `&#26426;&#23494;`,
+`机<span></span>密`, `機密` and `机\u200b密` all read 机密. `Seen.of` renders a field (the body as
+Markdown, the other fields as text that a web channel may still read as HTML), decodes entities, drops
+tags, comments, scripts and styles, then normalises each visible character: Unicode NFKC (full-width
+digits and letters, NBSP and ideographic spaces become ASCII), format characters removed (zero-width
+spaces and joiners, word joiners, soft hyphens, BOMs, bidi controls, variation selectors), and traditional
+characters folded to simplified (OpenCC `t2s`).
+
+Every character of the normalised text keeps the offset of the character of the source it came from, so a
+finding reports the text exactly as it stands in the field (`&#26426;&#23494;★`), where the desk can
+mark it, beside the text a reader sees (`机密★`).
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import unicodedata
+from dataclasses import dataclass
+from functools import lru_cache
+from html.parser import HTMLParser
+
+import opencc
+from markdown_it import MarkdownIt
+
+# The same Markdown the web channels render (channels/render.py: commonmark, tables, strikethrough).
+MARKDOWN = MarkdownIt("commonmark").enable(["table", "strikethrough"])
+
+# Elements whose content no reader sees (nh3 drops them with their content before anything is published).
+_HIDDEN = frozenset({"script", "style", "template", "head", "title", "noscript", "iframe", "object", "textarea"})
+# Elements that start a new line (block level, table cells): text in two of them is never one word.
+_BLOCK = frozenset({"p", "div", "br", "hr", "h1", "h2", "h3", "h4", "h5", "h6", "li", "ul", "ol", "blockquote",
+                    "pre", "table", "thead", "tbody", "tr", "td", "th", "section", "article", "header", "footer",
+                    "dl", "dt", "dd", "figure", "figcaption", "address", "details", "summary"})
+_HEADINGS = frozenset({"h1", "h2", "h3", "h4", "h5", "h6"})
+
+# How each line of the rendered text was set: a heading, a list item, a table cell or running text.
+LineKind = str  # "heading" | "list" | "cell" | "text"
+
+_TAG = re.compile(r"<!--.*?-->|<![^>]*>|<\?.*?\?>|</?[A-Za-z][^<>]*>", re.S)
+_ENTITY = re.compile(r"&(?:#[0-9]{1,7};?|#[xX][0-9A-Fa-f]{1,6};?|[A-Za-z][A-Za-z0-9]{1,31};?)")
+_LOOKAHEAD = 2000  # source characters searched for one rendered character before it is left unmapped
+
+
+@lru_cache(maxsize=1)
+def t2s() -> opencc.OpenCC:
+    return opencc.OpenCC("t2s")
+
+
+def _invisible(ch: str) -> bool:
+    """Characters that take no place on screen: format characters (Cf) and variation selectors."""
+    return unicodedata.category(ch) == "Cf" or "\ufe00" <= ch <= "\ufe0f" or "\U000e0100" <= ch <= "\U000e01ef"
+
+
+@lru_cache(maxsize=65536)
+def _normal(ch: str) -> str:
+    """One character as the screen reads it: NFKC, and nothing for what takes no place on screen."""
+    return "".join(n for n in unicodedata.normalize("NFKC", ch) if not _invisible(n))
+
+
+class _Text(HTMLParser):
+    """The visible text of rendered HTML: data outside hidden elements, a newline at each block edge,
+    and, for each line, how it was set (heading, list item, table cell or text)."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.size = 0
+        self.stack: list[str] = []
+        self.hidden = 0
+        self.lines: list[tuple[int, LineKind]] = [(0, "text")]
+        self.fresh = True  # nothing on the current line yet
+
+    def _newline(self) -> None:
+        if not self.fresh:
+            self.parts.append("\n")
+            self.size += 1
+            self.fresh = True
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _HIDDEN:
+            self.hidden += 1
+        elif tag in _BLOCK:
+            self._newline()
+        if tag not in ("br", "hr", "img", "input", "meta", "link", "wbr"):
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in _HIDDEN and self.hidden:
+            self.hidden -= 1
+        if tag in self.stack:
+            while self.stack and self.stack.pop() != tag:
+                pass
+        if tag in _BLOCK:
+            self._newline()
+
+    def handle_data(self, data: str) -> None:
+        if self.hidden or not data:
+            return
+        if self.fresh:
+            data = data.lstrip("\n")
+            if not data:
+                return
+            kind = ("heading" if _HEADINGS.intersection(self.stack) else "list" if "li" in self.stack
+                    else "cell" if {"td", "th"}.intersection(self.stack) else "text")
+            self.lines.append((self.size, kind))
+            self.fresh = False
+        self.parts.append(data)
+        self.size += len(data)
+        if data.endswith("\n"):
+            self.fresh = True
+
+
+def _visible(rendered_html: str) -> tuple[str, list[tuple[int, LineKind]]]:
+    parser = _Text()
+    parser.feed(rendered_html)
+    parser.close()
+    return "".join(parser.parts), parser.lines
+
+
+def _align(source: str, shown: str) -> list[int | None]:
+    """For each character a reader sees, the offset in `source` it came from (None: made by the rendering,
+    such as a line break between blocks). Markup (tags, Markdown marks) is skipped; an entity or a
+    backslash escape stands for the character it gives."""
+    out: list[int | None] = []
+    p, n = 0, len(source)
+    budget = 4 * n + 4 * _LOOKAHEAD  # source characters skipped over in all: linear in the field's size
+    for ch in shown:
+        q, found = p, None
+        limit = min(n, p + (_LOOKAHEAD if budget > 0 else 8))
+        while q < limit:
+            c = source[q]
+            if c == "&" and (m := _ENTITY.match(source, q)) and html.unescape(m.group()).startswith(ch):
+                found, q = q, m.end()  # `R&amp;D` shows R&D: the whole entity stands for the one character
+                break
+            if c == ch:
+                found, q = q, q + 1
+                break
+            if c == "&" and m:
+                q = m.end()
+                continue
+            if c == "<" and (m := _TAG.match(source, q)):
+                q = m.end()
+                continue
+            q += 1
+        out.append(found)
+        budget -= q - p
+        if found is not None:
+            p = q
+    return out
+
+
+@dataclass(frozen=True)
+class Seen:
+    """A field's text as a reader sees it, normalised, with the source offset of each character."""
+
+    source: str
+    shown: str  # the rendered text, before normalisation (what a reader reads)
+    text: str  # normalised: NFKC, no invisible characters, simplified
+    to_shown: tuple[int, ...]  # text[i] comes from shown[to_shown[i]]
+    to_source: tuple[int | None, ...]  # shown[j] comes from source[to_source[j]]
+    lines: tuple[tuple[int, LineKind], ...]  # (offset in `text` where a line starts, how it was set)
+
+    @classmethod
+    def of(cls, source: str, *, mode: str = "markdown") -> Seen:
+        """`mode`: "markdown" (the body), "html" (a one-line field a web channel may read as HTML: tags show
+        nothing, entities decode) or "plain" (the characters as written, only normalised)."""
+        if mode == "markdown":
+            shown, shown_lines = _visible(MARKDOWN.render(source))
+        elif mode == "html":
+            shown, shown_lines = html.unescape(_TAG.sub("", source)), [(0, "text")]
+        else:
+            shown, shown_lines = source, [(0, "text")]
+        to_source: list[int | None] = list(range(len(source))) if shown == source else _align(source, shown)
+        changed = {c: n for c in set(shown) if (n := _normal(c)) != c}
+        if all(len(n) == 1 for n in changed.values()):  # nearly every text (full-width punctuation: one for one)
+            chars, to_shown = shown.translate({ord(c): n for c, n in changed.items()}), list(range(len(shown)))
+        else:
+            normal = {c: changed.get(c, c) for c in set(shown)}
+            kept: list[str] = []
+            to_shown = []
+            for j, ch in enumerate(shown):
+                for c in normal[ch]:
+                    kept.append(c)
+                    to_shown.append(j)
+            chars = "".join(kept)
+        text, to_shown = _fold(chars, to_shown)
+        lines: list[tuple[int, LineKind]] = []
+        i = 0
+        for start, kind in shown_lines:  # both in ascending order: one walk
+            while i < len(to_shown) and to_shown[i] < start:
+                i += 1
+            lines.append((i, kind))
+        return cls(source=source, shown=shown, text=text, to_shown=tuple(to_shown), to_source=tuple(to_source),
+                   lines=tuple(lines))
+
+    def source_span(self, start: int, end: int) -> tuple[int, int] | None:
+        """The span of the source that text[start:end] came from (None when no character of it did)."""
+        offsets = [o for i in range(start, end) if (o := self.to_source[self.to_shown[i]]) is not None]
+        if not offsets:
+            return None
+        last = offsets[-1]
+        m = _ENTITY.match(self.source, last) if self.source[last] == "&" else None
+        return offsets[0], m.end() if m else last + 1
+
+    def shown_span(self, start: int, end: int) -> str:
+        """What a reader sees of text[start:end], with whatever the rendering kept between its characters."""
+        return self.shown[self.to_shown[start]:self.to_shown[end - 1] + 1]
+
+    def line_kind(self, offset: int) -> LineKind:
+        kind = "text"
+        for start, k in self.lines:
+            if start > offset:
+                break
+            kind = k
+        return kind
+
+
+def _fold(text: str, to_shown: list[int]) -> tuple[str, list[int]]:
+    """Traditional characters folded to simplified, phrase by phrase where OpenCC keeps the length (it
+    nearly always does), else character by character so that each keeps its offset."""
+    folded = t2s().convert(text)
+    if len(folded) == len(text):
+        return folded, to_shown
+    chars: list[str] = []
+    offsets: list[int] = []
+    for ch, j in zip(text, to_shown, strict=True):
+        for c in t2s().convert(ch):
+            chars.append(c)
+            offsets.append(j)
+    return "".join(chars), offsets
