@@ -1,6 +1,6 @@
 """Several nodes: 1 against 2 daemons on one PostgreSQL store, and 1 node on PostgreSQL against 1 on SQLite.
 
-    python bench/bench_nodes.py                                   # full size (a few minutes)
+    python bench/bench_nodes.py                                   # full size (~12 minutes on 2 shared cores)
     python bench/bench_nodes.py --smoke                           # tiny: checks that every figure is produced
     python bench/bench_nodes.py --pg postgresql+psycopg://postgres@127.0.0.1:5432/postgres --db bench_nodes
 
@@ -12,8 +12,8 @@ project's schema (a migrated store); then `publisher run` starts as a process of
 (its own config file, inbox and web port, the same store URL), all at once. Every node's four `http_push`
 channels point at a bench/_peer.py of its own with a 20 ms service time, and a node sends `--concurrency`
 (default 1) rows at a time per channel, so a node's ceiling is channels × concurrency / 20 ms = 200
-deliveries/s: the peers' time, not the CPU, is what bounds a node (the daemon needs a few ms of CPU per
-delivery), and a second node doubles the sends in flight. Read-backs are a month after the send, so a
+deliveries/s, where the daemon's CPU (a few ms per delivery) is not yet the bound: a node waits (on the
+peers, on its store), and a second node doubles the sends in flight. Read-backs are a month after the send, so a
 row's work in the run is its send alone.
 
   rate        deliveries/s counted at the peers, over the window where every node was sending (from the

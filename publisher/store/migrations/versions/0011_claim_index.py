@@ -1,7 +1,7 @@
 """dispatch: the workers' claim order read from an index
 
 Revision ID: 0011
-Revises: 0006
+Revises: 0007
 
 A claim takes a channel's first few due rows by (next_attempt_at, id) among pending, retrying and sent.
 `ix_deliveries_work` (state, channel, next_attempt_at) cannot give that order across three states, so every
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0011'
-down_revision = '0006'
+down_revision = '0007'
 branch_labels = None
 depends_on = None
 
