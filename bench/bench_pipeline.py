@@ -163,7 +163,8 @@ def main() -> None:
                          f"Python {platform.python_version()}"}
     if args.drops:
         result["latency"] = latency(args.drops)
-    result["throughput"] = throughput(args.scale)
+    if args.scale:  # --scale 0: the drop latency alone
+        result["throughput"] = throughput(args.scale)
     print(json.dumps(result, indent=1))
     shutil.rmtree(ROOT / "bench" / "__pycache__", ignore_errors=True)
 

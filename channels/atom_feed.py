@@ -24,11 +24,12 @@ from pydantic import Field, field_validator, model_validator
 from channels.atom_file import (
     Entry,
     FeedState,
+    check_xml_text,
     read_feed,
     render_feed,
     write_atomically,
 )
-from channels.base import ChannelOptions, Receipt
+from channels.base import ChannelOptions, PermanentError, Receipt, TransientError
 from channels.http import HttpChannel
 from channels.render import render_html
 from publisher.model import Revision
@@ -162,6 +163,7 @@ class AtomFeed(HttpChannel):
                 category=(rev.category, rev.category_name or None) if rev.category else None,
                 revision=rev.revision,
             )
+            check_xml_text(entry)  # refused alone: the other items of this rewrite go on
             # first in order: the file keeps the entries written last (a resend brings one back into view)
             others = {k: v for k, v in state.entries.items() if k != entry_id}
             state.entries.clear()
@@ -191,25 +193,53 @@ class AtomFeed(HttpChannel):
                 batch = queue[:]
                 queue.clear()
 
-                def rewrite() -> list[bool]:
+                def rewrite() -> list[bool | Exception]:
                     state = read_feed(self.options.path)
-                    changed = [m(state) for m, _ in batch]
-                    if any(changed):
-                        title = self.options.title or self.display_name
-                        write_atomically(self.options.path,
-                                         render_feed(state, self.options, title=title, now=self.clock.now()))
+                    changed = [_apply(m, state) for m, _ in batch]
+                    if any(c is True for c in changed):
+                        try:
+                            data = self._render(state)
+                        except Exception:  # one entry the renderer cannot take: find it, write the others
+                            log.exception("atom_feed.render_failed", channel=self.name, batch=len(batch))
+                            state = read_feed(self.options.path)
+                            changed = [self._trial(m, state) for m, _ in batch]
+                            data = self._render(state)
+                        if any(c is True for c in changed):
+                            write_atomically(self.options.path, data)
                     return changed
 
                 try:
                     outcome = await asyncio.to_thread(rewrite)
                 except Exception as exc:  # the whole batch failed to reach the disk: every caller hears it
+                    if isinstance(exc, OSError):  # a full disk, a read-only mount: retried once it is fixed
+                        exc = TransientError(f"could not write the feed file {self.options.path}: "
+                                             f"{exc.strerror or exc}; free disk space or fix the folder's rights")
                     for _, fut in batch:
                         if not fut.done():
                             fut.set_exception(exc)
                 else:
                     for (_, fut), changed in zip(batch, outcome, strict=True):
-                        fut.set_result(changed)
+                        if isinstance(changed, Exception):
+                            fut.set_exception(changed)
+                        else:
+                            fut.set_result(changed)
         return await done
+
+    def _render(self, state: FeedState) -> bytes:
+        return render_feed(state, self.options, title=self.options.title or self.display_name, now=self.clock.now())
+
+    def _trial(self, mutate: Callable[[FeedState], bool], state: FeedState) -> bool | Exception:
+        """Apply one change to `state` only if the feed still renders with it; else its error, for its caller alone."""
+        trial = state.copy()
+        changed = _apply(mutate, trial)
+        if changed is True:
+            try:
+                self._render(trial)
+            except Exception as exc:
+                return PermanentError(f"the feed cannot be written with this entry ({type(exc).__name__}: "
+                                      f"{str(exc)[:300]})")
+            state.entries, state.tombstones = trial.entries, trial.tombstones
+        return changed
 
     # --- the network -------------------------------------------------------------------------
 
@@ -221,3 +251,11 @@ class AtomFeed(HttpChannel):
                                   what=f"ping the WebSub hub {hub} (the feed file is written; the ping is repeated "
                                        "on retry)")
         log.info("atom_feed.hub_pinged", channel=self.name, hub=hub, status=resp.status_code)
+
+
+def _apply(mutate: Callable[[FeedState], bool], state: FeedState) -> bool | Exception:
+    """One caller's change; its error stays its own (the state is left as it was)."""
+    try:
+        return mutate(state)
+    except Exception as exc:
+        return exc

@@ -14,6 +14,7 @@ late retry of an older revision never replaces a newer one.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,7 +30,11 @@ ATOM_NS = "http://www.w3.org/2005/Atom"
 TOMBSTONE_NS = "http://purl.org/atompub/tombstones/1.0"
 REVISION_NS = "tag:publisher.invalid,2026:atom"  # ours (RFC 4151 tag; .invalid is owned by no one, RFC 2606)
 _A = f"{{{ATOM_NS}}}"
-_PARSER = etree.XMLParser(resolve_entities=False, no_network=True)
+# Our own file: no entities, no network; huge_tree because one long article is one long text node (libxml2
+# refuses text nodes over 10 MB without it, and the feed would never be read back again)
+_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True)
+# What XML 1.0 cannot carry: an entry holding one is refused alone (intake refuses them too)
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,20 @@ class Entry:
 class FeedState:
     entries: dict[str, Entry] = field(default_factory=dict)  # newest written first
     tombstones: dict[str, datetime] = field(default_factory=dict)  # entry id -> when it was deleted
+
+    def copy(self) -> FeedState:
+        return FeedState(entries=dict(self.entries), tombstones=dict(self.tombstones))
+
+
+def check_xml_text(entry: Entry) -> None:
+    """An entry whose text XML cannot carry is refused alone, saying which field and character."""
+    fields = {"title": entry.title, "content": entry.content, "summary": entry.summary, "link": entry.link,
+              "author": entry.author, "category": entry.category[1] if entry.category else None}
+    for name, text in fields.items():
+        m = _NOT_XML.search(text or "")
+        if m is not None:
+            raise PermanentError(f"the item's {name} holds U+{ord(m.group()):04X} at character {m.start() + 1}, "
+                                 "which XML cannot carry: remove it and send a new revision")
 
 
 def aware(when: datetime) -> datetime:

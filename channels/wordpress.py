@@ -2,7 +2,8 @@
 
 The body is rendered from Markdown (CommonMark and tables) and sanitized with nh3 whatever it holds.
 WordPress has no idempotency key, so every post carries a slug derived from the item id that
-survives WordPress's slug sanitizing; `find` looks that slug up over every status before a resend.
+survives WordPress's slug sanitizing; `find` looks that slug up before a resend, and a create goes
+in as a draft that is published only after every other post with the slug has gone to the trash.
 Category term ids are looked up by slug (and created when missing), because WordPress drops
 unknown ids without a word. Attachments are uploaded to the media library and linked at the end.
 """
@@ -87,10 +88,23 @@ class WordPress(HttpChannel):
     # --- the five calls ---------------------------------------------------------------------------
 
     async def publish(self, rev: Revision) -> Receipt:
+        """Create the post safely without an idempotency key: as a draft carrying the item's slug, then keep
+        the oldest post with that slug (an earlier attempt's create may have landed after its timeout), trash
+        any other, and only then give the kept one the configured status, with this revision's content. A
+        create that lands late stays a draft, so a peer slower than the timeout never shows the item twice."""
         slug = slug_for(rev.item_id, self.options.slug_prefix)
         payload, media = await self._payload(rev, slug, {})
-        post = self._json(await self._call("POST", "wp/v2/posts", "create the post", json=payload), "post")
-        if post.get("slug") not in (slug, None) and self.options.status == "publish":
+        draft = {**payload, "status": "draft"}  # a draft keeps the slug as given: wp_unique_post_slug() skips it
+        created = self._json(await self._call("POST", "wp/v2/posts", "create the post", json=draft), "post")
+        posts = sorted((p for p in await self._with_slug(slug) if p.get("slug") == slug), key=lambda p: int(p["id"]))
+        keep = posts[0] if posts else created
+        for extra in posts[1:]:
+            await self.retract(Receipt(remote_id=str(extra["id"])))  # its slug becomes <slug>__trashed
+            log.warning("wordpress.duplicate_trashed", channel=self.name, post_id=extra["id"], kept=keep["id"],
+                        item_id=rev.item_id)
+        resp = await self._call("POST", f"wp/v2/posts/{keep['id']}", "publish the post", json=payload)
+        post = self._json(resp, "post")
+        if post.get("slug") != slug and self.options.status == "publish":
             # another post holds our slug, so `find` cannot see this one; an admin should rename it
             log.warning("wordpress.slug_taken", channel=self.name, item_id=rev.item_id, wanted=slug, got=post.get("slug"))
         log.info("wordpress.post_created", channel=self.name, post_id=post.get("id"), item_id=rev.item_id,
@@ -121,16 +135,23 @@ class WordPress(HttpChannel):
         log.info(event, channel=self.name, post_id=receipt.remote_id)
 
     async def find(self, rev: Revision) -> Receipt | None:
+        """The post of this item with the configured status (a draft an interrupted create left is not it:
+        the next create keeps that draft and gives it the status)."""
         slug = slug_for(rev.item_id, self.options.slug_prefix)
-        params = {"slug": slug, "status": FIND_STATUSES, "context": "edit"}
-        posts = self._json(await self._call("GET", "wp/v2/posts", "look up the post", params=params), "list")
-        for post in posts:
-            if post.get("slug") == slug:
+        wanted = {self.options.status} | ({"future"} if self.options.status == "publish" else set())
+        for post in sorted(await self._with_slug(slug), key=lambda p: int(p["id"])):
+            if post.get("slug") == slug and post.get("status") in wanted:
                 receipt = self._receipt(post, {})
                 log.info("wordpress.post_found", channel=self.name, post_id=receipt.remote_id, item_id=rev.item_id,
                          revision=receipt.extra.get("revision"))
                 return receipt
         return None
+
+    async def _with_slug(self, slug: str) -> list[dict[str, Any]]:
+        params = {"slug": slug, "status": FIND_STATUSES, "context": "edit", "per_page": 100}
+        posts: list[dict[str, Any]] = self._json(await self._call("GET", "wp/v2/posts", "look up the post",
+                                                                  params=params), "list")
+        return posts
 
     async def verify(self, receipt: Receipt) -> bool:
         resp = await self._call("GET", f"wp/v2/posts/{receipt.remote_id}", "read the post back", ok={200, 404})

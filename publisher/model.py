@@ -25,6 +25,7 @@ from publisher.states import (
     APPROVAL_ACTIONS,
     IN_REVIEW,
     OPEN,
+    REPLACEABLE,
     REVISION_TRANSITIONS,
     TO_SEND,
     TRANSITIONS,
@@ -252,7 +253,7 @@ def _columns(cls: type, row: Mapping[Any, Any], **converted: Any) -> dict[str, A
 def _field_names(cls: type) -> tuple[str, ...]:
     return tuple(f.name for f in fields(cls))
 
-__all__ = ["ACTIVE", "APPROVAL_ACTIONS", "IN_REVIEW", "OPEN", "REVISION_TRANSITIONS", "TO_SEND",
+__all__ = ["ACTIVE", "APPROVAL_ACTIONS", "IN_REVIEW", "OPEN", "REPLACEABLE", "REVISION_TRANSITIONS", "TO_SEND",
            "TRANSITIONS", "Approval", "Attachment", "AuditEntry", "Delivery", "DeliveryState",
            "IllegalTransition", "ItemSummary", "Placement", "Revision", "RevisionState", "StoredRevision",
            "sources"]

@@ -40,6 +40,9 @@ class DeliveryState(StrEnum):
 
 # Rows not yet sent: a newer revision of the item supersedes them.
 ACTIVE = frozenset({DeliveryState.WAITING, DeliveryState.PENDING, DeliveryState.RETRYING})
+# Rows a newer revision (or a retraction) replaces: those not yet sent, and those sent but not yet seen
+# (their read-back no longer matters, and their resend would bring back what the newer row replaced).
+REPLACEABLE = ACTIVE | {DeliveryState.SENT}
 # Rows a worker claims to send.
 TO_SEND = frozenset({DeliveryState.PENDING, DeliveryState.RETRYING})
 # Rows due and not live: the lag report's open rows.
@@ -55,14 +58,19 @@ IN_REVIEW = frozenset({RevisionState.REVIEW, RevisionState.BLOCKED})
 TRANSITIONS: dict[DeliveryState, frozenset[DeliveryState]] = {
     DeliveryState.WAITING: frozenset({DeliveryState.PENDING, DeliveryState.FAILED, DeliveryState.SUPERSEDED}),
     DeliveryState.PENDING: frozenset({DeliveryState.SENDING, DeliveryState.SUPERSEDED}),
-    DeliveryState.RETRYING: frozenset({DeliveryState.SENDING, DeliveryState.PENDING, DeliveryState.SUPERSEDED}),
-    # sent, or live at once for a retraction; retry, fail, manual task; pending again when reconciled
+    # a person's retry waits for the link_from channel when that one is retried too
+    DeliveryState.RETRYING: frozenset({DeliveryState.SENDING, DeliveryState.PENDING, DeliveryState.WAITING,
+                                       DeliveryState.SUPERSEDED}),
+    # sent, or live at once for a retraction; retry, fail, manual task; pending again when reconciled;
+    # superseded when its outcome lands after a newer row of the item (an edit, a retraction) took over
     DeliveryState.SENDING: frozenset({DeliveryState.SENT, DeliveryState.LIVE, DeliveryState.RETRYING,
-                                      DeliveryState.FAILED, DeliveryState.MANUAL, DeliveryState.PENDING}),
-    # seen; not yet (checked again later); unseen and sent once more; a verify that hit an adapter defect
+                                      DeliveryState.FAILED, DeliveryState.MANUAL, DeliveryState.PENDING,
+                                      DeliveryState.SUPERSEDED}),
+    # seen; not yet (checked again later); unseen and sent once more; a verify that hit an adapter defect;
+    # replaced by a newer row (an edit or a retraction) before it was seen
     DeliveryState.SENT: frozenset({DeliveryState.LIVE, DeliveryState.SENT, DeliveryState.PENDING,
-                                   DeliveryState.FAILED}),
-    DeliveryState.FAILED: frozenset({DeliveryState.PENDING}),  # a person's retry
+                                   DeliveryState.FAILED, DeliveryState.SUPERSEDED}),
+    DeliveryState.FAILED: frozenset({DeliveryState.PENDING, DeliveryState.WAITING}),  # a person's retry
     DeliveryState.LIVE: frozenset(),
     DeliveryState.MANUAL: frozenset(),
     DeliveryState.SUPERSEDED: frozenset(),

@@ -33,9 +33,9 @@ def cli(*args: str, cwd: Path, check: bool = True, token: str | None = None) -> 
 
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
-    """`publisher init`, with the web and sandbox ports moved to free ones so tests never collide."""
+    """`publisher init --demo`, with the web and sandbox ports moved to free ones so tests never collide."""
     root = tmp_path / "bureau"
-    cli("init", str(root), cwd=tmp_path)
+    cli("init", "--demo", str(root), cwd=tmp_path)
     config = root / "config.yaml"
     text = config.read_text(encoding="utf-8")
     web, sb = free_port(), free_port()

@@ -80,7 +80,8 @@ def test_sigkill_mid_fanout_loses_nothing_and_posts_nothing_twice(tmp_path: Path
     finish = _start(config, "--once")
     assert finish.wait(180) == 0
 
-    posts = Counter(p["slug"] for p in received(sandbox, "wordpress")["posts"])
+    # public posts: a create cut short by a kill leaves a draft, which the next create of the item trashes
+    posts = Counter(p["slug"] for p in received(sandbox, "wordpress")["posts"] if p["status"] == "publish")
     articles = Counter(a["source_id"] for a in received(sandbox, "portal"))
     statuses = received(sandbox, "weibo")["statuses"]
     entries = received(sandbox, "hub")["entries"]

@@ -273,7 +273,7 @@ def test_json_schema_is_stable(world: World) -> None:
     world.delivery("bureau_site", item=item, state=DeliveryState.FAILED, error="boom", due_at=T0 - timedelta(hours=1))
     data = lag_json.to_json(world.report())
     assert set(data) == {"schema", "source", "locale", "generated_at", "window", "channels", "freshness", "deadlines",
-                         "deadlines_total", "deadline_counts", "review"}
+                         "review", "deadlines_total", "deadline_counts"}
     assert set(data["review"]) == {"waiting", "blocked", "with_findings", "findings", "kinds"}
     assert set(data["review"]["findings"]) == {"blocking", "advisory"}
     assert (data["source"], data["locale"]) == ("store", "zh-CN")

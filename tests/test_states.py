@@ -180,3 +180,22 @@ def test_the_migrated_database_declares_the_same_checks_as_the_schema(store: Sto
                 if name == "ck_approvals_action":
                     values = {"approve", "reject", "override"}
                 assert all(f"'{v}'" in found[name] for v in values), found[name]
+
+
+def test_an_outcome_landing_after_a_newer_row_yields_to_it(store: Store) -> None:
+    """A row in flight when a newer row of its item and channel was made (an edit, a retraction) ends superseded
+    whatever its outcome, in the same statement; a sent one keeps its sent_at, for the rate limit."""
+    moves: dict[str, Callable[[Connection, int], DeliveryState]] = {
+        "mark_sent": lambda c, i: store.mark_sent(c, i, LATER, remote_id="42", url=None, verify_at=LATER),
+        "schedule_retry": lambda c, i: store.schedule_retry(c, i, LATER, at=LATER, error="HTTP 503"),
+        "fail": lambda c, i: store.fail(c, i, LATER, error="HTTP 401"),
+        "back_to_pending": lambda c, i: store.back_to_pending(c, i, LATER),
+    }
+    for outcome, move in moves.items():
+        older = _delivery(store, S.SENDING, channel=outcome)
+        _delivery(store, S.PENDING, channel=outcome)  # the newer row, made while the older one was in flight
+        with store.tx() as conn:
+            assert move(conn, older) is S.SUPERSEDED, outcome
+        row = store.delivery(older)
+        assert row is not None and row.state is S.SUPERSEDED and row.lease_owner is None
+        assert (row.sent_at is not None) == (outcome == "mark_sent")

@@ -27,6 +27,7 @@ from publisher.dispatch.dispatcher import Dispatcher
 from publisher.dispatch.telemetry import Telemetry
 from publisher.errors import PublisherError
 from publisher.intake.queue import Intake
+from publisher.intake.watch import watch_inbox
 from publisher.lag.alerts import Alerter
 from publisher.review.accounts import Accounts
 from publisher.review.chain import Review
@@ -198,17 +199,8 @@ class Daemon:
         return problems
 
     async def _watch(self, stop: asyncio.Event) -> None:
-        if not self.config.queue.watch:
-            return
-        from watchfiles import awatch
-
-        # debounce=10, step=2: a renamed-in file is seen at once (the default debounce of 1.6 s would delay
-        # every item; the measured latencies are in docs/BENCHMARKS.md)
-        async for _changes in awatch(self.intake.inbox, debounce=10, step=2, stop_event=stop, recursive=False):
-            try:
-                await self.intake.scan()
-            except Exception:
-                log.exception("intake.scan_failed")
+        if self.config.queue.watch:  # inotify: a file is read once its writer has closed it (publisher/intake/watch.py)
+            await watch_inbox(self.intake.inbox, self.intake.writes, self.intake.scan, stop)
 
     async def _rescan(self, stop: asyncio.Event) -> None:
         from apscheduler.schedulers.asyncio import AsyncIOScheduler

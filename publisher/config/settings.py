@@ -30,8 +30,9 @@ class StoreConfig(_Model):
 class QueueConfig(_Model):
     path: Path = Path("queue")
     rescan: Duration = parse_duration("30s")
-    settle: Duration = parse_duration("10ms")  # a file must keep its size this long before it is read
-    watch: bool = True  # inotify via watchfiles; off on network mounts (the rescan still runs)
+    # a file the inotify watcher has not seen closed (there at start-up, or watch off) must keep its size this long
+    settle: Duration = parse_duration("2s")
+    watch: bool = True  # inotify (IN_CLOSE_WRITE / IN_MOVED_TO); off on network mounts (the rescan still runs)
 
 
 SECRET_KEYS = {"token", "session_key", "password", "app_password", "access_token", "secret", "bearer"}

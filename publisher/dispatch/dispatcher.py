@@ -93,6 +93,7 @@ class Dispatcher:
                                 wake=self.wake)
         self.batch = SentBatch(self.books)
         self.limits = RateLimits(store, config, channels)
+        self._reap_at: dict[str, datetime] = {}  # when each worker next looks for rows past their lease
         self.workers: dict[str, asyncio.Task[None]] = {}  # one per channel while `run` runs (/healthz looks)
 
     # --- public ----------------------------------------------------------------------------------
@@ -158,22 +159,46 @@ class Dispatcher:
 
     async def _worker(self, name: str, stop: asyncio.Event) -> None:
         event = self._wake[name]
+        failures = 0
         while not stop.is_set():
             event.clear()
             try:
+                await self._reap(name)
                 await self._drain(name, stop)
                 timeout = self._idle_timeout(name)
-            except Exception:  # the store went away for a moment; keep the worker alive, look again soon
-                log.exception("dispatch.worker_error", channel=name)
-                timeout = 1.0
+                if failures:
+                    log.info("dispatch.worker_recovered", channel=name, failures=failures)
+                failures = 0
+            except Exception as exc:  # the store went away; keep the worker alive, look again after a backoff
+                failures += 1
+                timeout = policy.worker_backoff(failures, self.rng)
+                log.error("dispatch.worker_error", channel=name, failures=failures, retry_in_s=round(timeout, 2),
+                          error=f"{type(exc).__name__}: {exc}"[:500], exc_info=failures == 1)
             try:
                 await asyncio.wait_for(event.wait(), timeout)
             except TimeoutError:
                 pass
 
+    async def _reap(self, name: str) -> None:
+        """Reconcile the channel's rows left `sending` past their lease while the daemon runs (an outcome
+        the store did not take, another node that died): through `find`, exactly as at start-up."""
+        now = self.clock.now()
+        if now < self._reap_at.get(name, now):
+            return
+        self._reap_at[name] = now + self.deadlines(name).lease
+        for row in self.store.stale_sending(now, channel=name):
+            with bound_contextvars(channel=row.channel, item_id=row.item_id):
+                log.warning("dispatch.lease_expired", lease_owner=row.lease_owner)
+                try:
+                    await self._reconcile(row)
+                except IllegalTransition as exc:  # another node reconciled it first
+                    log.warning("dispatch.outcome_stale", error=str(exc))
+
     def _idle_timeout(self, name: str) -> float:
         now = self.clock.now()
         nxt = self._next_work(name, now)
+        reap = self._reap_at.get(name)
+        nxt = min(nxt, reap) if nxt is not None and reap is not None else nxt or reap
         if nxt is None:
             return 30.0
         return min(30.0, max(0.01, (nxt - now).total_seconds()))
@@ -198,7 +223,8 @@ class Dispatcher:
             room = cfg.concurrency - len(sending) - len(reading)
             # refill in batches (a quarter of the slots at least) while calls are in flight: one claim for
             # several rows instead of one per freed slot; with nothing in flight, claim at once
-            if room >= (max(1, cfg.concurrency // 4) if sending or reading else 1) and (stop is None or not stop.is_set()):
+            least = max(1, cfg.concurrency // 4) if sending or reading else 1
+            if room >= least and (stop is None or not stop.is_set()):
                 # in-flight sends count against the rate limit before they show up as sent
                 allowed = self.limits.allowance(name, self.clock.now(), cfg.concurrency) - len(sending)
                 rows = self.store.claim(name, self.owner, self.clock.now(), min(room, max(allowed, 1)), lease,
@@ -296,11 +322,12 @@ class Dispatcher:
             self.books.succeeded(row, found, reconciled=True)
             return
         with self.store.tx() as conn:
-            # Not there (or an update/retraction, which repeat safely): send it again; attempts > 1 keeps `find` first.
-            self.store.back_to_pending(conn, row.id, now)
+            # Not there (or an update/retraction, which repeat safely): send it again; attempts > 1 keeps `find`
+            # first. A newer row of the item (an edit, a retraction) made meanwhile takes over instead.
+            state = self.store.back_to_pending(conn, row.id, now)
             self.store.audit(conn, now, "daemon", "reconcile", item_id=row.item_id, channel=row.channel,
-                             outcome="not_found")
-        log.info("dispatch.reconciled", found=False)
+                             outcome="not_found", then=state.value)
+        log.info("dispatch.reconciled", found=False, then=state.value)
 
     async def _verify(self, row: Delivery) -> None:
         channel = self.channels[row.channel]

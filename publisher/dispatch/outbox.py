@@ -52,11 +52,14 @@ def plan_publication(conn: Connection, store: Store, config: Config, rev: Stored
 
 
 def plan_retraction(conn: Connection, store: Store, config: Config, rev: StoredRevision, now: datetime) -> list[str]:
-    """Retract the item from every channel that holds it; unsent rows are simply superseded."""
+    """Retract the item from every channel that holds it, or may soon: a send in flight there lands first
+    (the claim takes no row of an item while another of it is `sending` on the channel), then the
+    retraction takes down what it placed. Unsent rows are simply superseded."""
     all_channels = list(config.channels)
     store.supersede_active(conn, rev.item_id, all_channels, now)
     held = [p.channel for p in store.placements_of(conn, rev.item_id)
             if not p.retracted and p.channel in config.channels]
+    held += [name for name in store.in_flight_channels(conn, rev.item_id) if name in config.channels and name not in held]
     rows = [{"revision_id": rev.id, "item_id": rev.item_id, "channel": name,
              "state": DeliveryState.PENDING, "retract": True, "due_at": now, "next_attempt_at": now} for name in held]
     store.add_deliveries(conn, rows, now)
@@ -68,8 +71,9 @@ def requeue(store: Store, config: Config, now: datetime, item_id: str, channel: 
     """Put an item's stuck deliveries back in the queue, due now; audited. Stuck: failed, retrying, or
     sent but never seen by readers on a channel where a second send is an update (not a second post)."""
     resend = [name for name, c in config.channels.items() if adapter_class(c.type).can_update]
+    links = {name: c.link_from for name, c in config.channels.items() if c.link_from is not None}
     with store.tx() as conn:
-        rows = store.requeue(conn, item_id, channel, now, resend_sent=resend)
+        rows = store.requeue(conn, item_id, channel, now, resend_sent=resend, links=links)
         for d in rows:
             store.audit(conn, now, by, "retry", item_id=item_id, channel=d.channel, previous=d.state.value)
     return len(rows)

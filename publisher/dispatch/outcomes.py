@@ -19,7 +19,7 @@ from publisher.dispatch import policy
 from publisher.dispatch.outbox import revision_from_row
 from publisher.dispatch.policy import describe
 from publisher.dispatch.telemetry import Telemetry
-from publisher.model import Delivery, Placement, Revision
+from publisher.model import Delivery, DeliveryState, Placement, Revision
 from publisher.store.db import Store
 
 log = structlog.get_logger()
@@ -53,8 +53,10 @@ class Bookkeeper:
             else:
                 assert receipt is not None
                 rev = rev or self.revision(row)
-                self.store.mark_sent(conn, row.id, now, remote_id=receipt.remote_id, url=receipt.url,
-                                     verify_at=now + cfg.verify_after)
+                # superseded instead when a newer row (an edit, a retraction) came while this send was in
+                # flight: the placement below is what that row then updates or takes down
+                state = self.store.mark_sent(conn, row.id, now, remote_id=receipt.remote_id, url=receipt.url,
+                                             verify_at=now + cfg.verify_after)
                 self.store.set_placement(conn, row.item_id, row.channel, remote_id=receipt.remote_id,
                                          url=receipt.url, extra=receipt.extra,
                                          revision=rev.revision if rev else 0, retracted=False, now=now)
@@ -63,7 +65,8 @@ class Bookkeeper:
                 self.store.audit(conn, now, "daemon", "reconcile" if reconciled else "send", item_id=row.item_id,
                                  revision=rev.revision if rev else None, channel=row.channel,
                                  remote_id=receipt.remote_id, url=receipt.url, attempt=row.attempts,
-                                 outcome="found" if reconciled else "sent")
+                                 outcome="found" if reconciled else "sent",
+                                 **({"then": "superseded"} if state == DeliveryState.SUPERSEDED else {}))
                 for name in released:
                     self.wake(name)
         self.recorded(row, receipt, retract=retract, reconciled=reconciled)
@@ -88,7 +91,10 @@ class Bookkeeper:
             return
         wait = policy.backoff(row.attempts, budget.base, budget.cap, self.rng, exc.retry_after)
         with self.store.tx() as conn:
-            self.store.schedule_retry(conn, row.id, now, at=now + wait, error=message)
+            state = self.store.schedule_retry(conn, row.id, now, at=now + wait, error=message)
+        if state == DeliveryState.SUPERSEDED:  # a newer row (an edit, a retraction) carries on instead
+            log.info("delivery.superseded", error=message)
+            return
         self.telemetry.retry_scheduled(row.channel)
         log.warning("delivery.retry_scheduled", attempt=row.attempts, wait_s=round(wait.total_seconds(), 3),
                     error=message)
@@ -96,7 +102,12 @@ class Bookkeeper:
     def permanent(self, row: Delivery, message: str) -> None:
         now = self.clock.now()
         with self.store.tx() as conn:
-            self.store.fail(conn, row.id, now, error=message)
+            if self.store.fail(conn, row.id, now, error=message) == DeliveryState.SUPERSEDED:
+                # a newer row (an edit, a retraction) carries on; its dependents wait for it, not for this one
+                self.store.audit(conn, now, "daemon", "superseded", item_id=row.item_id, channel=row.channel,
+                                 error=message)
+                log.info("delivery.superseded", error=message)
+                return
             self.store.fail_waiting(conn, row.item_id, self.dependents(row), now,
                                     f"{row.channel} failed, so there is no article to link to: {message}")
             self.store.audit(conn, now, "daemon", "failed", item_id=row.item_id, channel=row.channel,

@@ -22,6 +22,7 @@ VERIFY_BASE = timedelta(seconds=5)
 RESEND_AFTER_CHECKS = 5  # read-backs that found nothing before an unseen delivery is sent once more
 LEASE_SLACK = timedelta(seconds=30)
 SHUTDOWN_GRACE = timedelta(seconds=1)  # how long a stopping daemon waits for the calls in flight
+WORKER_BACKOFF_BASE, WORKER_BACKOFF_CAP = 0.5, 30.0  # seconds between a worker's tries while the store is away
 T = TypeVar("T")
 
 
@@ -99,3 +100,10 @@ def defect_summary(exc: BaseException) -> str:
     frames = traceback.extract_tb(exc.__traceback__)
     where = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
     return f"adapter defect: {type(exc).__name__}: {exc}{where}"
+
+
+def worker_backoff(failures: int, rng: random.Random) -> float:
+    """Seconds a worker waits after `failures` store errors in a row: exponential, with half of it jittered
+    so that the workers of several channels (and nodes) do not knock on a recovering store together."""
+    wait = min(WORKER_BACKOFF_CAP, WORKER_BACKOFF_BASE * 2.0 ** min(failures - 1, 16))
+    return wait / 2 + rng.uniform(0, wait / 2)

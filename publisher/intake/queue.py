@@ -5,74 +5,66 @@
     queue/archive/     every accepted file, byte-identical, with its attachments in NAME.files/
     queue/rejected/    every refused file, byte-identical, beside NAME.error.txt saying why
 
-A file is read only when its size and mtime have held still for `queue.settle`; dotfiles,
+A file is read once it is whole: the watcher (publisher/intake/watch.py) says so from the kernel's
+events; a file it has heard nothing of must keep its size and mtime for `queue.settle`. Dotfiles,
 `*.tmp`, `~$*` (Office lock files) and anything that is not `*.md` / `*.markdown` are left alone.
+Nothing outside the inbox is read: a symlink (an item file or an attachment) is refused with a note.
+
+Every file taken ends in archive/ or rejected/ with a note, whatever it holds; only a store that
+cannot be reached leaves it in .claimed, to be taken again at the next scan.
 """
 
 from __future__ import annotations
 
 import asyncio
-import errno
 import filecmp
 import hashlib
-import itertools
 import os
 import shutil
+import stat
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import structlog
+from sqlalchemy import exc as sa_exc
 
 from publisher.clock import CHINA, Clock
 from publisher.config.settings import Config
+from publisher.intake.files import (
+    NOTE_MAX,
+    NOTE_SUFFIX,
+    Refused,
+    candidate_names,
+    display_name,
+    file_sha256,
+    is_candidate,
+    link_or_copy,
+    read_claimed,
+    same_file,
+    sig,
+    stored_sums,
+    taken,
+    unique_target,
+)
 from publisher.intake.items import ItemFileError, ParsedItem, parse_item_file
+from publisher.intake.text import safe_note, shown
+from publisher.intake.watch import Writes
 from publisher.model import RevisionState
 from publisher.review.chain import Review, findings_for
 from publisher.store.db import Store
 
 log = structlog.get_logger()
 
-ITEM_SUFFIXES = (".md", ".markdown")
+@dataclass
+class _Scan:
+    """One scan's bookkeeping: what was filed where, and which originals go once the scan is through."""
 
-
-def is_candidate(path: Path) -> bool:
-    name = path.name
-    return (not name.startswith((".", "~$")) and not name.endswith((".tmp", ".part", ".swp", ".error.txt"))
-            and path.suffix.lower() in ITEM_SUFFIXES)
-
-
-def candidate_names(folder: Path, name: str) -> Iterator[Path]:
-    """`folder/name`, then `name-2`, `name-3` ...: where a file may go without overwriting another."""
-    stem, suffix = os.path.splitext(name)
-    yield folder / name
-    for n in itertools.count(2):
-        yield folder / f"{stem}-{n}{suffix}"
-
-
-def _taken(target: Path) -> bool:
-    return target.exists() or Path(f"{target}.error.txt").exists()
-
-
-def unique_target(folder: Path, name: str) -> Path:
-    """The first of `candidate_names` that nothing has: nothing is ever overwritten."""
-    return next(t for t in candidate_names(folder, name) if not _taken(t))
-
-
-def link_or_copy(src: Path, dst: Path) -> None:
-    """A hard link; on a filesystem without them (some network shares), a copy renamed into place."""
-    try:
-        os.link(src, dst)
-    except FileExistsError:
-        raise
-    except OSError as exc:
-        if exc.errno not in (errno.EPERM, errno.EXDEV, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
-            raise
-        tmp = dst.with_name(f".{dst.name}.tmp")
-        shutil.copy2(src, tmp)
-        os.replace(tmp, dst)
+    filed: dict[str, Path] = field(default_factory=dict)  # inbox name -> its place in archive/ or rejected/
+    done: list[tuple[Path, list[tuple[Path, Path]]]] = field(default_factory=list)  # (claimed, [(original, copy)])
 
 
 class Intake:
@@ -91,95 +83,189 @@ class Intake:
             d.mkdir(parents=True, exist_ok=True)
         self._lock = asyncio.Lock()
         self.counts = {"accepted": 0, "rejected": 0, "duplicate": 0}
+        self.writes = Writes()  # the watcher's word on each inbox file (publisher/intake/watch.py)
+        self._waiting: dict[str, str] = {}  # item file -> the attachment it waits for while that is written
 
     async def scan(self) -> int:
-        """Take every settled file in the inbox (and any left claimed by a crash); returns files handled."""
+        """Take every complete file in the inbox (and any left claimed by a crash); returns files handled.
+
+        Without the watcher, a file changed within `queue.settle` is looked at again after that wait, which
+        holds up no other scan (the lock is let go meanwhile). With it, such a file has events on their way
+        (it changed while the kernel watched): the scan they bring takes it, and nothing waits here."""
         async with self._lock:
-            handled = 0
-            for leftover in sorted(self.claimed.iterdir()):
-                if leftover.is_file():
-                    self._safely(leftover, leftover.name)
-                    handled += 1
-            seen = {p: _sig(p) for p in sorted(self.inbox.iterdir()) if is_candidate(p)}
-            first = {p: s for p, s in seen.items() if s is not None}
-            if not first:
-                return handled
-            settle = self.config.queue.settle.total_seconds()
-            # A file quiet for `settle` already (moved in, or written a while ago) needs no second look.
-            if any(time.time() - sig[1] / 1e9 < settle for sig in first.values()):
-                await asyncio.sleep(settle)
-            for path, sig in first.items():
-                if _sig(path) != sig:
-                    continue  # still being written: the next event or rescan takes it
-                claimed = self.claimed / path.name
-                try:
-                    os.rename(path, claimed)  # atomic: another node cannot take it as well
-                except FileNotFoundError:
-                    continue  # another node claimed it first
-                self._safely(claimed, path.name)
-                handled += 1
-                if handled % 25 == 0:  # a big drop: let the dispatcher start while the rest are read
-                    await asyncio.sleep(0)
+            batch = _Scan()
+            try:
+                handled, fresh = await self._scan(batch)
+            finally:
+                self._let_go(batch)
+        if not fresh or self.writes.active:  # watched: their own events (or the rescan) bring them back
             return handled
+        await asyncio.sleep(self.config.queue.settle.total_seconds())
+        async with self._lock:
+            batch = _Scan(filed=batch.filed)  # an item listed as an attachment may have been read a moment ago
+            try:
+                for path, seen in fresh.items():
+                    if sig(path) != seen or self.writes.state(path.name) == "writing":
+                        continue  # still being written: the next event or rescan takes it
+                    handled += self._claim(path, batch)
+                    if handled % 25 == 0:
+                        await asyncio.sleep(0)
+            finally:
+                self._let_go(batch)
+        return handled
 
-    def _safely(self, claimed: Path, name: str) -> None:
-        """One file's trouble never stops the others; the file stays claimed and is tried again later."""
+    async def _scan(self, batch: _Scan) -> tuple[int, dict[Path, tuple[int, int]]]:
+        """Claim what is complete now; return the count and the files to look at again after the settle."""
+        handled = 0
+        for leftover in sorted(self.claimed.iterdir()):
+            if not leftover.is_dir() or leftover.is_symlink():
+                self._safely(leftover, leftover.name, batch)
+                handled += 1
+        now_: list[Path] = []
+        fresh: dict[Path, tuple[int, int]] = {}
+        settle = self.config.queue.settle.total_seconds()
+        for path in sorted(self.inbox.iterdir()):
+            if not is_candidate(path):
+                continue
+            try:
+                st = path.lstat()
+            except FileNotFoundError:
+                continue
+            if stat.S_ISLNK(st.st_mode):
+                now_.append(path)  # refused unread, whatever it points at
+            elif not stat.S_ISREG(st.st_mode):
+                continue  # a folder or a pipe named like an item: left alone
+            elif self._waits(path.name):
+                continue
+            elif (state := self.writes.state(path.name)) == "closed":
+                now_.append(path)
+            elif state is None:
+                if time.time() - st.st_mtime_ns / 1e9 >= settle:
+                    now_.append(path)  # quiet for `settle` already (written a while ago)
+                else:
+                    fresh[path] = (st.st_size, st.st_mtime_ns)
+        for path in now_:
+            handled += self._claim(path, batch)
+            if handled % 25 == 0:  # a big drop: let the dispatcher start while the rest are read
+                await asyncio.sleep(0)
+        return handled, fresh
+
+    def _waits(self, name: str) -> bool:
+        attachment = self._waiting.get(name)
+        if attachment is not None and self.writes.state(attachment) == "writing":
+            return True
+        self._waiting.pop(name, None)
+        return False
+
+    def _claim(self, path: Path, batch: _Scan) -> int:
+        claimed = self.claimed / path.name
         try:
-            self._process(claimed, name)
-        except Exception:
-            log.exception("intake.file_failed", file=name)
+            os.rename(path, claimed)  # atomic: another node cannot take it as well
+        except FileNotFoundError:
+            return 0  # another node claimed it first
+        self._safely(claimed, path.name, batch)
+        return 1
 
-    def _process(self, claimed: Path, name: str) -> None:
-        before = _sig(claimed)
-        data = claimed.read_bytes()
-        if _sig(claimed) != before or (before is not None and before[0] != len(data)):
+    def _safely(self, claimed: Path, name: str, batch: _Scan) -> None:
+        """One file's trouble never stops the others. A store out of reach leaves the file claimed, to be
+        taken again; any other failure files it in rejected/ with a note, so nothing waits unseen."""
+        try:
+            self._process(claimed, name, batch)
+        except (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError):
+            log.exception("intake.store_unavailable", file=display_name(name))
+        except Exception as exc:
+            log.exception("intake.file_failed", file=display_name(name))
+            try:
+                self._unarchive(claimed, name, batch)
+                self._reject(claimed, name, ItemFileError(
+                    f"系统无法保存这个文件（{type(exc).__name__}）。请检查格式，或把本说明转给系统管理员。",
+                    f"The file could not be stored ({type(exc).__name__}: {shown(str(exc), 300)}). Check its "
+                    "format, or pass this note to the administrator."), self.clock.now(), batch)
+            except Exception:
+                log.exception("intake.reject_failed", file=display_name(name))
+
+    def _process(self, claimed: Path, name: str, batch: _Scan) -> None:
+        now = self.clock.now()
+        try:
+            data = read_claimed(claimed)
+        except Refused as exc:
+            self._reject(claimed, name, ItemFileError(
+                f"这是一个{exc}，不是文件本身。出于安全，收件箱只接受真实文件：请把文件本身复制进来。",
+                f"This is a {exc}, not the file itself. For safety the inbox takes only real files: copy the file "
+                "itself in."), now, batch)
+            return
+        if data is None:
             # a writer still holds the file (its writes follow the rename): hand it back, take it later
             os.replace(claimed, unique_target(self.inbox, name))
-            log.info("intake.still_written", file=name)
+            log.info("intake.still_written", file=display_name(name))
             return
         digest = hashlib.sha256(data).hexdigest()
-        now = self.clock.now()
-        known = self.store.known_file(digest)
-        if known is not None:
-            # Read before (a crash after the commit, or the same file dropped twice): file it, change nothing.
-            self.counts["duplicate"] += 1
-            self.on_file("duplicate")
-            archived = self._link_into(self.archive, claimed, name)
-            again: ParsedItem | None = None
-            try:  # after a crash its attachments may still wait in the inbox: file them beside it
-                parsed = parse_item_file(name, data, categories={k: c.name for k, c in self.config.categories.items()},
-                                         channels=set(self.config.channels), folder=self.inbox)
-                self._archive_attachments(parsed, archived)
-                again = parsed
-            except Exception:  # noqa: S110  # the item is stored already; only the archive's copy was at stake
-                log.warning("intake.duplicate_attachments_left", file=name)
-            self._release(claimed, again)
-            log.info("intake.duplicate", file=name, item_id=known[0], revision=known[1])
-            return
+        config = self.config
         try:
-            item = parse_item_file(name, data, categories={k: c.name for k, c in self.config.categories.items()},
-                                   channels=set(self.config.channels), folder=self.inbox)
+            item = parse_item_file(display_name(name), data,
+                                   categories={k: c.name for k, c in config.categories.items()},
+                                   channels=set(config.channels), folder=self.inbox, elsewhere=batch.filed)
         except ItemFileError as exc:
-            self._reject(claimed, name, exc, now)
+            known = self.store.known_file(digest)
+            if known is not None:  # stored already: a crash came after the commit, once its attachments had gone
+                self._duplicate(claimed, name, None, known, batch)
+                return
+            self._reject(claimed, name, exc, now, batch)
             return
         except Exception as exc:  # a reading problem we did not foresee: still the editor gets an answer
-            log.exception("intake.unreadable", file=name)
+            log.exception("intake.unreadable", file=display_name(name))
             self._reject(claimed, name, ItemFileError(
                 f"系统无法读取这个文件（{type(exc).__name__}）。请检查格式，或把本说明转给系统管理员。",
-                f"The file could not be read ({type(exc).__name__}: {exc}). Check its format, or pass this note "
-                "to the administrator."), now)
+                f"The file could not be read ({type(exc).__name__}: {shown(str(exc), 300)}). Check its format, or "
+                "pass this note to the administrator."), now, batch)
             return
-        # Links first, commit, then let go of the originals: a crash at any point leaves the file in
-        # .claimed (and its attachments in the inbox) until the commit, and a link never duplicates bytes.
+        writing = next((a for a in item.attachment_names if self.writes.state(a) == "writing"), None)
+        if writing is not None:  # its attachment is still being written: take the item once that is whole
+            back = unique_target(self.inbox, name)
+            self._waiting[back.name] = writing
+            os.replace(claimed, back)
+            log.info("intake.attachment_still_written", file=display_name(name), attachment=writing)
+            return
+        sums = [file_sha256(p) for p in item.attachment_paths]
+        newest = self.store.revision(item.item_id)
+        if newest is not None and newest.file_sha256 == digest and stored_sums(newest.attachments) == sums:
+            self._duplicate(claimed, name, item, (newest.item_id, newest.number), batch)
+            return
+        # Links first, commit, then let go of the originals (once the scan is through: another item may
+        # share an attachment): a crash at any point leaves the file in .claimed until it is filed.
         archived = self._link_into(self.archive, claimed, name)
-        attachments = self._archive_attachments(item, archived)
-        state = self._store(item, name, digest, attachments, now)
-        self._release(claimed, item)
+        batch.filed[name] = archived
+        attachments = self._archive_attachments(item, archived, sums)
+        state = self._store(item, display_name(name), digest, attachments, now)
+        batch.done.append((claimed, _copies(item, attachments)))
         self.counts["accepted"] += 1
         self.on_file("accepted")
-        log.info("intake.accepted", file=name, item_id=item.item_id, state=state.value)
+        log.info("intake.accepted", file=display_name(name), item_id=item.item_id, state=state.value)
         if state == RevisionState.APPROVED:
             self.on_approved()
+
+    def _unarchive(self, claimed: Path, name: str, batch: _Scan) -> None:
+        """Take back the archive's link a failed try made, so a file refused after all is not also archived."""
+        linked = batch.filed.pop(name, None)
+        if linked is None or linked.parent != self.archive or not os.path.lexists(claimed):
+            return
+        if os.path.lexists(linked) and os.path.samefile(claimed, linked):
+            shutil.rmtree(linked.parent / f"{linked.name}.files", ignore_errors=True)  # links of inbox originals
+            linked.unlink()
+
+    def _duplicate(self, claimed: Path, name: str, item: ParsedItem | None, known: tuple[str, int],
+                   batch: _Scan) -> None:
+        """Read before (a crash after the commit, or the same item and attachments dropped twice): file it,
+        change nothing."""
+        self.counts["duplicate"] += 1
+        self.on_file("duplicate")
+        archived = self._link_into(self.archive, claimed, name)
+        batch.filed[name] = archived
+        copies: list[tuple[Path, Path]] = []
+        if item is not None:  # after a crash its attachments may still wait in the inbox: file them beside it
+            copies = _copies(item, self._archive_attachments(item, archived, None))
+        batch.done.append((claimed, copies))
+        log.info("intake.duplicate", file=display_name(name), item_id=known[0], revision=known[1])
 
     def _store(self, item: ParsedItem, name: str, digest: str, attachments: list[dict[str, Any]],
                now: datetime) -> RevisionState:
@@ -201,20 +287,23 @@ class Intake:
                              file=name, sha256=digest, findings=len(findings))
             return self.review.settle(conn, rid)
 
-    def _archive_attachments(self, item: ParsedItem, archived: Path) -> list[dict[str, Any]]:
+    def _archive_attachments(self, item: ParsedItem, archived: Path,
+                             sums: list[str] | None) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         if not item.attachment_paths:
             return out
         folder = archived.parent / (archived.name + ".files")
         folder.mkdir(exist_ok=True)
-        for src in item.attachment_paths:
-            rel = src.relative_to(self.inbox.resolve())
+        for i, (rel, src) in enumerate(zip(item.attachment_names, item.attachment_paths, strict=True)):
             dst = folder / rel
             dst.parent.mkdir(parents=True, exist_ok=True)
             # linked (or, without hard links, copied) already by a try that crashed
             if not (dst.exists() and (os.path.samefile(src, dst) or filecmp.cmp(src, dst, shallow=False))):
                 link_or_copy(src, dst)
-            out.append({"name": rel.as_posix(), "path": str(dst), "size": dst.stat().st_size})
+            entry = {"name": Path(rel).as_posix(), "path": str(dst), "size": dst.stat().st_size}
+            if sums is not None:
+                entry["sha256"] = sums[i]
+            out.append(entry)
         return out
 
     def _link_into(self, folder: Path, src: Path, name: str) -> Path:
@@ -223,7 +312,7 @@ class Intake:
         for target in candidate_names(folder, name):
             if target.exists() and os.path.samefile(src, target):
                 return target
-            if _taken(target):
+            if taken(target):
                 continue
             try:
                 link_or_copy(src, target)
@@ -232,38 +321,44 @@ class Intake:
             return target
         raise AssertionError("unreachable")
 
-    def _release(self, claimed: Path, item: ParsedItem | None) -> None:
-        """The item is stored and linked into the archive: the originals can go."""
-        for src in item.attachment_paths if item is not None else ():
-            src.unlink(missing_ok=True)
-        claimed.unlink(missing_ok=True)
+    def _let_go(self, batch: _Scan) -> None:
+        """The scan's items are stored and linked into the archive: the originals can go. An attachment
+        goes only while it is still the very file that was archived (an editor may have dropped a new one),
+        and one that is itself an item file stays to be read as an item."""
+        for claimed, copies in batch.done:
+            for original, copy in copies:
+                try:
+                    if not is_candidate(original) and original.is_relative_to(self.inbox.resolve()) and same_file(original, copy):
+                        original.unlink()
+                except OSError:
+                    log.warning("intake.attachment_left", file=display_name(original.name))
+            claimed.unlink(missing_ok=True)
 
-    def _file_away(self, claimed: Path, name: str, folder: Path) -> Path:
-        target = unique_target(folder, name)
-        os.replace(claimed, target)
-        return target
-
-    def _reject(self, claimed: Path, name: str, exc: ItemFileError, now: datetime) -> None:
-        target = self._file_away(claimed, name, self.rejected)
+    def _reject(self, claimed: Path, name: str, exc: ItemFileError, now: datetime, batch: _Scan) -> None:
+        """The note first, then the file beside it: a rejected file never lies there without its note."""
+        target = unique_target(self.rejected, name)
         local = now.astimezone(CHINA).strftime("%Y-%m-%d %H:%M:%S")
-        Path(str(target) + ".error.txt").write_text(
-            f"文件：{name}\n时间：{local}\n\n问题：{exc.zh}\n\n"
+        shown_name = display_name(name)
+        note = safe_note(
+            f"文件：{shown_name}\n时间：{local}\n\n问题：{exc.zh}\n\n"
             f"改正后请把文件重新放入 inbox 文件夹（原文件已原样保存在本文件旁）。\n\n"
-            f"---\nFile: {name}\nProblem: {exc.en}\n\n"
+            f"---\nFile: {shown_name}\nProblem: {exc.en}\n\n"
             f"Fix it and drop the file into the inbox again (the original is kept unchanged beside this note).\n",
-            encoding="utf-8")
-        with self.store.tx() as conn:
-            self.store.audit(conn, now, "daemon", "reject_file", file=name, reason=exc.en)
+            NOTE_MAX)
+        tmp = self.rejected / f".{hashlib.sha256(os.fsencode(target.name)).hexdigest()[:16]}.note.tmp"
+        tmp.write_text(note, encoding="utf-8")
+        os.replace(tmp, f"{target}{NOTE_SUFFIX}")
+        os.replace(claimed, target)
+        batch.filed[name] = target
         self.counts["rejected"] += 1
         self.on_file("rejected")
-        log.warning("intake.rejected", file=name, reason=exc.en)
+        log.warning("intake.rejected", file=shown_name, reason=shown(exc.en, 500))
+        try:
+            with self.store.tx() as conn:
+                self.store.audit(conn, now, "daemon", "reject_file", file=shown_name, reason=shown(exc.en, 2000))
+        except Exception:
+            log.exception("intake.reject_audit_failed", file=shown_name)
 
 
-def _sig(path: Path) -> tuple[int, int] | None:
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        return None
-    if not path.is_file():
-        return None
-    return (st.st_size, st.st_mtime_ns)
+def _copies(item: ParsedItem, attachments: list[dict[str, Any]]) -> list[tuple[Path, Path]]:
+    return [(src, Path(att["path"])) for src, att in zip(item.attachment_paths, attachments, strict=True)]

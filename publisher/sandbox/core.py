@@ -48,6 +48,9 @@ class Faults:
     """Knobs a test or a curious user turns over HTTP: PUT /_sandbox/<service>/faults."""
 
     latency_s: float = 0.0  # added before every answer
+    # added before every write (POST, PUT, PATCH, DELETE), which takes effect only then, as a busy server
+    # finishes a request whose client has given up waiting: a slow create lands after the client's timeout
+    write_latency_s: float = 0.0
     error_rate: float = 0.0  # share of requests answered with `error_status`
     error_status: int = 503
     burst_429: int = 0  # the next N requests get 429
@@ -125,16 +128,18 @@ class Recorded:
             replayed = True
             return {"type": "http.request", "body": body, "more_body": False}
 
-        fault = await self._fault()
+        fault = await self._fault(scope["method"])
         if fault is not None:
             await fault(scope, replay, send)
             return
         await self.app(scope, replay, send)
 
-    async def _fault(self) -> Response | None:
+    async def _fault(self, method: str) -> Response | None:
         f = self.service.faults
         if f.latency_s:
             await asyncio.sleep(f.latency_s)
+        if f.write_latency_s and method in ("POST", "PUT", "PATCH", "DELETE"):
+            await asyncio.sleep(f.write_latency_s)
         if f.black_hole:
             await asyncio.Event().wait()  # never answers; the client's timeout must fire
         if f.unauthorized:

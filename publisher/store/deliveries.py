@@ -9,7 +9,7 @@ also ends the row's lease. Claims use `FOR UPDATE SKIP LOCKED`, which SQLite's c
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,6 +20,7 @@ from sqlalchemy.engine import Connection
 from publisher.errors import PublisherError
 from publisher.model import (
     ACTIVE,
+    REPLACEABLE,
     TO_SEND,
     Delivery,
     DeliveryState,
@@ -44,10 +45,11 @@ class DeliveryStore(StoreBase):
 
     @staticmethod
     def supersede_active(conn: Connection, item_id: str, channels: Iterable[str], now: datetime) -> int:
-        """A newer revision (or a retraction) replaces the item's rows not yet sent on these channels."""
+        """A newer revision (or a retraction) replaces the item's rows on these channels not yet sent, or
+        sent and not yet seen. A row in flight (`sending`) finishes; its outcome then yields to the newer row."""
         res = conn.execute(deliveries.update().where(deliveries.c.item_id == item_id)
                            .where(deliveries.c.channel.in_(list(channels)))
-                           .where(deliveries.c.state.in_(sorted(ACTIVE & sources(S.SUPERSEDED))))
+                           .where(deliveries.c.state.in_(sorted(REPLACEABLE & sources(S.SUPERSEDED))))
                            .values(state=S.SUPERSEDED, updated_at=now))
         return res.rowcount or 0
 
@@ -57,6 +59,12 @@ class DeliveryStore(StoreBase):
             conn.execute(deliveries.insert(), [{"attempts": 0, "verify_attempts": 0, "created_at": now,
                                                 "updated_at": now, **r} for r in rows])
             announce(conn)
+
+    @staticmethod
+    def in_flight_channels(conn: Connection, item_id: str) -> list[str]:
+        """The channels where a send of the item is in flight (`sending`): a retraction must follow it there."""
+        return list(conn.execute(sa.select(deliveries.c.channel).distinct().where(deliveries.c.item_id == item_id)
+                                 .where(deliveries.c.state == S.SENDING).where(~deliveries.c.retract)).scalars())
 
     @staticmethod
     def placement(conn: Connection, item_id: str, channel: str) -> Placement | None:
@@ -99,10 +107,13 @@ class DeliveryStore(StoreBase):
                                                "c_owner": owner, "c_until": now + lease}).mappings().all()
         return sorted(map(Delivery.from_row, rows), key=lambda d: (d.next_attempt_at, d.id))
 
-    def stale_sending(self, now: datetime, owner: str | None = None, host: str | None = None) -> list[Delivery]:
+    def stale_sending(self, now: datetime, owner: str | None = None, channel: str | None = None,
+                      host: str | None = None) -> list[Delivery]:
         """Rows left `sending` by a process that died (lease expired), or by this node's previous life:
         leased by `owner`, or by any process of `host` (`HOST` or `HOST:PID`; the caller tells which are gone)."""
         q = sa.select(deliveries).where(deliveries.c.state == S.SENDING)
+        if channel is not None:
+            q = q.where(deliveries.c.channel == channel)
         cond = sa.or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < now)
         if owner is not None:
             cond = sa.or_(cond, deliveries.c.lease_owner == owner)
@@ -147,21 +158,24 @@ class DeliveryStore(StoreBase):
 
     @staticmethod
     def mark_sent(conn: Connection, delivery_id: int, now: datetime, *, remote_id: str, url: str | None,
-                  verify_at: datetime) -> None:
-        """The channel took it: read it back from `verify_at` on."""
-        _move(conn, delivery_id, S.SENT, now, "mark sent", frm={S.SENDING}, sent_at=now, remote_id=remote_id,
-              url=url, last_error=None, next_attempt_at=verify_at)
+                  verify_at: datetime) -> DeliveryState:
+        """The channel took it: read it back from `verify_at` on (superseded instead, sent_at kept, when a
+        newer row of the item took over meanwhile: that row acts on what this one placed)."""
+        return _move(conn, delivery_id, S.SENT, now, "mark sent", frm={S.SENDING}, yield_to_newer=True, sent_at=now,
+                     remote_id=remote_id, url=url, last_error=None, next_attempt_at=verify_at)
 
     @staticmethod
     def mark_sent_many(conn: Connection, sends: Sequence[dict[str, Any]], now: datetime) -> None:
         """`mark_sent` and `set_placement` for several rows in one statement each (the dispatcher's group
         commit). Each entry: id, item_id, channel, remote_id, url, extra, revision, verify_at. Raises
-        BatchMoved when any of them had moved on: the caller rolls back and writes them one by one."""
+        BatchMoved when any of them had moved on, or a newer row of its item had come meanwhile: the caller
+        rolls back and writes them one by one."""
         if not sends:
             return
         moved = conn.execute(
             deliveries.update().where(deliveries.c.id == sa.bindparam("b_id"))
             .where(deliveries.c.state == S.SENDING)  # mark_sent's one source state (an IN cannot be executemany'd)
+            .where(~_newer_row())  # a row a newer one replaced meanwhile is superseded, one by one (mark_sent)
             .values(state=S.SENT, updated_at=now, lease_owner=None, lease_until=None, sent_at=now,
                     remote_id=sa.bindparam("b_remote_id"), url=sa.bindparam("b_url"), last_error=None,
                     next_attempt_at=sa.bindparam("b_verify_at")),
@@ -204,15 +218,18 @@ class DeliveryStore(StoreBase):
               verify_attempts=0, last_error=error)
 
     @staticmethod
-    def schedule_retry(conn: Connection, delivery_id: int, now: datetime, *, at: datetime, error: str) -> None:
-        """A transient failure: the worker takes the row again at `at`."""
-        _move(conn, delivery_id, S.RETRYING, now, "schedule a retry", frm={S.SENDING}, next_attempt_at=at,
-              last_error=error)
+    def schedule_retry(conn: Connection, delivery_id: int, now: datetime, *, at: datetime,
+                       error: str) -> DeliveryState:
+        """A transient failure: the worker takes the row again at `at` (unless a newer row took over)."""
+        return _move(conn, delivery_id, S.RETRYING, now, "schedule a retry", frm={S.SENDING}, yield_to_newer=True,
+                     next_attempt_at=at, last_error=error)
 
     @staticmethod
-    def fail(conn: Connection, delivery_id: int, now: datetime, *, error: str) -> None:
-        """A permanent failure, a spent retry budget, or an adapter defect: a person looks at it."""
-        _move(conn, delivery_id, S.FAILED, now, "fail", frm={S.SENDING, S.SENT}, last_error=error)
+    def fail(conn: Connection, delivery_id: int, now: datetime, *, error: str) -> DeliveryState:
+        """A permanent failure, a spent retry budget, or an adapter defect: a person looks at it (unless a
+        newer row of the item took over, which carries on)."""
+        return _move(conn, delivery_id, S.FAILED, now, "fail", frm={S.SENDING, S.SENT}, yield_to_newer=True,
+                     last_error=error)
 
     @staticmethod
     def to_manual(conn: Connection, delivery_id: int, now: datetime, *, task: str) -> None:
@@ -220,10 +237,11 @@ class DeliveryStore(StoreBase):
         _move(conn, delivery_id, S.MANUAL, now, "hand over as a manual task", frm={S.SENDING}, last_error=task)
 
     @staticmethod
-    def back_to_pending(conn: Connection, delivery_id: int, now: datetime) -> None:
-        """Reconciliation found nothing on the channel: send again, now (attempts > 1 keeps `find` first)."""
-        _move(conn, delivery_id, S.PENDING, now, "send again after reconciling", frm={S.SENDING},
-              next_attempt_at=now)
+    def back_to_pending(conn: Connection, delivery_id: int, now: datetime) -> DeliveryState:
+        """Reconciliation found nothing on the channel: send again, now (attempts > 1 keeps `find` first),
+        unless a newer row of the item took over meanwhile."""
+        return _move(conn, delivery_id, S.PENDING, now, "send again after reconciling", frm={S.SENDING},
+                     yield_to_newer=True, next_attempt_at=now)
 
     @staticmethod
     def release_waiting(conn: Connection, item_id: str, channels: Sequence[str], now: datetime) -> list[str]:
@@ -246,37 +264,68 @@ class DeliveryStore(StoreBase):
 
     @staticmethod
     def requeue(conn: Connection, item_id: str, channel: str | None, now: datetime,
-                resend_sent: Sequence[str] = ()) -> list[Delivery]:
+                resend_sent: Sequence[str] = (), links: Mapping[str, str] | None = None) -> list[Delivery]:
         """A person's retry: the item's failed or retrying rows go back to pending, due now; so do its rows
         that were sent but never showed up, on the channels in `resend_sent` (where sending again is an
-        update). Returns the rows as they were."""
+        update). A row a newer one replaced (an edit, a retraction) stays as it is. A row whose channel
+        links to another (`links`: channel → its link_from) that has no public link yet, but is on its way
+        there, waits for it instead of failing again at once. Returns the rows as they were."""
         stuck = sa.or_(deliveries.c.state.in_([S.FAILED, S.RETRYING]),
                        sa.and_(deliveries.c.state == S.SENT, deliveries.c.channel.in_(list(resend_sent))))
-        q = sa.select(deliveries).where(deliveries.c.item_id == item_id).where(stuck)
+        q = sa.select(deliveries).where(deliveries.c.item_id == item_id).where(stuck).where(~_newer_row())
         if channel:
             q = q.where(deliveries.c.channel == channel)
         rows = [Delivery.from_row(r) for r in conn.execute(q).mappings()]
-        for d in rows:
+        links = links or {}
+        for d in sorted(rows, key=lambda d: d.channel in links):  # the linked-to channels first
+            upstream = links.get(d.channel)
+            waits = (upstream is not None and not d.retract and d.state != S.SENT
+                     and _link_on_its_way(conn, item_id, upstream))
             # attempts=1, not 0: the next attempt counts as a repeat, so a create asks `find` first
-            _move(conn, d.id, S.PENDING, now, "retry", frm={S.FAILED, S.RETRYING, S.SENT}, next_attempt_at=now,
-                  attempts=1, verify_attempts=0, last_error=None, retry_from=now)
+            _move(conn, d.id, S.WAITING if waits else S.PENDING, now, "retry", frm={S.FAILED, S.RETRYING, S.SENT},
+                  next_attempt_at=now, attempts=1, verify_attempts=0, last_error=None, retry_from=now)
         if rows:
             announce(conn)
         return rows
 
 
+def _newer_row() -> sa.Exists:
+    """A later row of the same item on the same channel exists (an edit's or a retraction's)."""
+    newer = deliveries.alias("newer")
+    return (sa.exists().where(newer.c.item_id == deliveries.c.item_id).where(newer.c.channel == deliveries.c.channel)
+            .where(newer.c.id > deliveries.c.id))
+
+
+def _link_on_its_way(conn: Connection, item_id: str, upstream: str) -> bool:
+    """The item has no public link on `upstream` yet, and a row there is still on its way to one."""
+    placed = conn.execute(sa.select(placements.c.url, placements.c.retracted).where(placements.c.item_id == item_id)
+                          .where(placements.c.channel == upstream)).first()
+    if placed is not None and placed.url and not placed.retracted:
+        return False
+    return conn.execute(sa.select(deliveries.c.id).where(deliveries.c.item_id == item_id)
+                        .where(deliveries.c.channel == upstream).where(~deliveries.c.retract)
+                        .where(deliveries.c.state.in_(sorted(ACTIVE | {S.SENDING}))).limit(1)).first() is not None
+
 def _move(conn: Connection, delivery_id: int, to: DeliveryState, now: datetime, transition: str, *,
-          frm: set[DeliveryState], **values: Any) -> None:
-    """One guarded UPDATE: the row moves to `to` only from a state in `frm` that TRANSITIONS allows."""
+          frm: set[DeliveryState], yield_to_newer: bool = False, **values: Any) -> DeliveryState:
+    """One guarded UPDATE: the row moves to `to` only from a state in `frm` that TRANSITIONS allows.
+    With `yield_to_newer`, a row that a newer row of its item and channel replaced while it was in flight
+    is superseded instead, in the same statement; returns the state the row took."""
     allowed = sorted(sources(to) & frm)
     assert allowed, f"{transition}: no state in {frm} may move to {to} (publisher.model.TRANSITIONS)"
+    state: Any = to
+    if yield_to_newer:
+        assert set(allowed) <= sources(S.SUPERSEDED), f"{transition}: {allowed} may not be superseded"
+        state = sa.case((_newer_row(), S.SUPERSEDED.value), else_=to.value)
     done = conn.execute(deliveries.update().where(deliveries.c.id == delivery_id)
                         .where(deliveries.c.state.in_(allowed))
-                        .values(state=to, updated_at=now, lease_owner=None, lease_until=None, **values))
-    if done.rowcount != 1:
+                        .values(state=state, updated_at=now, lease_owner=None, lease_until=None, **values)
+                        .returning(deliveries.c.state)).first()
+    if done is None:
         current = conn.execute(sa.select(deliveries.c.state).where(deliveries.c.id == delivery_id)).scalar()
         raise IllegalTransition(table="deliveries", row_id=delivery_id, current=current, transition=transition,
                                 to=to)
+    return DeliveryState(done[0])
 
 
 def _claim_statement(send: bool) -> sa.Update:

@@ -56,6 +56,23 @@ async def test_publish_creates_the_post_with_chinese_title_body_category_and_exc
     assert post["categories"] == [term["id"]] and term["name"] == "事故通报"
 
 
+async def test_a_create_that_landed_late_is_kept_and_the_new_one_trashed(sandbox, http, wp) -> None:
+    """An earlier attempt's create landed after its timeout, as a draft: the next publish keeps that older post,
+    trashes its own, and publishes the kept one with this revision's content; one post is public, under the slug."""
+    rev = make_revision(revision=2)
+    slug = slug_for(rev.item_id)
+    late = await http.post(f"{sandbox.url('wordpress')}/wp-json/wp/v2/posts", auth=AUTH,
+                           json={"title": "旧稿", "content": "旧稿", "status": "draft", "slug": slug})
+    assert await wp.find(rev) is None  # a draft is not the published post
+    receipt = await wp.publish(rev)
+    assert receipt.remote_id == str(late.json()["id"])
+    posts = await remote(sandbox, http, "posts", status="publish,draft,trash", context="edit", per_page=100)
+    assert sorted((p["status"], p["slug"]) for p in posts) == [("publish", slug), ("trash", slug + "__trashed")]
+    kept = await remote(sandbox, http, f"posts/{receipt.remote_id}", context="edit")
+    assert kept["title"]["raw"] == rev.title and "revision=2" in kept["content"]["raw"]
+    assert (await wp.find(rev)) is not None
+
+
 async def test_update_replaces_the_same_post(sandbox, http, wp) -> None:
     """update rewrites title and body of the post it was given and keeps its id and slug."""
     first = await wp.publish(make_revision())

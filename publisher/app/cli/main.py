@@ -43,17 +43,24 @@ def main() -> None:
 
 @main.command()
 @click.argument("directory", type=click.Path(path_type=Path))
-def init(directory: Path) -> None:
-    """Make a working directory: config.yaml, queue/inbox, archive, rejected and var/."""
+@click.option("--demo", is_flag=True, help="the sandbox demo (stand-ins on loopback, their secrets as defaults)")
+def init(directory: Path, demo: bool) -> None:
+    """Make a working directory: config.yaml, queue/inbox, archive, rejected and var/. The config is for
+    production (sandbox off, every secret from the environment, no defaults) unless --demo is given."""
     from importlib import resources
+
+    from publisher.app.cli.workdir import production_config
 
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / "config.yaml"
     if target.exists():
         console.print(f"[yellow]{target} exists; left as it is[/]")
     else:
-        template = resources.files("publisher.config").joinpath("default.yaml")
-        target.write_text(template.read_text(encoding="utf-8"), encoding="utf-8")
+        template = resources.files("publisher.config").joinpath("default.yaml").read_text(encoding="utf-8")
+        target.write_text(template if demo else production_config(template), encoding="utf-8")
+        if not demo:
+            console.print("config.yaml is for production: set each channel's URL, and its secrets in the environment "
+                          "(`publisher check-config` names what is missing); `--demo` writes the sandbox demo")
     for sub in ("queue/inbox", "queue/archive", "queue/rejected", "var"):
         (directory / sub).mkdir(parents=True, exist_ok=True)
     console.print(f"Ready: {directory.resolve()}\n"
@@ -65,7 +72,13 @@ def init(directory: Path) -> None:
 @CONFIG_OPTION
 def check_config(config_path: Path) -> None:
     """Validate config.yaml and list every problem with its place in the file."""
+    from publisher.app.cli.workdir import fallback_problems
+    from publisher.config.file import read_config_file
+    from publisher.config.settings import ConfigError
+
     config = _config(config_path, sends=True)
+    if problems := fallback_problems(read_config_file(config_path)[0]):
+        raise click.ClickException(str(ConfigError(config_path, problems)))
     console.print(f"[green]{config_path}: OK[/] — {len(config.categories)} categories, "
                   f"{len(config.channels)} channels ({', '.join(config.channels)})")
 
