@@ -12,14 +12,20 @@ or dead channel only ever holds its own worker. Three rules give exactly-once:
 
 An adapter call is bounded by a deadline below the claim's lease (publisher/dispatch/policy.py), and
 an exception an adapter was not meant to raise is a defect: the row fails at once, never retried.
+
+A lease names its process (`HOST:PID`): several daemons may run on one host against one store, and a
+starting daemon reconciles only the rows of a process that is gone (or whose lease ran out), never
+those a live sibling has in flight.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import socket
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import structlog
 from sqlalchemy.exc import DBAPIError
@@ -41,12 +47,43 @@ from publisher.store.db import Store
 log = structlog.get_logger()
 
 
+def node_owner() -> str:
+    """This process's name on the leases it takes: host and process id (at most 64 characters)."""
+    return f"{socket.gethostname()[:50]}:{os.getpid()}"
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process of this host runs under `pid` (a zombie does not: it was killed, its parent has
+    not reaped it yet)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def orphaned(row: Delivery, now: datetime, owner: str) -> bool:
+    """A `sending` row no live process will finish: its lease ran out, it is this process's own (a
+    previous run in it), or its owner is a process of this host that is gone. A lease named by the host
+    alone (as before leases named their process) counts as this host's previous life."""
+    host = owner.rpartition(":")[0] or owner
+    if row.lease_until is None or row.lease_until < now or row.lease_owner in (owner, host):
+        return True
+    name, _, pid = (row.lease_owner or "").rpartition(":")
+    return name == host and pid.isdigit() and not _alive(int(pid))
+
+
 class Dispatcher:
     def __init__(self, *, store: Store, config: Config, channels: dict[str, Channel], clock: Clock,
                  owner: str | None = None, rng: random.Random | None = None, read_retries: int = 3,
                  lease_slack: timedelta = policy.LEASE_SLACK, telemetry: Telemetry | None = None) -> None:
         self.store, self.config, self.channels, self.clock = store, config, channels, clock
-        self.owner = owner or socket.gethostname()
+        self.owner = owner or node_owner()
         self.rng = rng or random.Random()
         self.read_retries = read_retries
         self.lease_slack = lease_slack
@@ -74,8 +111,11 @@ class Dispatcher:
                 event.set()
 
     async def recover(self) -> int:
-        """Reconcile rows left `sending` by a crash: ask the channel before anything is re-sent."""
-        rows = self.store.stale_sending(self.clock.now(), owner=self.owner)
+        """Reconcile rows left `sending` by a crash: ask the channel before anything is re-sent. Rows a live
+        process of this host has in flight (another daemon on the same store) are left to it."""
+        now = self.clock.now()
+        host = self.owner.rpartition(":")[0] or self.owner
+        rows = [r for r in self.store.stale_sending(now, host=host) if orphaned(r, now, self.owner)]
         for row in rows:
             with bound_contextvars(channel=row.channel, item_id=row.item_id):
                 try:

@@ -107,14 +107,19 @@ class DeliveryStore(StoreBase):
                                                "c_owner": owner, "c_until": now + lease}).mappings().all()
         return sorted(map(Delivery.from_row, rows), key=lambda d: (d.next_attempt_at, d.id))
 
-    def stale_sending(self, now: datetime, owner: str | None = None, channel: str | None = None) -> list[Delivery]:
-        """Rows left `sending` by a process that died (lease expired), or by this node's previous life."""
+    def stale_sending(self, now: datetime, owner: str | None = None, channel: str | None = None,
+                      host: str | None = None) -> list[Delivery]:
+        """Rows left `sending` by a process that died (lease expired), or by this node's previous life:
+        leased by `owner`, or by any process of `host` (`HOST` or `HOST:PID`; the caller tells which are gone)."""
         q = sa.select(deliveries).where(deliveries.c.state == S.SENDING)
         if channel is not None:
             q = q.where(deliveries.c.channel == channel)
         cond = sa.or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < now)
         if owner is not None:
             cond = sa.or_(cond, deliveries.c.lease_owner == owner)
+        if host is not None:
+            mine = deliveries.c.lease_owner.startswith(host + ":", autoescape=True)
+            cond = sa.or_(cond, deliveries.c.lease_owner == host, mine)
         with self.read() as conn:
             return [Delivery.from_row(r) for r in conn.execute(q.where(cond)).mappings()]
 
