@@ -51,12 +51,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def write_config(work: Path, urls: dict[str, str], *, concurrency: int, timeout: str = "10s") -> tuple[Path, int]:
+def write_config(work: Path, urls: dict[str, str], *, concurrency: int, timeout: str = "10s",
+                 store_url: str = "sqlite:///var/publisher.db") -> tuple[Path, int]:
     """Every category routed to the four http_push channels with no review; read-backs a month out, so a
     row's work in the run is its send alone (verification made trivial: the figures use sent_at)."""
     port = free_port()
     data = {
-        "store": {"url": "sqlite:///var/publisher.db"},
+        "store": {"url": store_url},
         "queue": {"path": "queue", "rescan": "30s", "settle": "1ms"},
         "web": {"listen": f"127.0.0.1:{port}"},
         "sandbox": {"enabled": False},
@@ -71,10 +72,11 @@ def write_config(work: Path, urls: dict[str, str], *, concurrency: int, timeout:
     return config, port
 
 
-def build_pending(db: Path, channels: list[str], n_revisions: int, *, chunk: int = 5000) -> int:
+def build_pending(db: Path | str, channels: list[str], n_revisions: int, *, chunk: int = 5000) -> int:
     """`n_revisions` approved revisions, each with a pending row on every channel, in bulk inserts through
-    the project's schema (a migrated store); returns the number of rows."""
-    store = Store.open(f"sqlite:///{db}")
+    the project's schema (a migrated store); returns the number of rows. `db`: a SQLite file, or a store
+    URL (PostgreSQL: an empty database, migrated here as the daemon would)."""
+    store = Store.open(db if isinstance(db, str) else f"sqlite:///{db}")
     now = datetime.now(UTC)
     try:
         for start in range(0, n_revisions, chunk):

@@ -4,7 +4,9 @@
 
 It answers just what the `http_push` adapter needs, as fast as plain asyncio allows, so that the bench
 measures the daemon and not the peer: `POST`/`PUT` anywhere → `{"code": 0, "data": {"id", "url"}}`,
-`GET /a/<id>` → 200 (the article page a read-back opens), `GET /_count` → how many creates it took.
+`GET /a/<id>` → 200 (the article page a read-back opens), `GET /_count` → how many creates it took,
+`GET /_creates` → every create counted by path and the body's `source_id` (a second create of one item on
+one channel is a duplicate), with the wall-clock time of each (for rates across several peers).
 `--delay-ms` holds every answer that long (a service time; the connection waits, the process does not).
 `--blackhole` accepts connections, reads the requests and never answers: a channel that hangs.
 It runs in its own process so that it never shares the bench's or the daemon's interpreter lock.
@@ -17,6 +19,8 @@ import asyncio
 import json
 import subprocess
 import sys
+import time
+from collections import Counter
 from pathlib import Path
 from types import TracebackType
 
@@ -49,9 +53,10 @@ class _Http(asyncio.Protocol):
                     length = int(value)
             if len(self.buf) < end + 4 + length:
                 return
+            body = bytes(self.buf[end + 4:end + 4 + length])
             del self.buf[:end + 4 + length]
             method, path = head.split(" ", 2)[:2]
-            self.peer.answer(self, method, path)
+            self.peer.answer(self, method, path, body)
 
     def send(self, status: str, body: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
@@ -65,25 +70,38 @@ class _Peer:
         self.delay = delay
         self.blackhole = blackhole
         self.created = 0
+        self.keys: Counter[str] = Counter()  # "PATH SOURCE_ID" → creates
+        self.times: list[float] = []  # time.time() of each create
 
-    def answer(self, conn: _Http, method: str, path: str) -> None:
+    def _count(self, path: str, body: bytes) -> None:
+        try:
+            source = json.loads(body).get("source_id") if body else None
+        except (ValueError, AttributeError):
+            source = None
+        self.keys[f"{path} {source}"] += 1
+        self.times.append(time.time())
+
+    def answer(self, conn: _Http, method: str, path: str, body: bytes = b"") -> None:
         if self.blackhole:
             return
         if method in ("POST", "PUT"):
             self.created += 1
+            self._count(path, body)
             n = self.created
-            body = json.dumps({"code": 0, "data": {"id": str(n), "url": f"http://127.0.0.1:{self.port}/a/{n}"}})
+            out = json.dumps({"code": 0, "data": {"id": str(n), "url": f"http://127.0.0.1:{self.port}/a/{n}"}})
             status = "200 OK"
         elif path == "/_count":
-            body, status = str(self.created), "200 OK"
+            out, status = str(self.created), "200 OK"
+        elif path == "/_creates":
+            out, status = json.dumps({"keys": self.keys, "times": self.times}), "200 OK"
         elif method == "DELETE" or path.startswith("/a/"):
-            body, status = '{"code": 0}', "200 OK"
+            out, status = '{"code": 0}', "200 OK"
         else:
-            body, status = '{"code": 404, "message": "no such page"}', "404 Not Found"
-        if self.delay and path != "/_count":
-            asyncio.get_running_loop().call_later(self.delay, conn.send, status, body.encode())
+            out, status = '{"code": 404, "message": "no such page"}', "404 Not Found"
+        if self.delay and not path.startswith("/_"):
+            asyncio.get_running_loop().call_later(self.delay, conn.send, status, out.encode())
         else:
-            conn.send(status, body.encode())
+            conn.send(status, out.encode())
 
 
 async def _serve(delay: float, blackhole: bool) -> None:

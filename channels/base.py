@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
@@ -48,8 +49,22 @@ class PermanentError(ChannelError):
     """Retrying cannot help (400/401/403/404/422, content refused). A person must look."""
 
 
+class Refused(PermanentError):
+    """Raised by `verify`: the channel took the item but will not show it, or no longer does (a platform's review
+    refused it, it was deleted or banned there). The delivery ends as failed, with this message for the admin."""
+
+
 class ManualTask(PermanentError):
     """The protocol cannot do this; a person must do it by hand (e.g. delete a Weibo post)."""
+
+
+@dataclass(frozen=True)
+class Recheck:
+    """How a channel that can take an item down after it went live is watched: each live item is read back
+    `every` so often, for `window` after it went live (publisher/dispatch/livecheck.py)."""
+
+    every: timedelta
+    window: timedelta
 
 
 @dataclass(frozen=True)
@@ -77,6 +92,7 @@ class Channel(ABC):
     # False: `find` cannot tell whether an earlier send arrived (SMTP). A send left `sending` by a crash is
     # then failed for a person to check, never repeated by the daemon (publisher/dispatch/dispatcher.py).
     can_find: ClassVar[bool] = True
+    recheck_live: ClassVar[Recheck | None] = None  # live items the channel may take down later are read back
 
     def __init__(self, *, name: str, options: ChannelOptions, http: httpx.AsyncClient, clock: Clock,
                  display_name: str | None = None) -> None:
@@ -103,8 +119,9 @@ class Channel(ABC):
         """Is this item already on the channel? Used before any resend after a crash."""
 
     @abstractmethod
-    async def verify(self, receipt: Receipt) -> bool:
-        """Can readers see it now?"""
+    async def verify(self, receipt: Receipt) -> bool | Receipt:
+        """Can readers see it now? A Receipt says yes and where: a channel that learns the item's URL only once it
+        is live (WeChat's asynchronous publishing) hands it back this way. `Refused` says it never will be."""
 
     def lookup_hint(self, rev: Revision) -> str:
         """What names this revision's send on the channel, for a person checking whether it arrived there

@@ -18,6 +18,7 @@ REGISTRY: dict[str, str] = {
     "weibo": "channels.weibo:Weibo",
     "mastodon": "channels.mastodon:Mastodon",
     "smtp": "channels.smtp:Smtp",
+    "wechat": "channels.wechat:Wechat",
 }
 
 

@@ -71,7 +71,7 @@ TRANSITIONS: dict[DeliveryState, frozenset[DeliveryState]] = {
     DeliveryState.SENT: frozenset({DeliveryState.LIVE, DeliveryState.SENT, DeliveryState.PENDING,
                                    DeliveryState.FAILED, DeliveryState.SUPERSEDED}),
     DeliveryState.FAILED: frozenset({DeliveryState.PENDING, DeliveryState.WAITING}),  # a person's retry
-    DeliveryState.LIVE: frozenset(),
+    DeliveryState.LIVE: frozenset({DeliveryState.FAILED}),  # a live item the channel took down (WeChat: deleted, banned)
     DeliveryState.MANUAL: frozenset(),
     DeliveryState.SUPERSEDED: frozenset(),
 }

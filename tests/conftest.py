@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
+import structlog
 
 from publisher.clock import FrozenClock
 from publisher.model import Revision
@@ -79,3 +80,12 @@ def pg_url() -> str:
     finally:
         engine.dispose()
     return PG_URL
+
+
+@pytest.fixture(autouse=True)
+def _structlog_defaults() -> Iterator[None]:
+    """A command run in-process (CliRunner) configures structlog for the whole process, at WARNING for the
+    readers: each test starts from structlog's defaults, so a later test's capture_logs sees its info lines."""
+    structlog.reset_defaults()
+    yield
+    structlog.reset_defaults()

@@ -65,6 +65,7 @@ def corpus_run(tmp_path_factory: pytest.TempPathFactory, sandbox: SandboxProcess
     (inbox / "manifest.json").unlink()  # not an item file; keep the inbox as editors would leave it
     # our client-side 30/h is what is tested here; the stand-in counts real time, our clock is frozen
     settings(sandbox, "weibo", posts_per_hour=10_000, calls_per_day=100_000)
+    settings(sandbox, "wechat", publish_seconds=0)
     clock = FrozenClock(datetime.now(UTC))
     daemon = Daemon(cfg, clock=clock)
 
@@ -137,6 +138,10 @@ def test_corpus_year_is_delivered_exactly_once_per_routed_channel(corpus_run: Co
     if SCALE == 1:
         assert expected["microblog"] == 62
     assert len(hub["entries"]) == expected["provincial_feed"]
+    # one freepublish job per routed item, told apart by its 阅读原文 link (the item's own site article)
+    wechat = Counter(j["news_item"][0]["content_source_url"] for j in received(sandbox, "wechat")["jobs"])
+    assert expected["wechat"] > 0 and max(wechat.values()) == 1 and len(wechat) == expected["wechat"]
+    assert len(received(sandbox, "wechat")["articles"]) == expected["wechat"]
 
     states = store.delivery_states()
     for ch, n in expected.items():

@@ -20,6 +20,7 @@ from tests.harness import drop, faults, received, settings, write_config
 pytestmark = pytest.mark.slow
 ITEMS = 120
 MICROBLOG = 20
+WECHAT = 8
 
 
 @pytest.fixture
@@ -54,13 +55,16 @@ def _sending(config: Path) -> int:
 def test_sigkill_mid_fanout_loses_nothing_and_posts_nothing_twice(tmp_path: Path, sandbox: SandboxProcess) -> None:
     """Two SIGKILLs during a fan-out of 120 items; after a restart every peer holds each item exactly once."""
     config = write_config(tmp_path, sandbox, **{
-        "channels.microblog.rate_limit": "10000/h", "channels.provincial_feed.max_entries": 1000})
+        "channels.microblog.rate_limit": "10000/h", "channels.provincial_feed.max_entries": 1000,
+        "channels.wechat.find_wait": 0.5})
     settings(sandbox, "weibo", posts_per_hour=10_000, calls_per_day=100_000)
-    for service in ("wordpress", "portal", "weibo"):  # slow peers keep many sends in flight at the kill
+    settings(sandbox, "wechat", publish_seconds=0.2)  # a publish in progress at a kill is found once it is done
+    for service in ("wordpress", "portal", "weibo", "wechat"):  # slow peers keep many sends in flight at the kill
         faults(sandbox, service, latency_s=0.03)
     inbox = tmp_path / "queue" / "inbox"
     for n in range(ITEMS):
-        channels = ["bureau_site", "city_portal", "provincial_feed"] + (["microblog"] if n < MICROBLOG else [])
+        channels = ["bureau_site", "city_portal", "provincial_feed"] + (["microblog"] if n < MICROBLOG else []) + (
+            ["wechat"] if MICROBLOG <= n < MICROBLOG + WECHAT else [])
         drop(inbox, f"k{n:03d}.md", {"id": f"kill-{n:03d}", "title": f"安全生产动态第{n}期", "category": "updates",
                                      "channels": channels}, f"第{n}期正文。")
 
@@ -77,6 +81,7 @@ def test_sigkill_mid_fanout_loses_nothing_and_posts_nothing_twice(tmp_path: Path
     faults(sandbox, "wordpress", latency_s=0)
     faults(sandbox, "portal", latency_s=0)
     faults(sandbox, "weibo", latency_s=0)
+    faults(sandbox, "wechat", latency_s=0)
     finish = _start(config, "--once")
     assert finish.wait(180) == 0
 
@@ -88,6 +93,9 @@ def test_sigkill_mid_fanout_loses_nothing_and_posts_nothing_twice(tmp_path: Path
     assert len(posts) == ITEMS and set(posts.values()) == {1}, posts.most_common(3)
     assert len(articles) == ITEMS and set(articles.values()) == {1}, articles.most_common(3)
     assert len(statuses) == MICROBLOG
+    jobs = Counter(j["news_item"][0]["content_source_url"] for j in received(sandbox, "wechat")["jobs"])
+    assert len(jobs) == WECHAT and set(jobs.values()) == {1}, jobs.most_common(3)
+    assert len(received(sandbox, "wechat")["articles"]) == WECHAT
     feed = (tmp_path / "var" / "feeds" / "provincial.xml").read_text(encoding="utf-8")
     assert feed.count("<entry") == ITEMS
     assert len(entries) <= ITEMS

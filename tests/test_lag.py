@@ -138,7 +138,7 @@ def test_each_channel_has_its_own_sla(world: World) -> None:
     report = world.report()
     status = {ch.name: ch.status for ch in report.channels}
     assert status == {"bureau_site": "late", "city_portal": "on_time", "provincial_feed": "on_time",
-                      "microblog": "on_time", "press": "on_time"}
+                      "microblog": "on_time", "wechat": "on_time", "press": "on_time"}
 
 
 def test_percentiles_over_the_window(world: World) -> None:

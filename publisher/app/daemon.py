@@ -24,6 +24,7 @@ from publisher.app.web.context import WebContext
 from publisher.clock import Clock, SystemClock
 from publisher.config.settings import Config
 from publisher.dispatch.dispatcher import Dispatcher
+from publisher.dispatch.livecheck import LiveCheck
 from publisher.dispatch.telemetry import Telemetry
 from publisher.errors import PublisherError
 from publisher.intake.queue import Intake
@@ -49,6 +50,7 @@ STOPPED = {
     "sources": "the district sources are no longer polled: their new entries wait until the daemon is restarted",
     "review-notify": "reviewers are no longer told what waits for them (digests and escalations)",
     "links": "the screen's link check has stopped: links in revisions under review are not checked",
+    "livecheck": "live items are no longer read back: an article WeChat takes down stays counted as live",
 }
 REPORT_REFRESH = 2.0  # seconds between rebuilds of the default lag report the web doors serve
 REPORT_MAX_AGE = 5.0  # the oldest copy of it a door may serve; older, it is built on the spot
@@ -176,6 +178,8 @@ class Daemon:
                                         build=lambda now: reports.report(now, limit=None)).run(stop), name="alerts"),
             asyncio.create_task(reports.keep_fresh(stop), name="report"),
             asyncio.create_task(self.sources.run(stop), name="sources"),
+            asyncio.create_task(LiveCheck(store=self.store, channels=self.channels, clock=self.clock).run(stop),
+                                name="livecheck"),
         ]
         notifier = ReviewNotifier(store=self.store, config=self.config, clock=self.clock, review=self.review,
                                   accounts=self.accounts, http=self._alert_http)

@@ -13,20 +13,26 @@ or dead channel only ever holds its own worker. Three rules give exactly-once:
 
 An adapter call is bounded by a deadline below the claim's lease (publisher/dispatch/policy.py), and
 an exception an adapter was not meant to raise is a defect: the row fails at once, never retried.
+
+A lease names its process (`HOST:PID`): several daemons may run on one host against one store, and a
+starting daemon reconciles only the rows of a process that is gone (or whose lease ran out), never
+those a live sibling has in flight.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import socket
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import structlog
 from sqlalchemy.exc import DBAPIError
 from structlog.contextvars import bound_contextvars
 
-from channels.base import Channel, ManualTask, PermanentError, Receipt, TransientError
+from channels.base import Channel, ManualTask, PermanentError, Receipt, Refused, TransientError
 from publisher.clock import Clock
 from publisher.config.settings import Config
 from publisher.dispatch import policy
@@ -42,12 +48,43 @@ from publisher.store.db import Store
 log = structlog.get_logger()
 
 
+def node_owner() -> str:
+    """This process's name on the leases it takes: host and process id (at most 64 characters)."""
+    return f"{socket.gethostname()[:50]}:{os.getpid()}"
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process of this host runs under `pid` (a zombie does not: it was killed, its parent has
+    not reaped it yet)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def orphaned(row: Delivery, now: datetime, owner: str) -> bool:
+    """A `sending` row no live process will finish: its lease ran out, it is this process's own (a
+    previous run in it), or its owner is a process of this host that is gone. A lease named by the host
+    alone (as before leases named their process) counts as this host's previous life."""
+    host = owner.rpartition(":")[0] or owner
+    if row.lease_until is None or row.lease_until < now or row.lease_owner in (owner, host):
+        return True
+    name, _, pid = (row.lease_owner or "").rpartition(":")
+    return name == host and pid.isdigit() and not _alive(int(pid))
+
+
 class Dispatcher:
     def __init__(self, *, store: Store, config: Config, channels: dict[str, Channel], clock: Clock,
                  owner: str | None = None, rng: random.Random | None = None, read_retries: int = 3,
                  lease_slack: timedelta = policy.LEASE_SLACK, telemetry: Telemetry | None = None) -> None:
         self.store, self.config, self.channels, self.clock = store, config, channels, clock
-        self.owner, self.rng = owner or socket.gethostname(), rng or random.Random()
+        self.owner, self.rng = owner or node_owner(), rng or random.Random()
         self.read_retries, self.lease_slack = read_retries, lease_slack
         self.telemetry = telemetry or Telemetry(channels)
         self._wake = {name: asyncio.Event() for name in channels}
@@ -73,8 +110,11 @@ class Dispatcher:
                 event.set()
 
     async def recover(self) -> int:
-        """Reconcile rows left `sending` by a crash: ask the channel before anything is re-sent."""
-        rows = self.store.stale_sending(self.clock.now(), owner=self.owner)
+        """Reconcile rows left `sending` by a crash: ask the channel before anything is re-sent. Rows a live
+        process of this host has in flight (another daemon on the same store) are left to it."""
+        now = self.clock.now()
+        host = self.owner.rpartition(":")[0] or self.owner
+        rows = [r for r in self.store.stale_sending(now, host=host) if orphaned(r, now, self.owner)]
         for row in rows:
             with bound_contextvars(channel=row.channel, item_id=row.item_id):
                 try:
@@ -300,15 +340,24 @@ class Dispatcher:
             async with policy.bounded(self.deadlines(row.channel).call, f"the read-back on {row.channel}"):
                 reading = policy.read(channel.verify, receipt, attempts=self.read_retries)
                 live = await self.telemetry.timed(row.channel, "verify", reading)
+        except Refused as exc:  # the channel will never show it (a platform's review refused it): a person looks
+            self.telemetry.read_back(row.channel, "error")
+            self.books.permanent(row, describe(exc))
+            return
         except (TransientError, PermanentError) as exc:
             live, error = False, f"verification failed: {exc}"
         self.telemetry.read_back(row.channel, "live" if live else "error" if error else "not_live")
         now = self.clock.now()
+        if live:
+            where = live if isinstance(live, Receipt) else None  # a channel that learns the item's URL only now
+            with self.store.tx() as conn:
+                self.store.mark_live(conn, row.id, now, url=where.url if where else None)
+                released = self.books.went_live(conn, row, where, now) if where else []
+            log.info("delivery.live", lag_s=round((now - row.due_at).total_seconds(), 3))
+            for name in released:
+                self.wake(name)
+            return
         with self.store.tx() as conn:
-            if live:
-                self.store.mark_live(conn, row.id, now)
-                log.info("delivery.live", lag_s=round((now - row.due_at).total_seconds(), 3))
-                return
             n = row.verify_attempts + 1
             if n == policy.RESEND_AFTER_CHECKS and row.attempts < 2 and not row.retract and channel.can_update:
                 # Sent but never seen (say, a feed entry that left the window before the collector came):

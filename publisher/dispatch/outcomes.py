@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from datetime import datetime
 
 import structlog
+from sqlalchemy.engine import Connection
 
 from channels.base import ManualTask, PermanentError, Receipt, TransientError
 from publisher.clock import Clock
@@ -131,6 +133,21 @@ class Bookkeeper:
                              task=str(exc))
         self.telemetry.send_outcome(row.channel, "manual")
         log.warning("delivery.manual_task", task=str(exc))
+
+    def went_live(self, conn: Connection, row: Delivery, receipt: Receipt, now: datetime) -> list[str]:
+        """A read-back that learnt where the item is (WeChat publishes asynchronously): the placement takes its URL
+        and receipt, the audit log says where it is (and which article it replaced), and the channels linking to it
+        are released; returns those, to be woken once the transaction commits."""
+        p = self.store.placement(conn, row.item_id, row.channel)
+        if p is not None and not p.retracted and p.remote_id == receipt.remote_id:
+            self.store.set_placement(conn, row.item_id, row.channel, remote_id=receipt.remote_id, url=receipt.url,
+                                     extra=receipt.extra, revision=p.revision, retracted=False, now=now)
+        replaced = {"replaced": receipt.extra["replaced"]} if receipt.extra.get("replaced") else {}
+        self.store.audit(conn, now, "daemon", "live", item_id=row.item_id, channel=row.channel,
+                         remote_id=receipt.remote_id, url=receipt.url, **replaced)
+        if replaced:
+            log.warning("delivery.url_changed", url=receipt.url, **replaced)
+        return self.store.release_waiting(conn, row.item_id, self.dependents(row), now) if receipt.url else []
 
     # --- helpers ------------------------------------------------------------------------------------
 

@@ -7,7 +7,8 @@ or a user look at what each stand-in received and turn its fault knobs:
     GET  /_sandbox/<service>/received    what the service holds (posts, statuses, articles ...)
     GET  /_sandbox/<service>/requests    the request log, secrets redacted
     PUT  /_sandbox/<service>/faults      JSON of Faults fields, e.g. {"burst_429": 3, "retry_after": "2"}
-    PUT  /_sandbox/<service>/settings    the stand-in's own settings, e.g. weibo {"posts_per_hour": 1000}
+    PUT  /_sandbox/<service>/settings    the stand-in's own settings, e.g. weibo {"posts_per_hour": 1000},
+                                         wechat {"publish_outcome": 4, "quota_exhausted": true}
     POST /_sandbox/reset                 forget everything, clear every knob
 
 The press relay speaks SMTP on a port of its own (`smtp_port`; config.yaml `sandbox.smtp`), and shows
@@ -42,6 +43,7 @@ SERVICES: dict[str, str] = {
     "hub": "publisher.sandbox.hub:Hub",
     "weibo": "publisher.sandbox.weibo:Weibo",
     "mastodon": "publisher.sandbox.mastodon:Mastodon",
+    "wechat": "publisher.sandbox.wechat:Wechat",
     "districts": "publisher.sandbox.districts:Districts",  # district bureaus' own feeds (district sources)
     "press": "publisher.sandbox.press:Press",  # the press desk's mail relay: SMTP on a port of its own
 }

@@ -40,6 +40,8 @@ CREDENTIALS: dict[str, str] = {
     "portal_hmac_secret": "sandbox-portal-secret",
     "weibo_token": "sandbox-weibo-token",
     "mastodon_token": "sandbox-mastodon-token",
+    "wechat_appid": "wx5a9db0c0ffee2015",
+    "wechat_secret": "sandbox-wechat-secret",
 }
 
 
@@ -157,16 +159,18 @@ def _loggable(body: bytes, content_type: str) -> Any:
         return None
     if "json" in content_type:
         try:
-            return json.loads(body)
+            data = json.loads(body)
         except ValueError:
             pass
+        else:  # WeChat's stable_token takes its secret in a JSON body
+            return {k: "<redacted>" if k in _SECRET_FIELDS else v for k, v in data.items()} if isinstance(data, dict) else data
     if "multipart" in content_type or len(body) > 65536:
         return f"<{len(body)} bytes>"
     text = body.decode("utf-8", "replace")
     return _redact_form(text) if "x-www-form-urlencoded" in content_type else text
 
 
-_SECRET_FIELDS = ("access_token", "token", "password", "client_secret")
+_SECRET_FIELDS = ("access_token", "token", "password", "client_secret", "secret")
 
 
 def _redact_form(text: str) -> str:

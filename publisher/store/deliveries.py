@@ -107,14 +107,19 @@ class DeliveryStore(StoreBase):
                                                "c_owner": owner, "c_until": now + lease}).mappings().all()
         return sorted(map(Delivery.from_row, rows), key=lambda d: (d.next_attempt_at, d.id))
 
-    def stale_sending(self, now: datetime, owner: str | None = None, channel: str | None = None) -> list[Delivery]:
-        """Rows left `sending` by a process that died (lease expired), or by this node's previous life."""
+    def stale_sending(self, now: datetime, owner: str | None = None, channel: str | None = None,
+                      host: str | None = None) -> list[Delivery]:
+        """Rows left `sending` by a process that died (lease expired), or by this node's previous life:
+        leased by `owner`, or by any process of `host` (`HOST` or `HOST:PID`; the caller tells which are gone)."""
         q = sa.select(deliveries).where(deliveries.c.state == S.SENDING)
         if channel is not None:
             q = q.where(deliveries.c.channel == channel)
         cond = sa.or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < now)
         if owner is not None:
             cond = sa.or_(cond, deliveries.c.lease_owner == owner)
+        if host is not None:
+            mine = deliveries.c.lease_owner.startswith(host + ":", autoescape=True)
+            cond = sa.or_(cond, deliveries.c.lease_owner == host, mine)
         with self.read() as conn:
             return [Delivery.from_row(r) for r in conn.execute(q.where(cond)).mappings()]
 
@@ -195,9 +200,35 @@ class DeliveryStore(StoreBase):
               remote_id=remote_id, url=url, last_error=None)
 
     @staticmethod
-    def mark_live(conn: Connection, delivery_id: int, now: datetime) -> None:
-        """A read-back found it: readers see it."""
-        _move(conn, delivery_id, S.LIVE, now, "mark live", frm={S.SENT}, live_at=now, last_error=None)
+    def mark_live(conn: Connection, delivery_id: int, now: datetime, *, url: str | None = None) -> None:
+        """A read-back found it: readers see it (at `url`, when the channel learnt it only now)."""
+        learnt: dict[str, Any] = {"url": url} if url else {}
+        _move(conn, delivery_id, S.LIVE, now, "mark live", frm={S.SENT}, live_at=now, last_error=None, **learnt)
+
+    @staticmethod
+    def live_lost(conn: Connection, delivery_id: int, now: datetime, *, error: str) -> None:
+        """A live item the channel took down (deleted there, banned): failed, and no longer counted as live."""
+        _move(conn, delivery_id, S.FAILED, now, "record the loss of a live item", frm={S.LIVE}, live_at=None,
+              last_error=error)
+
+    def live_to_recheck(self, channel: str, now: datetime, limit: int, *, since: datetime) -> list[Delivery]:
+        """The channel's rows live since `since` and due for another look (`next_attempt_at` passed), each still
+        the item's current placement there (not an older revision's, not retracted)."""
+        q = (sa.select(deliveries).join(placements, sa.and_(placements.c.item_id == deliveries.c.item_id,
+                                                            placements.c.channel == deliveries.c.channel))
+             .where(deliveries.c.state == S.LIVE).where(deliveries.c.channel == channel)
+             .where(deliveries.c.next_attempt_at <= now).where(deliveries.c.retract.is_(False))
+             .where(deliveries.c.live_at >= since)
+             .where(placements.c.remote_id == deliveries.c.remote_id).where(placements.c.retracted.is_(False))
+             .order_by(deliveries.c.next_attempt_at).limit(limit))
+        with self.read() as conn:
+            return [Delivery.from_row(r) for r in conn.execute(q).mappings()]
+
+    @staticmethod
+    def rechecked(conn: Connection, delivery_id: int, at: datetime) -> None:
+        """A live row read back and still live: the next look is at `at` (its state does not change)."""
+        conn.execute(deliveries.update().where(deliveries.c.id == delivery_id).where(deliveries.c.state == S.LIVE)
+                     .values(next_attempt_at=at))
 
     @staticmethod
     def not_live_yet(conn: Connection, delivery_id: int, now: datetime, *, checks: int, next_check: datetime,
