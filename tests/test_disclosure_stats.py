@@ -109,7 +109,7 @@ async def test_annual_figures_follow_the_rules(year: Year) -> None:
     assert cats["updates"] == 3 and sum(cats.values()) == doc["disclosed"] == 3  # a, b (retracted since), e
     assert doc["months"]["updates"][0] == 1 and doc["months"]["updates"][2] == 2  # b in January; a, e in March
     channels = {c["key"]: c["items"] for c in doc["channels"]}
-    assert channels == {"bureau_site": 3, "city_portal": 3, "provincial_feed": 3, "microblog": 0, "press": 0}
+    assert channels == {"bureau_site": 3, "city_portal": 3, "provincial_feed": 3, "microblog": 0, "wechat": 0, "press": 0}
     assert (doc["edits"], doc["retractions"], doc["blocked"], doc["released"], doc["rejected"]) == (1, 1, 1, 0, 1)
     # 5 January to 20 March 2015: 19 working days in January, 17 in February (Spring Festival 18–24 off, Sunday
     # the 15th and Saturday the 28th worked), 15 in March
