@@ -231,7 +231,7 @@ Index("ix_deliveries_live_revision", deliveries.c.revision_id, sqlite_where=text
       postgresql_where=text(LIVE_ROWS_SQL))
 # The client-side rate limit's "sends in the last hour", newest first, a few entries (0005).
 Index("ix_deliveries_channel_sent", deliveries.c.channel, deliveries.c.sent_at)
-# The workers' claims (0011): a channel's claimable rows in the order they are taken, so that a claim reads
+# The workers' claims (0009): a channel's claimable rows in the order they are taken, so that a claim reads
 # the first few index entries instead of sorting the channel's whole due set (`state IN` split ix_deliveries_work's
 # order). Queries repeat CLAIMABLE_SQL verbatim (publisher/store/deliveries.py) so that planners match it.
 CLAIMABLE_SQL = f"state IN ({states_sql(TO_SEND | {DeliveryState.SENT}, of=DeliveryState)})"

@@ -1,7 +1,7 @@
 """District sources: each feed's polling state, and which item each feed entry became
 
 Revision ID: 0008
-Revises: 0011
+Revises: 0007
 
 Two new tables; nothing existing changes, so no row can be lost.
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0008'
-down_revision = '0011'
+down_revision = '0007'
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """dispatch: the workers' claim order read from an index
 
-Revision ID: 0011
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 
 A claim takes a channel's first few due rows by (next_attempt_at, id) among pending, retrying and sent.
 `ix_deliveries_work` (state, channel, next_attempt_at) cannot give that order across three states, so every
@@ -13,8 +13,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0011'
-down_revision = '0007'
+revision = '0009'
+down_revision = '0008'
 branch_labels = None
 depends_on = None
 
