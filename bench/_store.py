@@ -29,6 +29,7 @@ WEIGHTS = {"news": 40, "updates": 25, "notices": 10, "agency": 5, "committee": 8
 LAG = {  # channel → (low, high) seconds from due to live, drawn log-uniformly
     "bureau_site": (3, 300), "city_portal": (30, 6 * 3600), "provincial_feed": (60, 1800), "microblog": (60, 3 * 3600),
     "press": (1, 60),  # live when the relay accepted it
+    "wechat": (30, 2 * 3600),  # asynchronous publish: status 1 for a while, then read back as live
 }
 # (below this roll, state): a row's roll picks the first band it falls under; above the last, it is live
 OPEN_MIX: tuple[tuple[float, str], ...] = (
