@@ -63,18 +63,9 @@ class ReviewNotifier:
         return bool(cfg.smtp or cfg.webhook)
 
     async def run(self, stop: asyncio.Event) -> None:
-        every = self.config.review.notify.every.total_seconds()
-        while not stop.is_set():
-            try:
-                with self.store.leader("publisher.review-notify") as leader:
-                    if leader:  # one node of a PostgreSQL cluster tells the reviewers
-                        await self.check()
-            except Exception:  # the store or a destination went away for a moment; try at the next look
-                log.exception("review.notify_failed")
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=every)
-            except TimeoutError:
-                pass
+        # one node of a PostgreSQL cluster tells the reviewers
+        await self.store.lead_every("publisher.review-notify", self.config.review.notify.every, self.check, stop,
+                                    failed="review.notify_failed")
 
     async def check(self) -> list[Message]:
         """One look: the digests and escalations due now, sent; returns the messages that went out."""

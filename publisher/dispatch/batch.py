@@ -49,9 +49,12 @@ class SentBatch:
 
     def _flush(self) -> None:
         batch, self._pending = self._pending, []
-        linked = [e for e in batch if self.books.dependents(e.row)]  # their release of waiting rows: one by one
-        batch = [e for e in batch if not self.books.dependents(e.row)]
+        linked: list[_Sent] = []  # rows whose channel others link to: their release of waiting rows, one by one
+        plain: list[_Sent] = []
+        for e in batch:
+            (linked if self.books.dependents(e.row) else plain).append(e)
         self._one_by_one(linked)
+        batch = plain
         if len(batch) < 2:
             self._one_by_one(batch)
             return

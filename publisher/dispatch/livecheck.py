@@ -82,17 +82,8 @@ class LiveCheck:
 
     async def run(self, stop: asyncio.Event) -> None:
         """A pass every few minutes while the daemon runs; a failing pass is logged, never fatal."""
-        while not stop.is_set():
-            try:
-                with self.store.leader("publisher.livecheck") as leader:
-                    if leader:  # with several nodes on one PostgreSQL store, one of them looks at a time
-                        await self.check()
-            except Exception:
-                log.exception("livecheck.failed")
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=EVERY.total_seconds())
-            except TimeoutError:
-                pass
+        # with several nodes on one PostgreSQL store, one of them looks at a time
+        await self.store.lead_every("publisher.livecheck", EVERY, self.check, stop, failed="livecheck.failed")
 
 
 __all__ = ["LiveCheck"]

@@ -105,18 +105,9 @@ class Alerter:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Check every `lag.alert_every` until `stop` is set; a failing check is logged, never fatal."""
-        every = self.config.lag.alert_every.total_seconds()
-        while not stop.is_set():
-            try:
-                with self.store.leader("publisher.alerts") as leader:
-                    if leader:  # with several nodes on one PostgreSQL store, one of them checks at a time
-                        await self.check()
-            except Exception:  # the store or a destination went away for a moment; try at the next tick
-                log.exception("alert.check_failed")
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=every)
-            except TimeoutError:
-                pass
+        # with several nodes on one PostgreSQL store, one of them checks at a time
+        await self.store.lead_every("publisher.alerts", self.config.lag.alert_every, self.check, stop,
+                                    failed="alert.check_failed")
 
     async def check(self) -> list[Event]:
         """Open and clear conditions as of now; announce the opened ones not yet announced, and the

@@ -12,13 +12,16 @@ leader lock, and the listings the CLI and the web read. The backend-specific cod
 
 from __future__ import annotations
 
+import asyncio
 import zlib
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
 import sqlalchemy as sa
+import structlog
 
 from publisher.model import AuditEntry, DeliveryState, ItemSummary, RevisionState
 from publisher.store.accounts import AccountStore
@@ -30,6 +33,8 @@ from publisher.store.sources import SourceStore
 
 RETRACTED = "retracted"  # `items(state=...)`: the items taken down, beside the two enums' states
 
+
+log = structlog.get_logger()
 
 class Store(DeliveryStore, RevisionStore, AccountStore, SourceStore):
     @classmethod
@@ -102,6 +107,23 @@ class Store(DeliveryStore, RevisionStore, AccountStore, SourceStore):
 
     # --- listing -------------------------------------------------------------------------------
 
+
+    async def lead_every(self, name: str, every: timedelta, work: Callable[[], Awaitable[object]],
+                         stop: asyncio.Event, *, failed: str) -> None:
+        """Run `work` every `every` until `stop` is set, on one node at a time (the lock `name`, see `leader`).
+        A failing run (the store or a destination gone for a moment) is logged as the event `failed` and
+        tried again at the next tick, never fatal."""
+        while not stop.is_set():
+            try:
+                with self.leader(name) as leader:
+                    if leader:
+                        await work()
+            except Exception:
+                log.exception(failed)
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=every.total_seconds())
+            except TimeoutError:
+                pass
     def audit_log(self, item_id: str | None = None, limit: int = 200) -> list[AuditEntry]:
         q = sa.select(audit).order_by(audit.c.id.desc()).limit(limit)
         if item_id is not None:
