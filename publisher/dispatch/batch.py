@@ -1,12 +1,13 @@
-"""Group commit: the sends that finish in the same turn of the event loop are recorded in one transaction.
+"""Group commit: the sends that finish within a few milliseconds of each other are recorded in one transaction.
 
 With fast channels the event loop's time went to the store, not the wire: one write transaction per sent
-row (the row, its placement, the audit line), each a handful of statements through SQLAlchemy. Rows whose
-calls return together now commit together, one statement per kind for all of them; a send waits at most
-one turn of the loop for its batch. A row that had moved on meanwhile (a person's retry) makes the batch
-roll back, and each row is then written on its own, exactly as before, so its stale outcome is reported and
-the others are kept. Until its outcome commits a row stays `sending` under its lease: a crash in between
-is reconciled through `find`, as a crash after any send is.
+row (the row, its placement, the audit line), each a handful of statements through SQLAlchemy. Sent rows
+now wait up to `FLUSH_AFTER` (or until `FLUSH_ROWS` have gathered) and commit together, one statement per
+kind for all of them. The send's slot is free meanwhile: until its outcome commits the row stays `sending`
+under its lease, so no worker takes another row of the item on that channel, and a crash in between is
+reconciled through `find`, as a crash after any send is. A row that had moved on meanwhile (a person's
+retry) makes the batch roll back, and each row is then written on its own, exactly as before, so its stale
+outcome is reported and the others are kept.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ from publisher.store.deliveries import BatchMoved
 
 log = structlog.get_logger()
 
+FLUSH_AFTER = 0.005  # seconds a sent row waits for others to share its commit
+FLUSH_ROWS = 64  # ... or until this many have gathered
+
 
 @dataclass
 class _Sent:
@@ -37,28 +41,34 @@ class SentBatch:
     def __init__(self, books: Bookkeeper) -> None:
         self.books = books
         self._pending: list[_Sent] = []
+        self._timer: asyncio.TimerHandle | None = None
 
-    async def sent(self, row: Delivery, receipt: Receipt, rev: Revision) -> None:
-        """Record a successful create or update; raises what recording this row alone would raise."""
+    def sent(self, row: Delivery, receipt: Receipt, rev: Revision) -> asyncio.Future[None]:
+        """Queue a successful create or update for the next commit. The future is done once it has committed, or
+        holds what recording this row alone would raise; the caller need not wait for it."""
         loop = asyncio.get_running_loop()
-        if not self._pending:
-            loop.call_soon(self._flush)  # runs after every task the loop is resuming in this turn
         entry = _Sent(row, receipt, rev, loop.create_future())
         self._pending.append(entry)
-        await entry.done
+        if len(self._pending) >= FLUSH_ROWS:
+            self.flush()
+        elif self._timer is None:
+            self._timer = loop.call_later(FLUSH_AFTER, self.flush)
+        return entry.done
 
-    def _flush(self) -> None:
+    def pending(self, channel: str) -> int:
+        """The channel's sent rows not committed yet (they count against its rate limit)."""
+        return sum(e.row.channel == channel for e in self._pending) if self._pending else 0
+
+    def flush(self) -> None:
+        """Commit what is queued, now (the dispatcher calls it before it goes idle or stops)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         batch, self._pending = self._pending, []
-        linked: list[_Sent] = []  # rows whose channel others link to: their release of waiting rows, one by one
-        plain: list[_Sent] = []
-        for e in batch:
-            (linked if self.books.dependents(e.row) else plain).append(e)
-        self._one_by_one(linked)
-        batch = plain
-        if len(batch) < 2:
-            self._one_by_one(batch)
+        if not batch:
             return
         books, now = self.books, self.books.clock.now()
+        released: list[str] = []
         try:
             with books.store.tx() as conn:
                 books.store.mark_sent_many(conn, [{
@@ -66,6 +76,9 @@ class SentBatch:
                     "remote_id": e.receipt.remote_id, "url": e.receipt.url, "extra": e.receipt.extra,
                     "revision": e.rev.revision, "verify_at": now + books.config.channels[e.row.channel].verify_after,
                 } for e in batch], now)
+                for e in batch:  # the channels linking to a sent article may go now
+                    if e.receipt.url and (dependents := books.dependents(e.row)):
+                        released += books.store.release_waiting(conn, e.row.item_id, dependents, now)
                 books.store.audit_many(conn, now, "daemon", [{
                     "action": "send", "item_id": e.row.item_id, "revision": e.rev.revision, "channel": e.row.channel,
                     "detail": {"remote_id": e.receipt.remote_id, "url": e.receipt.url, "attempt": e.row.attempts,
@@ -77,14 +90,14 @@ class SentBatch:
             return
         except Exception as exc:  # the store: every row of the batch gets the error its own write would have
             for e in batch:
-                if not e.done.done():
-                    e.done.set_exception(exc)
+                _settle(e, exc)
             return
         for e in batch:
             with bound_contextvars(channel=e.row.channel, item_id=e.row.item_id):
                 books.recorded(e.row, e.receipt)
-            if not e.done.done():
-                e.done.set_result(None)
+            _settle(e)
+        for name in released:
+            books.wake(name)
 
     def _one_by_one(self, batch: list[_Sent]) -> None:
         for e in batch:
@@ -92,11 +105,18 @@ class SentBatch:
                 try:
                     self.books.succeeded(e.row, e.receipt, rev=e.rev)
                 except Exception as exc:
-                    if not e.done.done():
-                        e.done.set_exception(exc)
+                    _settle(e, exc)
                     continue
-            if not e.done.done():
-                e.done.set_result(None)
+            _settle(e)
 
 
-__all__ = ["SentBatch"]
+def _settle(e: _Sent, exc: BaseException | None = None) -> None:
+    if e.done.done():
+        return
+    if exc is None:
+        e.done.set_result(None)
+    else:
+        e.done.set_exception(exc)
+
+
+__all__ = ["FLUSH_AFTER", "SentBatch"]

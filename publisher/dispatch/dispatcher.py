@@ -22,11 +22,9 @@ those a live sibling has in flight.
 from __future__ import annotations
 
 import asyncio
-import os
 import random
-import socket
+from collections import deque
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import structlog
 from sqlalchemy.exc import DBAPIError
@@ -37,6 +35,7 @@ from publisher.clock import Clock
 from publisher.config.settings import Config
 from publisher.dispatch import policy
 from publisher.dispatch.batch import SentBatch
+from publisher.dispatch.leases import node_owner, orphaned
 from publisher.dispatch.outbox import requeue
 from publisher.dispatch.outcomes import Bookkeeper
 from publisher.dispatch.policy import Deadlines, describe
@@ -46,37 +45,6 @@ from publisher.model import Delivery, DeliveryState, IllegalTransition, Revision
 from publisher.store.db import Store
 
 log = structlog.get_logger()
-
-
-def node_owner() -> str:
-    """This process's name on the leases it takes: host and process id (at most 64 characters)."""
-    return f"{socket.gethostname()[:50]}:{os.getpid()}"
-
-
-def _alive(pid: int) -> bool:
-    """Whether a process of this host runs under `pid` (a zombie does not: it was killed, its parent has
-    not reaped it yet)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
-def orphaned(row: Delivery, now: datetime, owner: str) -> bool:
-    """A `sending` row no live process will finish: its lease ran out, it is this process's own (a
-    previous run in it), or its owner is a process of this host that is gone. A lease named by the host
-    alone (as before leases named their process) counts as this host's previous life."""
-    host = owner.rpartition(":")[0] or owner
-    if row.lease_until is None or row.lease_until < now or row.lease_owner in (owner, host):
-        return True
-    name, _, pid = (row.lease_owner or "").rpartition(":")
-    return name == host and pid.isdigit() and not _alive(int(pid))
 
 
 class Dispatcher:
@@ -144,6 +112,7 @@ class Dispatcher:
         for task in slow:
             task.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
+        self.batch.flush()
 
     def retry(self, item_id: str, channel: str | None = None, *, by: str) -> int:
         """Put an item's failed deliveries (or one channel's) back in the queue, now."""
@@ -212,38 +181,61 @@ class Dispatcher:
         return nxt
 
     async def _drain(self, name: str, stop: asyncio.Event | None = None) -> int:
-        """Work the channel's due rows, `concurrency` at a time, until none is left; returns how many."""
+        """Work the channel's due rows, `concurrency` at a time, until none is left; returns how many.
+
+        A claim takes up to `concurrency` rows at once, and a slot that frees takes the next claimed row: one
+        claim per `concurrency` calls, the slots never waiting for one. A claimed row is `sending` (leased) until
+        its outcome is stored, whether its call has started or not; rows never started when the daemon stops go
+        back as they were (`unclaim`)."""
         cfg = self.config.channels[name]
         lease = self.deadlines(name).lease
         handled = 0
+        ready: deque[Delivery] = deque()
         sending: set[asyncio.Task[None]] = set()
         reading: set[asyncio.Task[None]] = set()
-        while True:
-            room = cfg.concurrency - len(sending) - len(reading)
-            # refill in batches (a quarter of the slots at least) while calls are in flight: one claim for
-            # several rows instead of one per freed slot; with nothing in flight, claim at once
-            least = max(1, cfg.concurrency // 4) if sending or reading else 1
-            if room >= least and (stop is None or not stop.is_set()):
-                # in-flight sends count against the rate limit before they show up as sent
-                allowed = self.limits.allowance(name, self.clock.now(), cfg.concurrency) - len(sending)
-                rows = self.store.claim(name, self.owner, self.clock.now(), min(room, max(allowed, 1)), lease,
-                                        send=allowed > 0)  # read-backs go on while the limit holds sends back
-                self.books.prefetch([r for r in rows if r.state != DeliveryState.SENT])
-                for row in rows:
+        try:
+            while True:
+                stopping = stop is not None and stop.is_set()
+                if stopping and ready:
+                    self._unclaim(ready)
+                room = cfg.concurrency - len(sending) - len(reading)
+                if room > 0 and not ready and not stopping:
+                    # in-flight sends count against the rate limit before they show up as sent (and so do
+                    # those whose outcome waits for the group commit)
+                    allowed = self.limits.allowance(name, self.clock.now(), cfg.concurrency,
+                                                    len(sending) + self.batch.pending(name))
+                    rows = self.store.claim(name, self.owner, self.clock.now(), min(cfg.concurrency, max(allowed, 1)),
+                                            lease, send=allowed > 0)  # read-backs go on while the limit holds sends back
+                    self.books.prefetch([r for r in rows if r.state != DeliveryState.SENT])
+                    ready.extend(rows)
+                    handled += len(rows)
+                while ready and room > 0:
+                    row = ready.popleft()
                     task = asyncio.create_task(self._handle(row))
                     (reading if row.state == DeliveryState.SENT else sending).add(task)
-                handled += len(rows)
-            if not sending and not reading:
-                return handled
-            try:
+                    room -= 1
+                if not sending and not reading:
+                    self.batch.flush()  # nothing in flight: what was sent commits now, not after the batch's wait
+                    return handled
                 done, _ = await asyncio.wait(sending | reading, return_when=asyncio.FIRST_COMPLETED)
-            except asyncio.CancelledError:  # the daemon is stopping: its rows' calls go with it
-                for task in sending | reading:
-                    task.cancel()
-                await asyncio.gather(*sending, *reading, return_exceptions=True)
-                raise
-            sending -= done
-            reading -= done
+                sending -= done
+                reading -= done
+        except asyncio.CancelledError:  # the daemon is stopping: its rows' calls go with it
+            for task in sending | reading:
+                task.cancel()
+            await asyncio.gather(*sending, *reading, return_exceptions=True)
+            self._unclaim(ready)
+            raise
+
+    def _unclaim(self, ready: deque[Delivery]) -> None:
+        rows = list(ready)
+        ready.clear()
+        for row in rows:
+            self.books.forget(row)
+        try:
+            self.store.unclaim(rows, self.owner, self.clock.now())
+        except DBAPIError:  # the store is away: the leases run out, and the rows are reconciled through `find`
+            log.exception("dispatch.store_error")
 
     # --- one row ------------------------------------------------------------------------------------
 
@@ -284,8 +276,21 @@ class Dispatcher:
             return
         if row.retract or receipt is None or rev is None:
             self.books.succeeded(row, receipt, retract=row.retract)
-        else:
-            await self.batch.sent(row, receipt, rev)
+        else:  # recorded with the sends finishing about now; the slot is free meanwhile (the row stays `sending`)
+            self.batch.sent(row, receipt, rev).add_done_callback(lambda done: self._unrecorded(row, done))
+
+    @staticmethod
+    def _unrecorded(row: Delivery, done: asyncio.Future[None]) -> None:
+        """A group commit that could not record this row: it moved on meanwhile, or the store failed (its lease
+        then runs out, and it is reconciled through `find`)."""
+        exc = None if done.cancelled() else done.exception()
+        if exc is None:
+            return
+        with bound_contextvars(channel=row.channel, item_id=row.item_id):
+            if isinstance(exc, IllegalTransition):
+                log.warning("dispatch.outcome_stale", error=str(exc))
+            else:
+                log.error("dispatch.store_error", error=f"{type(exc).__name__}: {exc}"[:500], exc_info=exc)
 
     async def _call_channel(self, row: Delivery, placed: Receipt | None, rev: Revision | None) -> Receipt | None:
         """The one adapter call this row needs: retract, update what is there, or create (after `find`)."""

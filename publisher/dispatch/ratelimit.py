@@ -34,8 +34,9 @@ class RateLimits:
         default = self.channels[name].default_rate_limit
         return self.config.channels[name].rate_limit or (parse_rate(default) if default else None)
 
-    def allowance(self, name: str, now: datetime, concurrency: int) -> int:
-        """How many rows of the channel may be claimed now (at most `concurrency`)."""
+    def allowance(self, name: str, now: datetime, concurrency: int, in_flight: int = 0) -> int:
+        """How many rows of the channel may be claimed to send now (at most `concurrency`), `in_flight` of its sends
+        being on their way (they count against the limit before they show up as sent in the store)."""
         rate = self.rate(name)
         if rate is None:
             return concurrency
@@ -48,7 +49,7 @@ class RateLimits:
         self._free_at[name] = free_at
         if free_at is not None:
             log.info("dispatch.rate_limited", channel=name, limit=str(rate), free_at=free_at.isoformat())
-        return max(0, min(concurrency, left))
+        return max(0, min(concurrency, left - in_flight))
 
     def free_at(self, name: str, now: datetime) -> datetime | None:
         """When the channel may send again, if its limit is spent at `now` (as of the last allowance)."""

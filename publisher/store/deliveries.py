@@ -14,14 +14,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from publisher.errors import PublisherError
 from publisher.model import (
     ACTIVE,
     REPLACEABLE,
-    TO_SEND,
     Delivery,
     DeliveryState,
     IllegalTransition,
@@ -31,6 +29,7 @@ from publisher.model import (
 from publisher.store.changes import announce
 from publisher.store.engine import StoreBase
 from publisher.store.schema import CLAIMABLE_SQL, deliveries, placements, revisions
+from publisher.store.statements import CLAIM, MARK_SENT_MANY, NEWER, UNCLAIM, move_statement, upsert_placement
 
 S = DeliveryState
 _CLAIMABLE = sa.text(CLAIMABLE_SQL)
@@ -103,9 +102,19 @@ class DeliveryStore(StoreBase):
         read in claim order from ix_deliveries_claim and leased, and a row to send becomes `sending`, so
         that after a crash it is reconciled through `find`, never blindly resent."""
         with self.engine.begin() as conn:
-            rows = conn.execute(_CLAIM[send], {"c_channel": channel, "c_now": now, "c_limit": limit,
+            rows = conn.execute(CLAIM[send], {"c_channel": channel, "c_now": now, "c_limit": limit,
                                                "c_owner": owner, "c_until": now + lease}).mappings().all()
         return sorted(map(Delivery.from_row, rows), key=lambda d: (d.next_attempt_at, d.id))
+
+    def unclaim(self, rows: Sequence[Delivery], owner: str, now: datetime) -> int:
+        """Rows claimed ahead and never started (the daemon is stopping): their lease ends, and a row to send goes
+        back to pending with its attempt uncounted, so that its next attempt is a first one again (no `find`)."""
+        if not rows:
+            return 0
+        with self.engine.begin() as conn:
+            done = conn.execute(UNCLAIM, [{"u_id": r.id, "u_owner": owner, "u_attempts": r.attempts, "u_now": now}
+                                           for r in rows])
+        return done.rowcount or 0
 
     def stale_sending(self, now: datetime, owner: str | None = None, channel: str | None = None,
                       host: str | None = None) -> list[Delivery]:
@@ -172,25 +181,13 @@ class DeliveryStore(StoreBase):
         rolls back and writes them one by one."""
         if not sends:
             return
-        moved = conn.execute(
-            deliveries.update().where(deliveries.c.id == sa.bindparam("b_id"))
-            .where(deliveries.c.state == S.SENDING)  # mark_sent's one source state (an IN cannot be executemany'd)
-            .where(~_newer_row())  # a row a newer one replaced meanwhile is superseded, one by one (mark_sent)
-            .values(state=S.SENT, updated_at=now, lease_owner=None, lease_until=None, sent_at=now,
-                    remote_id=sa.bindparam("b_remote_id"), url=sa.bindparam("b_url"), last_error=None,
-                    next_attempt_at=sa.bindparam("b_verify_at")),
-            [{"b_id": e["id"], "b_remote_id": e["remote_id"], "b_url": e["url"], "b_verify_at": e["verify_at"]}
-             for e in sends])
+        moved = conn.execute(MARK_SENT_MANY, [{"b_id": e["id"], "b_now": now, "b_remote_id": e["remote_id"],
+                                                "b_url": e["url"], "b_verify_at": e["verify_at"]} for e in sends])
         if moved.rowcount != len(sends):
             raise BatchMoved(f"{len(sends) - moved.rowcount} of {len(sends)} rows had moved on")
-        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-        upsert = insert(placements)
-        upsert = upsert.on_conflict_do_update(
-            index_elements=[placements.c.item_id, placements.c.channel],
-            set_={c: upsert.excluded[c] for c in ("remote_id", "url", "extra", "revision", "retracted", "updated_at")})
-        conn.execute(upsert, [{"item_id": e["item_id"], "channel": e["channel"], "remote_id": e["remote_id"],
-                               "url": e["url"], "extra": e["extra"], "revision": e["revision"], "retracted": False,
-                               "updated_at": now} for e in sends])
+        conn.execute(upsert_placement(conn.dialect.name), [
+            {"item_id": e["item_id"], "channel": e["channel"], "remote_id": e["remote_id"], "url": e["url"],
+             "extra": e["extra"], "revision": e["revision"], "retracted": False, "updated_at": now} for e in sends])
 
     @staticmethod
     def retraction_done(conn: Connection, delivery_id: int, now: datetime, *, remote_id: str | None,
@@ -298,7 +295,7 @@ class DeliveryStore(StoreBase):
         there, waits for it instead of failing again at once. Returns the rows as they were."""
         stuck = sa.or_(deliveries.c.state.in_([S.FAILED, S.RETRYING]),
                        sa.and_(deliveries.c.state == S.SENT, deliveries.c.channel.in_(list(resend_sent))))
-        q = sa.select(deliveries).where(deliveries.c.item_id == item_id).where(stuck).where(~_newer_row())
+        q = sa.select(deliveries).where(deliveries.c.item_id == item_id).where(stuck).where(~NEWER)
         if channel:
             q = q.where(deliveries.c.channel == channel)
         rows = [Delivery.from_row(r) for r in conn.execute(q).mappings()]
@@ -315,12 +312,6 @@ class DeliveryStore(StoreBase):
         return rows
 
 
-def _newer_row() -> sa.Exists:
-    """A later row of the same item on the same channel exists (an edit's or a retraction's)."""
-    newer = deliveries.alias("newer")
-    return (sa.exists().where(newer.c.item_id == deliveries.c.item_id).where(newer.c.channel == deliveries.c.channel)
-            .where(newer.c.id > deliveries.c.id))
-
 
 def _link_on_its_way(conn: Connection, item_id: str, upstream: str) -> bool:
     """The item has no public link on `upstream` yet, and a row there is still on its way to one."""
@@ -332,51 +323,20 @@ def _link_on_its_way(conn: Connection, item_id: str, upstream: str) -> bool:
                         .where(deliveries.c.channel == upstream).where(~deliveries.c.retract)
                         .where(deliveries.c.state.in_(sorted(ACTIVE | {S.SENDING}))).limit(1)).first() is not None
 
+
 def _move(conn: Connection, delivery_id: int, to: DeliveryState, now: datetime, transition: str, *,
           frm: set[DeliveryState], yield_to_newer: bool = False, **values: Any) -> DeliveryState:
     """One guarded UPDATE: the row moves to `to` only from a state in `frm` that TRANSITIONS allows.
     With `yield_to_newer`, a row that a newer row of its item and channel replaced while it was in flight
     is superseded instead, in the same statement; returns the state the row took."""
-    allowed = sorted(sources(to) & frm)
+    allowed = tuple(sorted(sources(to) & frm))
     assert allowed, f"{transition}: no state in {frm} may move to {to} (publisher.model.TRANSITIONS)"
-    state: Any = to
     if yield_to_newer:
         assert set(allowed) <= sources(S.SUPERSEDED), f"{transition}: {allowed} may not be superseded"
-        state = sa.case((_newer_row(), S.SUPERSEDED.value), else_=to.value)
-    done = conn.execute(deliveries.update().where(deliveries.c.id == delivery_id)
-                        .where(deliveries.c.state.in_(allowed))
-                        .values(state=state, updated_at=now, lease_owner=None, lease_until=None, **values)
-                        .returning(deliveries.c.state)).first()
+    stmt = move_statement(to, allowed, yield_to_newer, tuple(sorted(values)))
+    done = conn.execute(stmt, {"m_id": delivery_id, "m_now": now, **{f"m_{k}": v for k, v in values.items()}}).first()
     if done is None:
         current = conn.execute(sa.select(deliveries.c.state).where(deliveries.c.id == delivery_id)).scalar()
         raise IllegalTransition(table="deliveries", row_id=delivery_id, current=current, transition=transition,
                                 to=to)
     return DeliveryState(done[0])
-
-
-def _claim_statement(send: bool) -> sa.Update:
-    """The claim, built once (a worker claims hundreds of times a second; building it each time cost more
-    than running it). Its parameters: c_channel, c_now, c_limit, c_owner, c_until."""
-    other = deliveries.alias("other")
-    in_flight = sa.exists().where(other.c.item_id == deliveries.c.item_id).where(
-        other.c.channel == sa.bindparam("c_channel")).where(other.c.state == S.SENDING)
-    now = sa.bindparam("c_now", type_=deliveries.c.next_attempt_at.type)
-    due = (sa.select(deliveries.c.id).where(deliveries.c.channel == sa.bindparam("c_channel")).where(_CLAIMABLE)
-           .where(deliveries.c.next_attempt_at <= now)
-           .where(sa.or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < now))
-           .where(~in_flight)
-           .order_by(deliveries.c.next_attempt_at, deliveries.c.id).limit(sa.bindparam("c_limit", type_=sa.Integer))
-           .with_for_update(skip_locked=True)
-           .correlate(None))  # its own FROM, not the UPDATE's table
-    if not send:
-        due = due.where(deliveries.c.state == S.SENT)
-    to_send = deliveries.c.state.in_(sorted(TO_SEND))
-    return (deliveries.update().where(deliveries.c.id.in_(due.scalar_subquery())).values(
-        lease_owner=sa.bindparam("c_owner"), lease_until=sa.bindparam("c_until", type_=deliveries.c.lease_until.type),
-        updated_at=now,
-        state=sa.case((to_send, S.SENDING.value), else_=deliveries.c.state),
-        attempts=sa.case((to_send, deliveries.c.attempts + 1), else_=deliveries.c.attempts),
-    ).returning(*deliveries.c))
-
-
-_CLAIM = {send: _claim_statement(send) for send in (True, False)}
