@@ -4,11 +4,18 @@ An adapter renders an item for its medium and talks to the wire. It returns a `R
 one of the errors below; it never touches the store and never swallows an error. The dispatcher
 owns the bookkeeping: states, retries, rate limits, dependencies between channels. The adapters that
 speak HTTP build on `channels.http.HttpChannel`, which maps the wire's failures onto these errors.
+
+A send of several steps on the wire (WeChat: a draft, then its publication) records how far it got with
+`Channel.checkpoint`; the dispatcher keeps that on the delivery row (`Progress`, set around each adapter call by
+`tracking`) and hands it back through `Channel.progress()` to the `find` after a crash, which resumes from it.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -76,6 +83,31 @@ class Receipt:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Progress:
+    """How far one delivery's multi-step send got, kept by the dispatcher on the delivery row while it is being
+    sent. `recorded` is what an earlier, interrupted attempt of the delivery checkpointed (empty when nothing);
+    `save` stores a new checkpoint in its own transaction before it returns, and raises when the delivery is no
+    longer being sent (it moved on meanwhile), so that the adapter stops there."""
+
+    recorded: Mapping[str, Any]
+    save: Callable[[dict[str, Any]], None]
+
+
+_progress: ContextVar[Progress | None] = ContextVar("channel_progress", default=None)
+
+
+@contextmanager
+def tracking(progress: Progress) -> Iterator[None]:
+    """Run an adapter call (a send, a `find`) with `progress` as its delivery's: the dispatcher's side of
+    `Channel.checkpoint` and `Channel.progress`."""
+    token = _progress.set(progress)
+    try:
+        yield
+    finally:
+        _progress.reset(token)
+
+
 class ChannelOptions(BaseModel):
     """Base of each adapter's own options (the keys of its config.yaml section beyond the common ones)."""
 
@@ -116,12 +148,28 @@ class Channel(ABC):
 
     @abstractmethod
     async def find(self, rev: Revision) -> Receipt | None:
-        """Is this item already on the channel? Used before any resend after a crash."""
+        """Is this item already on the channel? Used before any resend after a crash, with `progress()` at hand.
+        A TransientError says it cannot tell yet: the dispatcher asks again later and never creates meanwhile."""
 
     @abstractmethod
     async def verify(self, receipt: Receipt) -> bool | Receipt:
         """Can readers see it now? A Receipt says yes and where: a channel that learns the item's URL only once it
         is live (WeChat's asynchronous publishing) hands it back this way. `Refused` says it never will be."""
+
+    def checkpoint(self, **progress: Any) -> None:
+        """Record how far a send got before its next step (say, the id of a draft made, before it is published),
+        so that a `find` after a crash resumes from it instead of guessing. The dispatcher stores it on the
+        delivery row, with the time (`at`, ISO 8601, from the injected clock), before this returns; a checkpoint
+        replaces the one before. Outside a dispatcher's call (an adapter used on its own) nothing is kept."""
+        scope = _progress.get()
+        if scope is not None:
+            scope.save({**progress, "at": self.clock.now().isoformat()})
+
+    def progress(self) -> Mapping[str, Any]:
+        """What an earlier, interrupted attempt of the delivery being handled recorded through `checkpoint`
+        (empty when nothing): `find`, and an update that republishes, read it after a crash."""
+        scope = _progress.get()
+        return scope.recorded if scope is not None else {}
 
     def lookup_hint(self, rev: Revision) -> str:
         """What names this revision's send on the channel, for a person checking whether it arrived there

@@ -2,19 +2,25 @@
 
 Publishing an item: its cover (the first picture attachment, else `default_cover`; permanent material kept by
 content hash, channels/wechat_api.py) → the pictures in its body through `media/uploadimg`, each `<img>` pointed
-at the URL WeChat returned → `draft/add` (title, author, digest from the summary, sanitized HTML content within
-the platform's limits, `content_source_url` = the `link_from` article, 阅读原文) → `freepublish/submit`. The receipt
-holds the `publish_id`: the submit only says WeChat accepted the job. `verify` reads `freepublish/get` until
-`publish_status` is 0 and hands back the article's URL; 2, 3 and 4 (the platform refused it) and 5, 6 (deleted or
-banned after it was live) end the delivery as failed, in words an admin understands.
+at the URL WeChat returned (channels/wechat_article.py) → `draft/add` (title, author, digest from the summary,
+sanitized HTML content within the platform's limits, `content_source_url` = the `link_from` article, 阅读原文) →
+`freepublish/submit`. The receipt holds the `publish_id`: the submit only says WeChat accepted the job. `verify`
+reads `freepublish/get` until `publish_status` is 0 and hands back the article's URL; 2, 3 and 4 (the platform
+refused it) and 5, 6 (deleted or banned after it was live) end the delivery as failed, in words an admin
+understands.
 
 Publishing shows the article on the account's page and in search; it does not push it to followers (a mass send,
 `message/mass/sendall`, limited to one a day for a subscription account, is not done here).
 
-Exactly once: `find` looks for the item (its title and digest, and its `content_source_url` when it has one) in
-the published list and then in the draft box; an orphan draft (a crash between `draft/add` and `freepublish/submit`)
-is submitted, not created again. A publish still in progress is invisible to both lists, so `find` looks at the
-published list once more after `find_wait` seconds before it says the item is not there.
+Exactly once: the send checkpoints its progress on the delivery (channels.base.Progress): the draft's `media_id`
+once `draft/add` answered, then the `publish_id` once `freepublish/submit` did. After a crash `find` looks for the
+item (its title and digest, and its `content_source_url` when it has one) in the published list; then, with a
+`publish_id`, at the publish job itself (still publishing: its receipt, which the read-back follows; refused: the
+platform's reason); then in the draft box, where an orphan draft (a crash between `draft/add` and the submit) is
+submitted, not made again. A draft that left the box without a known job was submitted just before the crash, and
+WeChat may publish it for a long while: `find` says so (a TransientError: look again later) and never lets a second
+article be made; past `publish_timeout` after the checkpoint it hands the delivery to a person, who looks in
+公众平台 → 发表记录.
 
 Edits: no API edits a published article. By default an update is a manual task carrying the article's link and
 what changed; `on_edit: republish` deletes the article and publishes the new revision (its URL changes).
@@ -22,28 +28,21 @@ what changed; `on_edit: republish` deletes the article and publishes the new rev
 
 from __future__ import annotations
 
-import asyncio
 import difflib
-import html
-import re
-from datetime import timedelta
-from pathlib import Path
+from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import unquote
 
 import structlog
 
-from channels.base import ManualTask, PermanentError, Receipt, Recheck, Refused, TransientError
+from channels.base import ChannelError, ManualTask, PermanentError, Receipt, Recheck, Refused, TransientError
 from channels.render import render_html, render_text
-from channels.wechat_api import MAX_COVER, Missing, WechatApi, WechatOptions, fit, matches, picture_kind
+from channels.wechat_api import Missing, WechatOptions, fit, matches
+from channels.wechat_article import DIGEST_MAX, TITLE_MAX, WechatArticle
 from publisher.model import Revision
 
 log = structlog.get_logger()
 
-TITLE_MAX, AUTHOR_MAX, DIGEST_MAX = 32, 16, 128  # characters, as the draft/add document gives them
-CONTENT_MAX_CHARS, CONTENT_MAX_BYTES = 20_000, 1024 * 1024  # under both
 FIND_PAGES = 5  # the newest 100 published articles and 100 drafts are searched
-PICTURE_TYPES = {"image/jpeg", "image/png", "image/gif"}
 GONE_NOTICES = ("该内容已被发布者删除", "此内容因违规无法查看", "该内容已被删除")
 # publish_status → (the platform's words, what it means for an admin)
 STATUS = {
@@ -54,11 +53,9 @@ STATUS = {
     5: ("成功后用户删除", "it was published, then deleted on the account (公众平台); re-queue it if it should be there"),
     6: ("成功后系统封禁", "it was published, then banned by the platform; see the notice in 公众平台"),
 }
-_IMG_RE = re.compile(r"<img\b[^>]*>", re.I)
-_SRC_RE = re.compile(r"""\bsrc="([^"]*)\"""", re.I)
 
 
-class Wechat(WechatApi):
+class Wechat(WechatArticle):
     """The bureau's government official account on WeChat."""
 
     type_name = "wechat"
@@ -67,73 +64,6 @@ class Wechat(WechatApi):
     can_update = False  # a second send is no update on WeChat: an unseen article is never sent again by itself
     # a published article can be deleted on the account or banned later (publish_status 5, 6): look again, for a month
     recheck_live = Recheck(every=timedelta(hours=6), window=timedelta(days=30))
-
-    def __init__(self, **kw: Any) -> None:
-        super().__init__(**kw)
-        self._default_cover: bytes | None = None  # read (or fetched) once
-
-    # --- rendering ---------------------------------------------------------------------------
-
-    def identity(self, rev: Revision) -> dict[str, str]:
-        """What `find` matches: the title and digest as sent, and the 阅读原文 link when there is one."""
-        return {"title": fit(rev.title, TITLE_MAX), "digest": fit(rev.short_summary, DIGEST_MAX),
-                "content_source_url": rev.link or ""}
-
-    async def article(self, rev: Revision) -> dict[str, Any]:
-        """The draft/add article of a revision, pictures uploaded; PermanentError when it breaks a platform limit."""
-        content = await self.content(rev)
-        size = len(content.encode())
-        if len(content) >= CONTENT_MAX_CHARS or size >= CONTENT_MAX_BYTES:
-            raise PermanentError(
-                f"{self.display_name}: {rev.item_id} is too large for a WeChat article ({len(content)} characters, "
-                f"{size} bytes of HTML; WeChat takes under {CONTENT_MAX_CHARS} characters and 1 MB): shorten the body "
-                "or split the item, then re-queue")
-        author = self.options.author or rev.author or ""
-        return {**self.identity(rev), "author": fit(author, AUTHOR_MAX), "content": content,
-                "thumb_media_id": await self.cover_of(rev), "need_open_comment": int(self.options.open_comment),
-                "only_fans_can_comment": 0}
-
-    async def cover_of(self, rev: Revision) -> str:
-        for att in rev.attachments:
-            if att.content_type in PICTURE_TYPES and att.size <= MAX_COVER:
-                data = await asyncio.to_thread(att.path.read_bytes)
-                if picture_kind(data) is not None:
-                    return await self.cover(data, f"{att.name} of {rev.item_id}")
-        where = self.options.default_cover
-        if where is None:
-            raise PermanentError(f"{self.display_name}: {rev.item_id} has no picture for the article's cover: attach a "
-                                 f"JPEG or PNG, or set channels.{self.name}.default_cover in config.yaml")
-        if self._default_cover is None:
-            if isinstance(where, Path):
-                try:
-                    self._default_cover = await asyncio.to_thread(where.read_bytes)
-                except OSError as exc:
-                    raise PermanentError(f"{self.display_name}: the default cover {where} cannot be read ({exc.strerror}); "
-                                         f"fix channels.{self.name}.default_cover in config.yaml") from None
-            else:
-                resp = await self.request("GET", str(where), what=f"fetch the default cover {where}", follow_redirects=True)
-                self._default_cover = resp.content
-        return await self.cover(self._default_cover, str(where))
-
-    async def content(self, rev: Revision) -> str:
-        """The body as sanitized HTML, each picture of it uploaded to WeChat; pictures WeChat cannot take are left out."""
-        body = render_html(rev.body)
-        by_name = {att.name: att for att in rev.attachments}
-        urls: dict[str, str | None] = {}
-        for tag in _IMG_RE.findall(body):
-            src = html.unescape(m.group(1)) if (m := _SRC_RE.search(tag)) else ""
-            att = by_name.get(src) or by_name.get(unquote(src))  # Markdown percent-encodes a Chinese file name
-            if src not in urls:
-                urls[src] = await self.body_picture(att.path, rev.item_id) if att is not None else None
-            if urls[src] is None:
-                log.info("wechat.picture_dropped", channel=self.name, item_id=rev.item_id, src=src[:200])
-
-        def point(m: re.Match[str]) -> str:
-            src = html.unescape(s.group(1)) if (s := _SRC_RE.search(m.group(0))) else ""
-            url = urls.get(src)
-            return "" if url is None else _SRC_RE.sub(f'src="{html.escape(url)}"', m.group(0), count=1)
-
-        return _IMG_RE.sub(point, body)
 
     # --- the five calls ----------------------------------------------------------------------
 
@@ -145,6 +75,7 @@ class Wechat(WechatApi):
         if not media_id:
             raise TransientError(f"WeChat answered draft/add without a media_id: {str(body)[:200]}")
         log.info("wechat.draft_added", channel=self.name, item_id=rev.item_id, media_id=media_id)
+        self.checkpoint(media_id=media_id)  # from here on a crash resumes from this draft, never makes a second
         return await self.submit(rev, media_id)
 
     async def submit(self, rev: Revision, media_id: str) -> Receipt:
@@ -154,6 +85,7 @@ class Wechat(WechatApi):
         if not publish_id:
             raise TransientError(f"WeChat answered freepublish/submit without a publish_id: {str(body)[:200]}")
         log.info("wechat.submitted", channel=self.name, item_id=rev.item_id, publish_id=publish_id)
+        self.checkpoint(media_id=media_id, publish_id=publish_id)
         return Receipt(remote_id=publish_id, extra={"publish_id": publish_id, "media_id": media_id})
 
     async def update(self, rev: Revision, receipt: Receipt) -> Receipt:
@@ -217,14 +149,51 @@ class Wechat(WechatApi):
         found = await self.find_published(wanted)
         if found is not None:
             return found
+        progress = self.progress()  # what the interrupted send recorded
+        media_id, publish_id = str(progress.get("media_id") or ""), str(progress.get("publish_id") or "")
+        if publish_id and (job := await self.job(publish_id, media_id)) is not None:
+            log.warning("wechat.job_resumed", channel=self.name, item_id=rev.item_id, publish_id=publish_id)
+            return job
         for item in await self.listing("cgi-bin/draft/batchget", "read the draft box"):
-            if matches(item, wanted):
+            if (media_id and item.get("media_id") == media_id) or matches(item, wanted):
                 log.warning("wechat.orphan_draft", channel=self.name, item_id=rev.item_id, media_id=item.get("media_id"))
                 return await self.submit(rev, str(item["media_id"]))
-        if self.options.find_wait:  # a publish submitted just before a crash shows up once it is done
-            await asyncio.sleep(self.options.find_wait)
-            return await self.find_published(wanted)
+        if media_id:  # submitted just before the crash, and not published yet
+            raise self.still_publishing(rev, media_id, progress.get("at"))
         return None
+
+    async def job(self, publish_id: str, media_id: str) -> Receipt | None:
+        """The receipt of a publish job a crash interrupted: the article's once published, the job's while WeChat
+        is still publishing (the read-back follows it from there); Refused when WeChat refused it; None when
+        WeChat does not know the job."""
+        receipt = Receipt(remote_id=publish_id, extra={"publish_id": publish_id, "media_id": media_id})
+        try:
+            state = await self.read_state(receipt)
+        except Missing:
+            return None
+        if isinstance(state, Refused):
+            raise state
+        return state if isinstance(state, Receipt) else receipt
+
+    def still_publishing(self, rev: Revision, media_id: str, at: object) -> ChannelError:
+        """A draft submitted just before a crash, its job unknown: still being published (look again later) until
+        `publish_timeout` after the checkpoint; then a person's question, never a second article."""
+        try:
+            since: datetime | None = datetime.fromisoformat(str(at))
+        except ValueError:
+            since = None
+        bound = timedelta(seconds=self.options.publish_timeout)
+        left = (since + bound - self.clock.now()).total_seconds() if since is not None else 0.0
+        what = f"{self.display_name}: {rev.item_id} was handed to WeChat for publishing (draft {media_id})"
+        if left > 0:
+            return TransientError(f"{what} just before the daemon stopped, and is not among the published articles "
+                                  "yet: WeChat is still publishing it; looking again", retry_after=min(600.0, max(30.0, left)))
+        return PermanentError(
+            f"{what} at {since or 'an unknown time'}, just before the daemon stopped, and has not appeared among the "
+            f"published articles in {self.options.publish_timeout / 60:g} minutes since. It is not published a "
+            "second time by itself: look in 公众平台 → 内容与互动 → 发表记录. If it shows there as published or still "
+            f"publishing (发表中), wait until it is done, then `publisher retry {rev.item_id} --channel {self.name}` "
+            "finds it and records its link; if it failed or is missing there, the same retry publishes it anew")
 
     async def find_published(self, wanted: dict[str, str]) -> Receipt | None:
         for item in await self.listing("cgi-bin/freepublish/batchget", "read the published articles"):

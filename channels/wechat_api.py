@@ -80,7 +80,9 @@ class WechatOptions(ChannelOptions):
     default_cover: AnyHttpUrl | Path | None = None
     author: str | None = None  # the article's author line; default: the item's `author`
     on_edit: Literal["manual", "republish"] = "manual"  # no API edits a published article
-    find_wait: float = Field(default=10.0, ge=0)  # seconds `find` waits for a publish that may still be in progress
+    # seconds after a send's checkpoint during which a draft submitted just before a crash is taken to be still
+    # publishing (`find` says "look again later"); past it, a person looks in 公众平台 → 发表记录
+    publish_timeout: float = Field(default=3600.0, gt=0)
     open_comment: bool = False  # need_open_comment
 
 

@@ -27,6 +27,7 @@ from publisher.states import (
     OPEN,
     REPLACEABLE,
     REVISION_TRANSITIONS,
+    TAKEN_DOWN,
     TO_SEND,
     TRANSITIONS,
     DeliveryState,
@@ -132,6 +133,8 @@ class Delivery:
     created_at: datetime
     updated_at: datetime
     retry_from: datetime | None
+    progress: dict[str, Any] | None = None  # the send in flight's last checkpoint (channels.base.Progress)
+    lost_at: datetime | None = None  # when the channel took the live item down
     revision: int | None = None
 
     @classmethod
@@ -253,7 +256,7 @@ def _columns(cls: type, row: Mapping[Any, Any], **converted: Any) -> dict[str, A
 def _field_names(cls: type) -> tuple[str, ...]:
     return tuple(f.name for f in fields(cls))
 
-__all__ = ["ACTIVE", "APPROVAL_ACTIONS", "IN_REVIEW", "OPEN", "REPLACEABLE", "REVISION_TRANSITIONS", "TO_SEND",
-           "TRANSITIONS", "Approval", "Attachment", "AuditEntry", "Delivery", "DeliveryState",
+__all__ = ["ACTIVE", "APPROVAL_ACTIONS", "IN_REVIEW", "OPEN", "REPLACEABLE", "REVISION_TRANSITIONS", "TAKEN_DOWN",
+           "TO_SEND", "TRANSITIONS", "Approval", "Attachment", "AuditEntry", "Delivery", "DeliveryState",
            "IllegalTransition", "ItemSummary", "Placement", "Revision", "RevisionState", "StoredRevision",
            "sources"]

@@ -76,6 +76,10 @@ TRANSITIONS: dict[DeliveryState, frozenset[DeliveryState]] = {
     DeliveryState.SUPERSEDED: frozenset(),
 }
 
+# How the last_error of a live row the channel took down (publisher/dispatch/livecheck.py) starts, before the
+# channel's reason: the alert and the lag table show the reason alone.
+TAKEN_DOWN = "taken down after it went live: "
+
 # A revision waits in review or blocked until it is approved, rejected or superseded by a newer one;
 # review ↔ blocked as the screen's findings and the overrides come and go.
 REVISION_TRANSITIONS: dict[RevisionState, frozenset[RevisionState]] = {

@@ -55,7 +55,6 @@ def write_config(root: Path, sandbox: Any, *, web_port: int | None = None, store
     ch["wechat"]["api_base"] = f"{sb}/wechat"
     ch["wechat"]["secret"] = CREDENTIALS["wechat_secret"]
     ch["wechat"]["default_cover"] = f"{sb}/wechat/demo-cover.png"
-    ch["wechat"]["find_wait"] = 0  # the stand-in's publishing is immediate in tests that set it so
     ch["press"]["host"], ch["press"]["port"] = "127.0.0.1", smtp_port
     if sources:
         for src in data["sources"].values():

@@ -55,10 +55,9 @@ def _sending(config: Path) -> int:
 def test_sigkill_mid_fanout_loses_nothing_and_posts_nothing_twice(tmp_path: Path, sandbox: SandboxProcess) -> None:
     """Two SIGKILLs during a fan-out of 120 items; after a restart every peer holds each item exactly once."""
     config = write_config(tmp_path, sandbox, **{
-        "channels.microblog.rate_limit": "10000/h", "channels.provincial_feed.max_entries": 1000,
-        "channels.wechat.find_wait": 0.5})
+        "channels.microblog.rate_limit": "10000/h", "channels.provincial_feed.max_entries": 1000})
     settings(sandbox, "weibo", posts_per_hour=10_000, calls_per_day=100_000)
-    settings(sandbox, "wechat", publish_seconds=0.2)  # a publish in progress at a kill is found once it is done
+    settings(sandbox, "wechat", publish_seconds=0.2)  # a publish in progress at a kill is resumed from its checkpoint
     for service in ("wordpress", "portal", "weibo", "wechat"):  # slow peers keep many sends in flight at the kill
         faults(sandbox, service, latency_s=0.03)
     inbox = tmp_path / "queue" / "inbox"

@@ -16,6 +16,7 @@ from publisher.clock import FrozenClock
 from publisher.lag import json_form as lag_json
 from publisher.model import DeliveryState
 from publisher.store.db import Store
+from publisher.store.schema import deliveries
 from tests.test_lag import T0, World, make_config
 
 
@@ -67,6 +68,23 @@ async def test_page_shows_the_late_channel_with_its_error(world: World, client: 
     assert "<script" not in page
     plot = (await client.get("/?range=7d")).text
     assert "<svg" in plot and "<circle" in plot  # the lag plot, drawn without JavaScript
+
+
+async def test_page_lists_an_item_taken_down_after_it_went_live(world: World, client: httpx.AsyncClient) -> None:
+    """A live article the channel took down is listed apart, with where it was and the platform's reason; the
+    table is there only while something is lost."""
+    assert 'id="lost"' not in (await client.get("/")).text
+    item = world.item(title="隐患排查通报", item_id="2015-news-0007")
+    row = world.delivery("wechat", item=item, due_at=T0, state=DeliveryState.LIVE, live_at=T0 + timedelta(seconds=9))
+    with world.store.tx() as conn:
+        world.store.live_lost(conn, row, T0 + timedelta(hours=6),
+                              error="taken down after it went live: 政务公众号: 成功后用户删除 (publish_status 5)")
+    old_url = "http://127.0.0.1:8701/wechat/s?mid=1"
+    with world.store.tx() as conn:
+        conn.execute(deliveries.update().where(deliveries.c.id == row).values(url=old_url))
+    page = (await client.get("/")).text
+    assert 'id="lost"' in page and "上线后被撤下的条目" in page and "隐患排查通报" in page
+    assert f'href="{old_url}"' in page and "成功后用户删除" in page
 
 
 async def test_english_labels_on_request(world: World, client: httpx.AsyncClient) -> None:

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from publisher.app.cli.lag import lag_command
+from publisher.app.cli.lag import lag_command, print_table
 from publisher.app.cli.table import Column, Table, cells, cut, wrap
 from publisher.clock import FrozenClock
 from publisher.config.settings import Config, load_config
@@ -271,6 +271,9 @@ def test_json_schema_is_stable(world: World) -> None:
     """The JSON form has exactly the documented fields (docs/LAG_JSON.md)."""
     item = world.item(doc_date=date(2015, 2, 10))
     world.delivery("bureau_site", item=item, state=DeliveryState.FAILED, error="boom", due_at=T0 - timedelta(hours=1))
+    taken = world.delivery("bureau_site", state=DeliveryState.LIVE, live_at=T0 - timedelta(minutes=5))
+    with world.store.tx() as conn:
+        world.store.live_lost(conn, taken, T0, error="taken down after it went live: deleted on the account")
     data = lag_json.to_json(world.report())
     assert set(data) == {"schema", "source", "locale", "generated_at", "window", "channels", "freshness", "deadlines",
                          "review", "deadlines_total", "deadline_counts", "sources"}
@@ -282,8 +285,10 @@ def test_json_schema_is_stable(world: World) -> None:
                                        "silent_after_s", "last_attempt_at", "last_success_at", "last_error_at",
                                        "last_error", "entries", "imported", "last_import_at"}
     ch = data["channels"][0]
-    assert set(ch) == {"name", "display_name", "type", "status", "sla_s", "counts", "late_total", "late", "window",
-                       "last_live_at"}
+    assert set(ch) == {"name", "display_name", "type", "status", "sla_s", "counts", "late_total", "late", "lost",
+                       "window", "last_live_at"}
+    assert set(ch["lost"][0]) == {"delivery_id", "item_id", "revision", "title", "state", "lost_at", "url",
+                                  "last_error"}
     assert set(ch["late"][0]) == {"delivery_id", "item_id", "revision", "title", "state", "retract", "due_at",
                                   "sent_at", "lag_s", "over_sla_s", "attempts", "last_error", "next_attempt_at"}
     assert set(ch["window"]) == {"deliveries", "over_sla", "p50_s", "p95_s", "max_s"}
@@ -292,6 +297,42 @@ def test_json_schema_is_stable(world: World) -> None:
     assert set(data["deadlines"][0]) == {"item_id", "revision", "title", "category", "category_name", "state", "start",
                                          "last_day", "deadline", "working_days_left", "status", "calendar_known"}
     assert ch["late"][0]["due_at"] == "2015-03-18T00:00:00Z" and ch["late"][0]["lag_s"] == 3600.0
+
+
+def test_a_lost_delivery_is_listed_until_its_item_is_live_there_again(world: World,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """A live row the channel took down is lost (and remembers when) while it is not live again: a person's retry
+    of it keeps it listed until it is live; a newer revision live on the channel ends it; other channels' rows,
+    and rows never live, are not lost."""
+    retried, replaced = world.item(), world.item()
+    ids = {}
+    for name, item in (("retried", retried), ("replaced", replaced)):
+        ids[name] = world.delivery("bureau_site", item=item, state=DeliveryState.LIVE, live_at=T0 - timedelta(days=2))
+        with world.store.tx() as conn:
+            world.store.live_lost(conn, ids[name], T0 - timedelta(hours=1), error="taken down after it went live: 封禁")
+    world.delivery("bureau_site", state=DeliveryState.FAILED, error="boom")
+    world.delivery("city_portal", item=retried, state=DeliveryState.LIVE, live_at=T0)
+    lost = world.channel("bureau_site").lost
+    assert [(d.delivery_id, d.state, d.lost_at) for d in lost] == [
+        (ids["retried"], DeliveryState.FAILED, T0 - timedelta(hours=1)),
+        (ids["replaced"], DeliveryState.FAILED, T0 - timedelta(hours=1))]
+    assert lost[0].last_error and "封禁" in lost[0].last_error and world.channel("city_portal").lost == []
+    print_table(lag_json.to_json(world.report()))  # `publisher lag` lists them apart, with the channel's reason
+    table = capsys.readouterr().out
+    assert "上线后被撤下的条目" in table and f"{retried[0]} r1" in table and "封禁" in table
+    with world.store.tx() as conn:
+        world.store.requeue(conn, retried[0], "bureau_site", T0)
+    with world.store.tx() as conn:  # a newer revision of the other item, live on the channel since
+        rev2 = conn.execute(revisions.insert().values(
+            item_id=replaced[0], number=2, state=RevisionState.APPROVED, title="更正", category="news", body="正文",
+            channels=[], attachments=[], retract=False, findings=[], created_at=T0)).inserted_primary_key[0]
+    world.delivery("bureau_site", item=(replaced[0], int(rev2)), state=DeliveryState.LIVE, live_at=T0)
+    assert [(d.delivery_id, d.state) for d in world.channel("bureau_site").lost] == [
+        (ids["retried"], DeliveryState.PENDING)]
+    with world.store.tx() as conn:
+        conn.execute(deliveries.update().where(deliveries.c.id == ids["retried"]).values(
+            state=DeliveryState.LIVE, live_at=T0 + timedelta(minutes=1)))
+    assert world.channel("bureau_site").lost == []
 
 
 def test_the_deadlines_listed_are_limited_and_all_are_counted(world: World) -> None:

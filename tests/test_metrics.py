@@ -81,13 +81,17 @@ def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
 
 
 def test_report_gauges_on_a_loopback_scrape(world: World) -> None:
-    """Freshness per channel and category, late counts, legal deadlines, the review queue per next role and
-    the report's age come out of a real app's /metrics with the values the lag report and review hold."""
+    """Freshness per channel and category, late and lost counts, legal deadlines, the review queue per next role
+    and the report's age come out of a real app's /metrics with the values the lag report and review hold."""
     news = world.item(category="news", item_id="2015-news-0001")
     world.delivery("bureau_site", item=news, due_at=NOW - timedelta(days=2, seconds=30), state=DeliveryState.LIVE,
                    live_at=NOW - timedelta(days=2))
     world.delivery("city_portal", item=news, due_at=NOW - timedelta(days=2), state=DeliveryState.FAILED,
                    error="503 Service Unavailable")
+    taken = world.delivery("wechat", item=news, due_at=NOW - timedelta(days=2), state=DeliveryState.LIVE,
+                           live_at=NOW - timedelta(days=2))
+    with world.store.tx() as conn:  # the live re-check found the article deleted on the account
+        world.store.live_lost(conn, taken, NOW - timedelta(hours=1), error="taken down after it went live: 成功后用户删除")
     # made on Feb 10 and still in review: 3 working days left (at risk); it waits for the section chief
     world.item(category="news", state=RevisionState.REVIEW, item_id="stuck", created_at=datetime(2015, 2, 10, 2, tzinfo=UTC))
     # dated Jan 5 and signed by the section chief only: overdue, waiting for the deputy director
@@ -112,6 +116,8 @@ def test_report_gauges_on_a_loopback_scrape(world: World) -> None:
             == lag.channel_freshness_threshold(world.config, "bureau_site").total_seconds())
     assert value(s, "publisher_channel_late_deliveries", channel="city_portal") == 1
     assert value(s, "publisher_channel_late_deliveries", channel="bureau_site") == 0
+    assert value(s, "publisher_channel_lost_deliveries", channel="wechat") == 1
+    assert value(s, "publisher_channel_lost_deliveries", channel="bureau_site") == 0
     assert value(s, "publisher_deliveries", channel="city_portal", state="failed") == 1
     assert value(s, "publisher_channel_sla_seconds", channel="city_portal") == 86400
     assert value(s, "publisher_legal_deadline_revisions", status="at_risk") == 1
@@ -225,9 +231,9 @@ async def test_dashboard_and_rules_ask_only_for_exported_metrics(tmp_path: Path,
 
 
 def test_alert_rules_pass_promtool_and_their_unit_tests() -> None:
-    """promtool accepts the alert rules and the scrape config, and the rules' unit tests pass: late, stale,
+    """promtool accepts the alert rules and the scrape config, and the rules' unit tests pass: late, lost, stale,
     deadline at risk and overdue, the daemon down, a district source silent."""
-    assert "SUCCESS: 7 rules found" in run_promtool("check", "rules", "publisher-alerts.yml").stdout
+    assert "SUCCESS: 8 rules found" in run_promtool("check", "rules", "publisher-alerts.yml").stdout
     run_promtool("check", "config", "prometheus.yml")
     tested = run_promtool("test", "rules", "publisher-alerts.test.yml")
     assert "SUCCESS" in tested.stdout

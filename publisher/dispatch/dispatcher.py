@@ -8,7 +8,9 @@ or dead channel only ever holds its own worker. Three rules give exactly-once:
    is reconciled through the adapter's `find` before anything is sent again (where `find` cannot
    tell, as for e-mail, the row fails for a person to check: it is never sent again unasked).
 2. A create is retried only after `find` said the item is not there (or with the same
-   idempotency key, which the adapters send where the protocol has one).
+   idempotency key, which the adapters send where the protocol has one). A `find` that cannot tell
+   yet (a TransientError) makes the row retry later, never create; the checkpoints an adapter made
+   mid-send (channels.base.Progress) are on the row, and `find` resumes from them.
 3. The receipt, the row's new state and the item's placement on the channel commit together.
 
 An adapter call is bounded by a deadline below the claim's lease (publisher/dispatch/policy.py), and
@@ -30,7 +32,7 @@ import structlog
 from sqlalchemy.exc import DBAPIError
 from structlog.contextvars import bound_contextvars
 
-from channels.base import Channel, ManualTask, PermanentError, Receipt, Refused, TransientError
+from channels.base import Channel, ManualTask, PermanentError, Receipt, Refused, TransientError, tracking
 from publisher.clock import Clock
 from publisher.config.settings import Config
 from publisher.dispatch import policy
@@ -263,7 +265,8 @@ class Dispatcher:
             return  # _revision has already failed the row (no upstream link)
         try:  # past the deadline the call is cancelled: the next attempt of a create asks `find` first
             async with policy.bounded(self.deadlines(row.channel).call, f"the call to {row.channel}"):
-                receipt = await self.telemetry.timed(row.channel, "send", self._call_channel(row, placed, rev))
+                with tracking(self.books.progress(row)):  # the adapter's checkpoints land on the row
+                    receipt = await self.telemetry.timed(row.channel, "send", self._call_channel(row, placed, rev))
         except ManualTask as exc:
             self.books.manual(row, exc)
             return
@@ -321,7 +324,8 @@ class Dispatcher:
                 return
             try:
                 async with policy.bounded(self.deadlines(row.channel).call, f"the search on {row.channel}"):
-                    found = await policy.read(channel.find, rev, attempts=self.read_retries)
+                    with tracking(self.books.progress(row)):  # `find` resumes from the interrupted send's checkpoint
+                        found = await policy.read(channel.find, rev, attempts=self.read_retries)
             except (TransientError, PermanentError) as exc:
                 log.warning("dispatch.reconcile_unknown", error=str(exc))
         if found is not None:

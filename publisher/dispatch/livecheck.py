@@ -4,10 +4,11 @@ A WeChat article can be deleted on the account or banned by the platform after i
 (publish_status 5, 6). Such a channel's adapter declares `recheck_live` (how often a live item is read back);
 each pass reads back the rows that are due, through the adapter's `verify`. A `Refused` answer moves the row
 from live to failed, with the channel's words in `last_error` and its live time cleared: the item no longer
-counts as public (freshness, lag), the lag report lists it with the failed rows, and the alerter announces it
-as late once its SLA has passed. A row still live is looked at again after `recheck_live`; a read-back that
-fails (the channel unreachable) leaves it for the next pass. Only the item's current placement on the channel
-is read back: an older revision's row, or a retracted item's, is not.
+counts as public (freshness, lag), the lag report lists it as lost (`lost_at`) and with the failed rows, and the
+alerter announces it at its next check, SLA or not (alert kind `lost`), until the item is live there again.
+A row still live is looked at again after `recheck_live`; a read-back that fails (the channel unreachable)
+leaves it for the next pass. Only the item's current placement on the channel is read back: an older
+revision's row, or a retracted item's, is not.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from channels.base import Channel, PermanentError, Receipt, Refused, TransientEr
 from publisher.clock import Clock
 from publisher.dispatch import policy
 from publisher.dispatch.policy import describe
-from publisher.model import Delivery
+from publisher.model import TAKEN_DOWN, Delivery
 from publisher.store.db import Store
 
 log = structlog.get_logger()
@@ -58,7 +59,7 @@ class LiveCheck:
                 await policy.read(channel.verify, placed, attempts=2)
         except Refused as exc:
             now = self.clock.now()
-            message = f"taken down after it went live: {describe(exc)}"
+            message = f"{TAKEN_DOWN}{describe(exc)}"
             with self.store.tx() as conn:
                 self.store.live_lost(conn, row.id, now, error=message)
                 self.store.audit(conn, now, "daemon", "live_lost", item_id=row.item_id, channel=row.channel,

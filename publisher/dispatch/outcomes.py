@@ -10,11 +10,12 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 import structlog
 from sqlalchemy.engine import Connection
 
-from channels.base import ManualTask, PermanentError, Receipt, TransientError
+from channels.base import ManualTask, PermanentError, Progress, Receipt, TransientError
 from publisher.clock import Clock
 from publisher.config.settings import Config
 from publisher.dispatch import policy
@@ -148,6 +149,17 @@ class Bookkeeper:
         if replaced:
             log.warning("delivery.url_changed", url=receipt.url, **replaced)
         return self.store.release_waiting(conn, row.item_id, self.dependents(row), now) if receipt.url else []
+
+    def progress(self, row: Delivery) -> Progress:
+        """The row's progress for its adapter call: what an interrupted attempt recorded, and where a checkpoint of
+        this one goes (the row, still `sending`, in a transaction of its own, committed before the adapter goes on)."""
+
+        def save(progress: dict[str, Any]) -> None:
+            with self.store.tx() as conn:
+                self.store.save_progress(conn, row.id, progress, self.clock.now())
+            log.info("delivery.checkpoint", progress=progress)
+
+        return Progress(recorded=row.progress or {}, save=save)
 
     # --- helpers ------------------------------------------------------------------------------------
 

@@ -1,8 +1,10 @@
-"""Alerts: one message when a delivery turns late, or a freshness or legal-deadline warning starts,
-and one when such an announced condition has recovered.
+"""Alerts: one message when a delivery turns late, when a channel takes a live item down, or when a
+freshness or legal-deadline warning starts, and one when such an announced condition has recovered.
 
-Each condition has a key (late:<delivery id>, freshness:<status>:<channel>:<category>,
-deadline:<status>:<item>:<revision>) and a row in `alert_events`. A condition is announced once
+Each condition has a key (late:<delivery id>, lost:<delivery id>, freshness:<status>:<channel>:<category>,
+deadline:<status>:<item>:<revision>) and a row in `alert_events`. A lost item (deleted on the account, banned
+by the platform: publisher/dispatch/livecheck.py) is announced at the next check, SLA or not, and recovers
+once the item is live on that channel again; it is not announced as late besides. A condition is announced once
 when it opens, its recovery is announced once, and only a fresh opening is announced again.
 All conditions opened by one check go out together: one webhook POST (JSON) and one e-mail, so a
 dead channel with 500 late items makes one message, not 500. A failed send leaves the events
@@ -28,6 +30,7 @@ from publisher.clock import Clock
 from publisher.config.settings import Config
 from publisher.lag import report as lag
 from publisher.lag.json_form import seconds, timestamp
+from publisher.model import TAKEN_DOWN
 from publisher.store import alert_log
 from publisher.store.db import Store
 
@@ -39,8 +42,8 @@ KEEP_CLEARED = timedelta(days=30)  # cleared conditions are forgotten after this
 @dataclass(frozen=True)
 class Event:
     key: str
-    kind: str  # late | freshness | deadline
-    status: str  # late | warning | breached | never | at_risk | overdue
+    kind: str  # late | lost | freshness | deadline
+    status: str  # late | lost | warning | breached | never | at_risk | overdue
     channel: str | None
     item_id: str | None
     text: str
@@ -52,7 +55,18 @@ def conditions(report: lag.LagReport, locale: str) -> dict[str, Event]:
     config, out = report.config, {}
     names = {ch.name: ch.display for ch in report.channels}
     for ch in report.channels:
+        for lost in ch.lost:
+            reason = (lost.last_error or "—").removeprefix(TAKEN_DOWN)
+            text = i18n.t("alert_lost", locale, channel=ch.display, item=lost.item_id, revision=lost.revision,
+                          title=lost.title, reason=reason, url=lost.url or "—")
+            out[f"lost:{lost.delivery_id}"] = Event(
+                key=f"lost:{lost.delivery_id}", kind="lost", status="lost", channel=ch.name, item_id=lost.item_id,
+                text=text, detail={"delivery_id": lost.delivery_id, "revision": lost.revision, "title": lost.title,
+                                   "state": lost.state.value, "lost_at": timestamp(lost.lost_at), "url": lost.url,
+                                   "reason": reason})
         for d in ch.late:
+            if d.lost_at is not None:
+                continue  # the lost alert speaks for it
             text = i18n.t("alert_late", locale, channel=ch.display, item=d.item_id, revision=d.revision,
                           lag=i18n.duration(d.lag, locale), sla=i18n.duration(ch.sla, locale),
                           state=i18n.t(f"state_{d.state}", locale), error=d.last_error or "—")

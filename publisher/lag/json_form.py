@@ -45,6 +45,10 @@ def to_json(report: LagReport, *, source: str = "store", limit: int | None = Non
                 "lag_s": seconds(d.lag), "over_sla_s": seconds(d.over_sla), "attempts": d.attempts,
                 "last_error": d.last_error, "next_attempt_at": timestamp(d.next_attempt_at),
             } for d in ch.late],
+            "lost": [{
+                "delivery_id": d.delivery_id, "item_id": d.item_id, "revision": d.revision, "title": d.title,
+                "state": d.state.value, "lost_at": timestamp(d.lost_at), "url": d.url, "last_error": d.last_error,
+            } for d in ch.lost],
             "window": {"deliveries": ch.window_total, "over_sla": ch.window_over_sla,
                        "p50_s": seconds(ch.p50), "p95_s": seconds(ch.p95), "max_s": seconds(ch.max)},
             "last_live_at": timestamp(ch.last_live_at),

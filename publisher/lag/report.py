@@ -5,6 +5,8 @@ its boundary. Definitions (docs/LAG_JSON.md is the public contract):
 
 - lag of a delivery = (live_at, or now while not live) − due_at; superseded rows are ignored;
 - a delivery is **late** when it is not live and now − due_at > the channel's SLA;
+- a delivery is **lost** when the channel took it down after it went live (deleted there, banned) and the
+  item has not gone live there again since;
 - freshness: the time since the newest item (not a retraction) went live on a channel, and per
   category on it, against a threshold; "warning" from `lag.freshness_warn_before` ahead of it;
 - the legal deadline: a revision must be live somewhere by the end of the N-th working day
@@ -87,6 +89,7 @@ class ChannelLag:
     p95: timedelta | None = None
     max: timedelta | None = None
     last_live_at: datetime | None = None
+    lost: list[reads.LostRow] = field(default_factory=list)  # taken down after they went live, not live again
 
     @property
     def status(self) -> str:
@@ -268,6 +271,7 @@ def build_report(store: Store, config: Config, now: datetime, *, channel: str | 
             cfg = config.channels[name]
             ch = ChannelLag(name=name, display=cfg.display(name), type=cfg.type, sla=cfg.sla, counts=counts[name])
             ch.late_total, ch.late = late_deliveries(conn, config, name, now, since=since, limit=late_limit)
+            ch.lost = reads.lost_rows(conn, name)
             lags = reads.window_lags(conn, name, start, now)
             ch.window_total = len(lags)
             if lags:

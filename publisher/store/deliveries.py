@@ -163,6 +163,17 @@ class DeliveryStore(StoreBase):
                  .where(deliveries.c.item_id == item_id).order_by(deliveries.c.id))
             return [Delivery.from_row(r) for r in conn.execute(q).mappings()]
 
+    @staticmethod
+    def save_progress(conn: Connection, delivery_id: int, progress: dict[str, Any], now: datetime) -> None:
+        """A send in flight checkpoints how far it got (kept until its outcome is stored, which clears it); raises
+        IllegalTransition when the row is no longer being sent, so that the adapter goes no further."""
+        done = conn.execute(deliveries.update().where(deliveries.c.id == delivery_id)
+                            .where(deliveries.c.state == S.SENDING).values(progress=progress, updated_at=now))
+        if not done.rowcount:
+            current = conn.execute(sa.select(deliveries.c.state).where(deliveries.c.id == delivery_id)).scalar()
+            raise IllegalTransition(table="deliveries", row_id=delivery_id, current=current,
+                                    transition="record the progress of a send", to=S.SENDING)
+
     # --- one method per transition: each raises IllegalTransition unless the row may make it ------
 
     @staticmethod
@@ -171,7 +182,7 @@ class DeliveryStore(StoreBase):
         """The channel took it: read it back from `verify_at` on (superseded instead, sent_at kept, when a
         newer row of the item took over meanwhile: that row acts on what this one placed)."""
         return _move(conn, delivery_id, S.SENT, now, "mark sent", frm={S.SENDING}, yield_to_newer=True, sent_at=now,
-                     remote_id=remote_id, url=url, last_error=None, next_attempt_at=verify_at)
+                     remote_id=remote_id, url=url, last_error=None, next_attempt_at=verify_at, progress=None)
 
     @staticmethod
     def mark_sent_many(conn: Connection, sends: Sequence[dict[str, Any]], now: datetime) -> None:
@@ -194,7 +205,7 @@ class DeliveryStore(StoreBase):
                         url: str | None) -> None:
         """For a retraction, live means readers no longer see the item."""
         _move(conn, delivery_id, S.LIVE, now, "record the retraction", frm={S.SENDING}, sent_at=now, live_at=now,
-              remote_id=remote_id, url=url, last_error=None)
+              remote_id=remote_id, url=url, last_error=None, progress=None)
 
     @staticmethod
     def mark_live(conn: Connection, delivery_id: int, now: datetime, *, url: str | None = None) -> None:
@@ -206,7 +217,7 @@ class DeliveryStore(StoreBase):
     def live_lost(conn: Connection, delivery_id: int, now: datetime, *, error: str) -> None:
         """A live item the channel took down (deleted there, banned): failed, and no longer counted as live."""
         _move(conn, delivery_id, S.FAILED, now, "record the loss of a live item", frm={S.LIVE}, live_at=None,
-              last_error=error)
+              last_error=error, lost_at=now)
 
     def live_to_recheck(self, channel: str, now: datetime, limit: int, *, since: datetime) -> list[Delivery]:
         """The channel's rows live since `since` and due for another look (`next_attempt_at` passed), each still
@@ -252,12 +263,13 @@ class DeliveryStore(StoreBase):
         """A permanent failure, a spent retry budget, or an adapter defect: a person looks at it (unless a
         newer row of the item took over, which carries on)."""
         return _move(conn, delivery_id, S.FAILED, now, "fail", frm={S.SENDING, S.SENT}, yield_to_newer=True,
-                     last_error=error)
+                     last_error=error, progress=None)
 
     @staticmethod
     def to_manual(conn: Connection, delivery_id: int, now: datetime, *, task: str) -> None:
         """What the protocol cannot do: a person does it by hand."""
-        _move(conn, delivery_id, S.MANUAL, now, "hand over as a manual task", frm={S.SENDING}, last_error=task)
+        _move(conn, delivery_id, S.MANUAL, now, "hand over as a manual task", frm={S.SENDING}, last_error=task,
+              progress=None)
 
     @staticmethod
     def back_to_pending(conn: Connection, delivery_id: int, now: datetime) -> DeliveryState:

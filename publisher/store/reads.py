@@ -24,10 +24,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.expression import ColumnElement
 
-from publisher.model import DeliveryState, RevisionState
+from publisher.model import OPEN, DeliveryState, RevisionState
 from publisher.store.schema import (
     IN_REVIEW_SQL,
     LIVE_ROWS_SQL,
+    LOST_ROWS_SQL,
     OPEN_ROWS_SQL,
     UTCDateTime,
     deliveries,
@@ -38,13 +39,15 @@ from publisher.store.schema import (
 if TYPE_CHECKING:
     from publisher.store.db import Store
 
-__all__ = ["Connection", "DeadlineCandidate", "LateRow", "deadline_candidates", "lags_by_offset", "late_count",
-           "late_rows", "newest_live", "newly_live", "open_counts", "report_snapshot", "window_lags"]
+__all__ = ["Connection", "DeadlineCandidate", "LateRow", "LostRow", "deadline_candidates", "lags_by_offset",
+           "late_count", "late_rows", "lost_rows", "newest_live", "newly_live", "open_counts", "report_snapshot",
+           "window_lags"]
 
 # Spelled exactly as the partial index ix_deliveries_open says it, so that SQLite and PostgreSQL use it.
 OPEN_ROWS = sa.text(f"deliveries.{OPEN_ROWS_SQL}")
 IN_REVIEW = sa.text(f"revisions.{IN_REVIEW_SQL}")
 LIVE_ROWS = sa.text(f"deliveries.{LIVE_ROWS_SQL}")
+LOST_ROWS = sa.text(f"deliveries.{LOST_ROWS_SQL}")
 WALK_LIMIT = 1_000  # newest live rows read per channel before asking per category instead
 
 
@@ -63,6 +66,21 @@ class LateRow:
     attempts: int
     last_error: str | None
     next_attempt_at: datetime | None
+    lost_at: datetime | None  # the channel took it down after it went live (the "lost" alert speaks for it)
+
+
+@dataclass(frozen=True)
+class LostRow:
+    """A delivery the channel took down after it went live (deleted there, banned), its item not live there since."""
+
+    delivery_id: int
+    item_id: str
+    revision: int
+    title: str
+    state: DeliveryState
+    lost_at: datetime
+    url: str | None  # where it was
+    last_error: str | None  # the channel's reason, unless a later attempt's error replaced it
 
 
 @dataclass(frozen=True)
@@ -127,8 +145,24 @@ def late_rows(conn: Connection, channel: str, due_before: datetime, since: datet
     return [LateRow(
         delivery_id=r["id"], item_id=r["item_id"], revision=r["number"], title=r["title"],
         state=DeliveryState(r["state"]), retract=bool(r["retract"]), due_at=r["due_at"], sent_at=r["sent_at"],
-        attempts=r["attempts"], last_error=r["last_error"], next_attempt_at=r["next_attempt_at"],
+        attempts=r["attempts"], last_error=r["last_error"], next_attempt_at=r["next_attempt_at"], lost_at=r["lost_at"],
     ) for r in conn.execute(q).mappings()]
+
+
+def lost_rows(conn: Connection, channel: str) -> list[LostRow]:
+    """The channel's open rows taken down after they went live, unless a row of their item went live there since
+    (a person's retry of the row itself leaves the open rows); the earliest loss first. Reads ix_deliveries_lost,
+    which holds the lost rows only (a handful)."""
+    again = deliveries.alias("again")
+    live_again = (sa.exists().where(again.c.item_id == deliveries.c.item_id).where(again.c.channel == channel)
+                  .where(again.c.state == DeliveryState.LIVE).where(again.c.live_at >= deliveries.c.lost_at))
+    q = (sa.select(deliveries, revisions.c.number, revisions.c.title)
+         .join(revisions, revisions.c.id == deliveries.c.revision_id)
+         .where(LOST_ROWS).where(deliveries.c.channel == channel).where(deliveries.c.state.in_(sorted(OPEN)))
+         .where(~live_again).order_by(deliveries.c.lost_at, deliveries.c.id))
+    return [LostRow(delivery_id=r["id"], item_id=r["item_id"], revision=r["number"], title=r["title"],
+                    state=DeliveryState(r["state"]), lost_at=r["lost_at"], url=r["url"], last_error=r["last_error"])
+            for r in conn.execute(q).mappings()]
 
 
 def _lag_at(now: datetime) -> ColumnElement[float]:

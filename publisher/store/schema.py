@@ -174,6 +174,9 @@ deliveries = Table(
     _ts("created_at", False),
     _ts("updated_at", False),
     _ts("retry_from"),  # the last manual retry: the retry budget's max_age counts from it, not from due_at (0004)
+    # how far the send in flight got (an adapter's checkpoint, channels.base.Progress); cleared with its outcome (0010)
+    Column("progress", JSON),
+    _ts("lost_at"),  # when the channel took the live item down (deleted, banned): the "lost" alert's rows (0010)
     UniqueConstraint("revision_id", "channel"),
     Index("ix_deliveries_work", "state", "channel", "next_attempt_at"),
     Index("ix_deliveries_item", "item_id", "channel"),
@@ -237,6 +240,10 @@ Index("ix_deliveries_channel_sent", deliveries.c.channel, deliveries.c.sent_at)
 CLAIMABLE_SQL = f"state IN ({states_sql(TO_SEND | {DeliveryState.SENT}, of=DeliveryState)})"
 Index("ix_deliveries_claim", deliveries.c.channel, deliveries.c.next_attempt_at, deliveries.c.id,
       sqlite_where=text(CLAIMABLE_SQL), postgresql_where=text(CLAIMABLE_SQL))
+# The rows a channel took down after they went live (0010): the "lost" alert reads these few, not the open rows.
+LOST_ROWS_SQL = "lost_at IS NOT NULL"
+Index("ix_deliveries_lost", deliveries.c.channel, deliveries.c.lost_at,
+      sqlite_where=text(LOST_ROWS_SQL), postgresql_where=text(LOST_ROWS_SQL))
 # Freshness of a rarely published category: its revisions first, then their rows on the channel.
 Index("ix_revisions_category", revisions.c.category, revisions.c.id)
 

@@ -52,7 +52,7 @@ def _mark_sent_many_statement() -> sa.Update:
             .where(deliveries.c.state == S.SENDING)  # mark_sent's one source state (an IN cannot be executemany'd)
             .where(~NEWER)  # a row a newer one replaced meanwhile is superseded, one by one (mark_sent)
             .values(state=S.SENT.value, updated_at=_param("b_now", "updated_at"),
-                    lease_owner=None, lease_until=None, sent_at=_param("b_now", "sent_at"),
+                    lease_owner=None, lease_until=None, sent_at=_param("b_now", "sent_at"), progress=None,
                     remote_id=_param("b_remote_id", "remote_id"), url=_param("b_url", "url"), last_error=None,
                     next_attempt_at=_param("b_verify_at", "next_attempt_at")))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from channels.base import ManualTask, PermanentError, RateLimited, Receipt, Refused, TransientError
+from channels.base import ManualTask, PermanentError, Progress, RateLimited, Receipt, Refused, TransientError, tracking
 from channels.wechat import Wechat
 from publisher.clock import FrozenClock
 from publisher.model import Attachment, Revision
@@ -26,7 +27,7 @@ PNG = COVER.read_bytes()
 
 def adapter(sandbox: SandboxServer, http: httpx.AsyncClient, clock: FrozenClock, **options: Any) -> Wechat:
     opts = {"api_base": sandbox.url("wechat"), "appid": CREDENTIALS["wechat_appid"],
-            "secret": CREDENTIALS["wechat_secret"], "default_cover": COVER, "find_wait": 0, **options}
+            "secret": CREDENTIALS["wechat_secret"], "default_cover": COVER, **options}
     return Wechat(name="wechat", options=Wechat.Options(**opts), http=http, clock=clock, display_name="政务公众号")
 
 
@@ -145,14 +146,64 @@ async def test_find_after_a_crash_at_each_step(sandbox: SandboxServer, http: htt
     assert await wx.find(make_revision(link=LINK, title="另一篇文章")) is None
 
 
-async def test_find_waits_for_a_publish_still_in_progress(sandbox: SandboxServer, http: httpx.AsyncClient,
-                                                         clock: FrozenClock, rev: Revision) -> None:
-    """A crash just after submit leaves the article in neither list while WeChat publishes; find looks at the
-    published list again after find_wait and finds it there instead of publishing twice."""
-    setting(sandbox, publish_seconds=0.2)
-    await adapter(sandbox, http, clock).publish(rev)
-    found = await adapter(sandbox, http, clock, find_wait=0.5).find(rev)
+class Row:
+    """The dispatcher's side of a checkpoint, as it keeps one delivery's: the last one saved, handed back next time."""
+
+    def __init__(self) -> None:
+        self.progress: dict[str, Any] = {}
+
+    def attempt(self) -> AbstractContextManager[None]:
+        return tracking(Progress(recorded=dict(self.progress), save=self.save))
+
+    def save(self, progress: dict[str, Any]) -> None:
+        self.progress = progress
+
+
+async def test_a_send_checkpoints_its_draft_and_its_job_and_find_resumes_a_job_still_publishing(
+        sandbox: SandboxServer, http: httpx.AsyncClient, clock: FrozenClock, rev: Revision) -> None:
+    """Publish checkpoints the draft's media_id before the submit and the publish_id after it; a find after a crash
+    with that progress, while WeChat still publishes, hands back the job's receipt (the read-back follows it) and
+    makes nothing."""
+    setting(sandbox, publish_seconds=30)
+    row = Row()
+    with row.attempt():
+        receipt = await adapter(sandbox, http, clock).publish(rev)  # then the crash, before the outcome is stored
+    assert row.progress["media_id"] == receipt.extra["media_id"] and row.progress["publish_id"] == receipt.remote_id
+    assert row.progress["at"] == clock.now().isoformat()
+    wx = adapter(sandbox, http, clock)  # a new process
+    with row.attempt():
+        job = await wx.find(rev)
+    assert job is not None and job.remote_id == receipt.remote_id and await wx.verify(job) is False
+    finish_publishing(sandbox)
+    live = await wx.verify(job)
+    assert isinstance(live, Receipt) and live.url == received(sandbox)["articles"][0]["news_item"][0]["url"]
+    assert calls(sandbox, "draft/add") == 1 and calls(sandbox, "freepublish/submit") == 1
+
+
+async def test_a_draft_submitted_just_before_a_crash_is_waited_for_then_handed_to_a_person(
+        sandbox: SandboxServer, http: httpx.AsyncClient, clock: FrozenClock, rev: Revision) -> None:
+    """With only the draft's media_id checkpointed, the draft gone from the box and nothing published, find says
+    "still publishing" (TransientError) until publish_timeout after the checkpoint, then a PermanentError that
+    sends a person to 发表记录; once the article shows up, find finds it. Never a second draft."""
+    setting(sandbox, publish_seconds=3600)
+    wx = adapter(sandbox, http, clock, publish_timeout=1800)
+    article = await wx.article(rev)
+    media_id = (await wx.call("POST", "cgi-bin/draft/add", what="add", json={"articles": [article]}))["media_id"]
+    row = Row()
+    row.progress = {"media_id": media_id, "at": clock.now().isoformat()}
+    await wx.call("POST", "cgi-bin/freepublish/submit", what="submit", json={"media_id": media_id})  # then the crash
+    with row.attempt(), pytest.raises(TransientError, match="still publishing") as waiting:
+        await wx.find(rev)
+    assert waiting.value.retry_after is not None and 30 <= waiting.value.retry_after <= 600
+    clock.advance(timedelta(minutes=31))
+    with row.attempt(), pytest.raises(PermanentError, match="发表记录") as given_up:
+        await wx.find(rev)
+    assert not isinstance(given_up.value, TransientError) and f"publisher retry {rev.item_id}" in str(given_up.value)
+    finish_publishing(sandbox)
+    with row.attempt():
+        found = await wx.find(rev)
     assert found is not None and found.remote_id == received(sandbox)["articles"][0]["article_id"]
+    assert calls(sandbox, "draft/add") == 1 and calls(sandbox, "freepublish/submit") == 1
 
 
 async def test_the_token_is_fetched_once_for_concurrent_sends_and_renewed_once_when_it_expires(

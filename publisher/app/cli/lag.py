@@ -19,7 +19,7 @@ from typing import Any
 
 import click
 
-from publisher.states import ON_THEIR_WAY
+from publisher.states import ON_THEIR_WAY, TAKEN_DOWN
 from publisher.states import DeliveryState as S
 
 ASK_TIMEOUT = 10.0  # seconds: a daemon that is up answers over a million rows in ~0.1 s
@@ -241,6 +241,17 @@ def print_table(doc: dict[str, Any], listen: str = "", why: str = "", rows: int 
             note(f"… +{hidden} (--limit N, --json)", "dim")
     else:
         note(_("no_late"), "green")
+
+    lost = sorted(({**d, "channel": ch["name"]} for ch in doc["channels"] for d in ch.get("lost", [])),
+                  key=lambda d: d["lost_at"])
+    if lost:  # a live item the channel took down (a WeChat article deleted or banned): `publisher retry` it
+        lo = Table(_("lost_items"), [Column(_("channel")), Column(_("item")), Column(_("state"), shrink=6),
+                                     Column(_("lost_at")), Column(_("last_error"), shrink=8)])
+        for d in lost:
+            error = d["last_error"].splitlines()[0].removeprefix(TAKEN_DOWN) if d["last_error"] else ""
+            lo.add_row(names[d["channel"]], f"{d['item_id']} r{d['revision']}", t(f"state_{d['state']}", locale),
+                       f"{_instant(d['lost_at']).astimezone():%m-%d %H:%M}", error)
+        out.append(lo.render(room, color))
 
     warnings = [f for f in doc["freshness"] if f["status"] in ("warning", "breached")]
     if warnings:

@@ -47,6 +47,8 @@ def report_families(report: lag.LagReport) -> list[Metric]:
                              "When an item last went live on the channel (Unix time)", labels=["channel"])
     late = GaugeMetricFamily("publisher_channel_late_deliveries", "Deliveries past the channel's SLA, not live",
                              labels=["channel"])
+    lost = GaugeMetricFamily("publisher_channel_lost_deliveries", "Deliveries the channel took down after they "
+                             "went live (deleted, banned), the item not live there again", labels=["channel"])
     sla = GaugeMetricFamily("publisher_channel_sla_seconds", "The channel's SLA", labels=["channel"])
     age = GaugeMetricFamily("publisher_freshness_age_seconds", "Time since an item (not a retraction) last "
                             "went live on the channel, or in the category on it", labels=["channel", "category"])
@@ -60,6 +62,7 @@ def report_families(report: lag.LagReport) -> list[Metric]:
         if ch.last_live_at is not None:
             last.add_metric([ch.name], ch.last_live_at.timestamp())
         late.add_metric([ch.name], ch.late_total)
+        lost.add_metric([ch.name], len(ch.lost))
         sla.add_metric([ch.name], ch.sla.total_seconds())
     for f in report.freshness:
         labels = [f.channel, f.category or ""]
@@ -73,7 +76,7 @@ def report_families(report: lag.LagReport) -> list[Metric]:
     for src in report.sources:
         if src.last_success_at is not None:  # never read: no gauge, as for a channel never live
             sources.add_metric([src.key], src.last_success_at.timestamp())
-    return [states, last, late, sla, age, threshold, deadlines, sources]
+    return [states, last, late, lost, sla, age, threshold, deadlines, sources]
 
 
 def report_age(report: lag.LagReport, scraped_at: datetime) -> Metric:

@@ -1,0 +1,36 @@
+"""deliveries.progress and deliveries.lost_at: resuming a multi-step send, and the "lost" alert
+
+Revision ID: 0010
+Revises: 0009
+
+`progress` holds how far the send in flight got (an adapter's checkpoint, e.g. WeChat's draft and publish job),
+so that a `find` after a crash resumes from it; it is cleared when the row's outcome is stored. `lost_at` is
+when the channel took a live item down (deleted on the account, banned): the alerter announces those at once,
+reading them from a partial index that holds those few rows only.
+"""
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = '0010'
+down_revision = '0009'
+branch_labels = None
+depends_on = None
+
+LOST = "lost_at IS NOT NULL"  # publisher.store.schema.LOST_ROWS_SQL, verbatim
+
+
+def upgrade() -> None:
+    with op.batch_alter_table('deliveries', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('progress', sa.JSON(), nullable=True))
+        batch_op.add_column(sa.Column('lost_at', sa.DateTime(timezone=True), nullable=True))
+        batch_op.create_index('ix_deliveries_lost', ['channel', 'lost_at'], unique=False,
+                              sqlite_where=sa.text(LOST), postgresql_where=sa.text(LOST))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table('deliveries', schema=None) as batch_op:
+        batch_op.drop_index('ix_deliveries_lost')
+        batch_op.drop_column('lost_at')
+        batch_op.drop_column('progress')
