@@ -110,6 +110,29 @@ def test_concurrent_claims_never_share_a_row(url: str) -> None:
     second.close()
 
 
+def test_rows_claimed_ahead_and_never_started_go_back_as_they_were(url: str) -> None:
+    """A stopping daemon hands back the rows it claimed ahead and never sent: a row to send is pending again with
+    its attempt uncounted (its next attempt is a first one, no `find`), a read-back keeps its state, and a row
+    that another node has taken since (a lease of its own) is left alone."""
+    store = Store.open(url)
+    _seed(store, 4)
+    with store.tx() as conn:  # the fourth row was sent already: the claim takes it for its read-back
+        conn.execute(sa.text("UPDATE deliveries SET state = 'sent' WHERE item_id = 'it-3'"))
+    rows = store.claim("bureau_site", "host:1", NOW, 8, timedelta(minutes=5))
+    assert sorted(r.state for r in rows) == ["sending", "sending", "sending", "sent"]
+    with store.tx() as conn:  # another node's lease on it-2 (its previous one ran out and it reclaimed it)
+        conn.execute(sa.text("UPDATE deliveries SET lease_owner = 'other:2' WHERE item_id = 'it-2'"))
+    assert store.unclaim(rows, "host:1", NOW + timedelta(seconds=1)) == 3
+    after = {d.item_id: d for k in range(4) for d in store.deliveries_of(f"it-{k}")}
+    for k in (0, 1):
+        assert (after[f"it-{k}"].state, after[f"it-{k}"].attempts, after[f"it-{k}"].lease_owner) == ("pending", 0, None)
+    assert (after["it-2"].state, after["it-2"].attempts, after["it-2"].lease_owner) == ("sending", 1, "other:2")
+    assert (after["it-3"].state, after["it-3"].lease_owner, after["it-3"].lease_until) == ("sent", None, None)
+    again = store.claim("bureau_site", "host:3", NOW + timedelta(seconds=2), 8, timedelta(minutes=5))
+    assert sorted((r.item_id, r.attempts) for r in again) == [("it-0", 1), ("it-1", 1), ("it-3", 0)]
+    store.close()
+
+
 def test_only_one_node_leads_a_periodic_job_at_a_time(url: str) -> None:
     """While one store holds a job's lock, another on the same database does not (SQLite: always leads)."""
     a, b = Store.open(url), Store.open(url)

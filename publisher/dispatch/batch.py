@@ -2,7 +2,7 @@
 
 With fast channels the event loop's time went to the store, not the wire: one write transaction per sent
 row (the row, its placement, the audit line), each a handful of statements through SQLAlchemy. Sent rows
-now wait up to `FLUSH_AFTER` (or until `FLUSH_ROWS` have gathered) and commit together, one statement per
+now wait up to `FLUSH_AFTER` (10 ms, or until `FLUSH_ROWS` have gathered) and commit together, one statement per
 kind for all of them. The send's slot is free meanwhile: until its outcome commits the row stays `sending`
 under its lease, so no worker takes another row of the item on that channel, and a crash in between is
 reconciled through `find`, as a crash after any send is. A row that had moved on meanwhile (a person's
@@ -25,7 +25,7 @@ from publisher.store.deliveries import BatchMoved
 
 log = structlog.get_logger()
 
-FLUSH_AFTER = 0.005  # seconds a sent row waits for others to share its commit
+FLUSH_AFTER = 0.01  # seconds a sent row waits for others to share its commit
 FLUSH_ROWS = 64  # ... or until this many have gathered
 
 

@@ -185,8 +185,8 @@ class Dispatcher:
     async def _drain(self, name: str, stop: asyncio.Event | None = None) -> int:
         """Work the channel's due rows, `concurrency` at a time, until none is left; returns how many.
 
-        A claim takes up to `concurrency` rows at once, and a slot that frees takes the next claimed row: one
-        claim per `concurrency` calls, the slots never waiting for one. A claimed row is `sending` (leased) until
+        A claim takes up to `CLAIM_AHEAD × concurrency` rows at once, and a slot that frees takes the next claimed
+        row: one claim per that many calls, the slots never waiting for one. A claimed row is `sending` (leased) until
         its outcome is stored, whether its call has started or not; rows never started when the daemon stops go
         back as they were (`unclaim`)."""
         cfg = self.config.channels[name]
@@ -204,9 +204,10 @@ class Dispatcher:
                 if room > 0 and not ready and not stopping:
                     # in-flight sends count against the rate limit before they show up as sent (and so do
                     # those whose outcome waits for the group commit)
-                    allowed = self.limits.allowance(name, self.clock.now(), cfg.concurrency,
+                    ahead = policy.CLAIM_AHEAD * cfg.concurrency
+                    allowed = self.limits.allowance(name, self.clock.now(), ahead,
                                                     len(sending) + self.batch.pending(name))
-                    rows = self.store.claim(name, self.owner, self.clock.now(), min(cfg.concurrency, max(allowed, 1)),
+                    rows = self.store.claim(name, self.owner, self.clock.now(), min(ahead, max(allowed, 1)),
                                             lease, send=allowed > 0)  # read-backs go on while the limit holds sends back
                     self.books.prefetch([r for r in rows if r.state != DeliveryState.SENT])
                     ready.extend(rows)

@@ -22,6 +22,7 @@ VERIFY_CAP = timedelta(minutes=30)
 VERIFY_BASE = timedelta(seconds=5)
 RESEND_AFTER_CHECKS = 5  # read-backs that found nothing before an unseen delivery is sent once more
 LEASE_SLACK = timedelta(seconds=30)
+CLAIM_AHEAD = 2  # a claim takes up to this many times a channel's concurrency (the rest wait, leased, for a slot)
 SHUTDOWN_GRACE = timedelta(seconds=1)  # how long a stopping daemon waits for the calls in flight
 WORKER_BACKOFF_BASE, WORKER_BACKOFF_CAP = 0.5, 30.0  # seconds between a worker's tries while the store is away
 T = TypeVar("T")

@@ -5,6 +5,7 @@ more than running it. publisher/store/deliveries.py runs them."""
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 from typing import Any
 
 import sqlalchemy as sa
@@ -37,10 +38,16 @@ def move_statement(to: DeliveryState, allowed: tuple[DeliveryState, ...], yield_
     if yield_to_newer:
         state = sa.case((NEWER, S.SUPERSEDED.value), else_=to.value)
     return (deliveries.update().where(deliveries.c.id == sa.bindparam("m_id"))
-            .where(deliveries.c.state.in_([a.value for a in allowed]))
+            .where(_one_of(allowed))
             .values(state=state, updated_at=_param("m_now", "updated_at"), lease_owner=None, lease_until=None,
                     **{k: _param(f"m_{k}", k) for k in keys})
             .returning(deliveries.c.state))
+
+
+def _one_of(states: Iterable[DeliveryState]) -> sa.ColumnElement[bool]:
+    """state = a OR state = b ...: plain parameters, where an IN list is expanded at each execution (and cannot be
+    executemany'd)."""
+    return sa.or_(*(deliveries.c.state == s.value for s in states))
 
 
 def _param(name: str, column: str) -> sa.BindParameter[Any]:
@@ -71,7 +78,7 @@ MARK_SENT_MANY = _mark_sent_many_statement()
 UNCLAIM = (deliveries.update().where(deliveries.c.id == sa.bindparam("u_id"))
             .where(deliveries.c.lease_owner == sa.bindparam("u_owner"))
             .where(deliveries.c.attempts == sa.bindparam("u_attempts"))
-            .where(deliveries.c.state.in_([S.SENDING.value, S.SENT.value]))  # sending → pending: TRANSITIONS allows it
+            .where(_one_of((S.SENDING, S.SENT)))  # sending → pending: TRANSITIONS allows it
             .values(lease_owner=None, lease_until=None, updated_at=_param("u_now", "updated_at"),
                     state=sa.case((deliveries.c.state == S.SENDING.value, S.PENDING.value), else_=deliveries.c.state),
                     attempts=sa.case((deliveries.c.state == S.SENDING.value, deliveries.c.attempts - 1),
@@ -94,7 +101,7 @@ def _claim_statement(send: bool) -> sa.Update:
            .correlate(None))  # its own FROM, not the UPDATE's table
     if not send:
         due = due.where(deliveries.c.state == S.SENT)
-    to_send = deliveries.c.state.in_(sorted(TO_SEND))
+    to_send = _one_of(sorted(TO_SEND))
     return (deliveries.update().where(deliveries.c.id.in_(due.scalar_subquery())).values(
         lease_owner=sa.bindparam("c_owner"), lease_until=sa.bindparam("c_until", type_=deliveries.c.lease_until.type),
         updated_at=now,
