@@ -22,15 +22,15 @@ LOST = "lost_at IS NOT NULL"  # publisher.store.schema.LOST_ROWS_SQL, verbatim
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('deliveries', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('progress', sa.JSON(), nullable=True))
-        batch_op.add_column(sa.Column('lost_at', sa.DateTime(timezone=True), nullable=True))
-        batch_op.create_index('ix_deliveries_lost', ['channel', 'lost_at'], unique=False,
-                              sqlite_where=sa.text(LOST), postgresql_where=sa.text(LOST))
+    # Plain ALTER TABLE ADD COLUMN (no batch copy of the table: SQLite cannot copy into its generated lag_s column,
+    # and a copy of a years-deep deliveries table would hold the store for minutes).
+    op.add_column('deliveries', sa.Column('progress', sa.JSON(), nullable=True))
+    op.add_column('deliveries', sa.Column('lost_at', sa.DateTime(timezone=True), nullable=True))
+    op.create_index('ix_deliveries_lost', 'deliveries', ['channel', 'lost_at'], unique=False,
+                    sqlite_where=sa.text(LOST), postgresql_where=sa.text(LOST))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('deliveries', schema=None) as batch_op:
-        batch_op.drop_index('ix_deliveries_lost')
-        batch_op.drop_column('lost_at')
-        batch_op.drop_column('progress')
+    op.drop_index('ix_deliveries_lost', table_name='deliveries')
+    op.drop_column('deliveries', 'lost_at')
+    op.drop_column('deliveries', 'progress')
