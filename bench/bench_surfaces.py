@@ -18,12 +18,12 @@ The daemon busy: the sandbox (its own process) stands in for the channels; `publ
 copy of the store with review chains emptied and the microblog's limit lifted (bench_pipeline.setup), and a
 corpus (`publisher corpus --scale`, written aside, then renamed into the inbox at once) fans out. Once
 intake is done and sends flow, the bench alternates windows of --window seconds in the order on, off,
-off, on, … (so a steady drift of the rate cancels out). In an "on" window it times, in turn:
+off, on, … (so a steady drift of the rate cancels out). In an "on" window it times, in turn, back to back:
   - `publisher lag`: a fresh process printing the table, as an admin types it; the table asks the daemon
     for `/api/lag?limit=5`, which the daemon serves from the copy it keeps, cut to 5 late rows a channel;
   - `GET /api/lag`: the default report, served from the copy the daemon keeps (rebuilt every 2 s, Age ≤ 5 s);
-  - `GET /api/lag?since=7d`: the same report built on demand (`at`, `since`, `channel` or a limit over 100
-    do that).
+  - after the windows, `GET /api/lag?since=7d`: the same report built on demand (`at`, `since`, `channel` or a
+    limit over 100 do that), shown for comparison; not one of the issue's two surfaces, so not in the windows.
 In an "off" window it only waits. The dispatch rate of a window is the corpus deliveries whose
 `sent_at` falls in it, per second; the ratio is (on-window sends / on time) / (off-window sends / off time).
 """
@@ -100,7 +100,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--runs", type=int, default=11, help="at least this many timings of each surface")
     ap.add_argument("--deliveries", type=int, default=1_000_000)
     ap.add_argument("--stale-reviews", type=int, default=400)
-    ap.add_argument("--scale", type=float, default=1.0, help="the corpus dropped while measuring (1 = one bureau-year)")
+    ap.add_argument("--scale", type=float, default=4.0, help="the corpus dropped while measuring (1 = one bureau-year)")
     ap.add_argument("--window", type=float, default=2.0, help="seconds per on/off window")
     ap.add_argument("--measure", type=float, default=8.0, help="at least this many seconds of on windows")
     ap.add_argument("--smoke", action="store_true", help="a few hundred rows and short windows (CI)")
@@ -171,7 +171,6 @@ def measure(args: argparse.Namespace, work: Path, config: Path, port: int) -> Me
             subprocess.run(lag_cmd, check=True, stdout=subprocess.DEVNULL, cwd=work)
             out.samples[KINDS[0]].append((time.perf_counter() - t) * 1000)
             out.samples[KINDS[1]].append(get("/api/lag"))
-            out.samples[KINDS[2]].append(get("/api/lag?since=7d"))
 
         def window(measuring: bool, seconds: float) -> float:
             w = Window(measuring, time.time())
@@ -193,6 +192,9 @@ def measure(args: argparse.Namespace, work: Path, config: Path, port: int) -> Me
             else:
                 window(True, window(False, args.window))
             pair += 1
+        # the on-demand build is not one of the issue's surfaces: timed after the windows, outside the ratio
+        for _ in range(args.runs):
+            out.samples[KINDS[2]].append(get("/api/lag?since=7d"))
     return out
 
 
