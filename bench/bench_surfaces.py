@@ -18,7 +18,8 @@ The daemon busy: the sandbox (its own process) stands in for the channels; `publ
 copy of the store with review chains emptied and the microblog's limit lifted (bench_pipeline.setup), and a
 corpus (`publisher corpus --scale`, written aside, then renamed into the inbox at once) fans out. Once
 intake is done and sends flow, the bench alternates windows of --window seconds in the order on, off,
-off, on, … (so a steady drift of the rate cancels out). In an "on" window it times, in turn, back to back:
+off, on, … (so a steady drift of the rate cancels out). In an "on" window it times, in turn, back to back
+(--pace: one rotation a pace):
   - `publisher lag`: a fresh process printing the table, as an admin types it; the table asks the daemon
     for `/api/lag?limit=5`, which the daemon serves from the copy it keeps, cut to 5 late rows a channel;
   - `GET /api/lag`: the default report, served from the copy the daemon keeps (rebuilt every 2 s, Age ≤ 5 s);
@@ -103,6 +104,8 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--scale", type=float, default=4.0, help="the corpus dropped while measuring (1 = one bureau-year)")
     ap.add_argument("--window", type=float, default=2.0, help="seconds per on/off window")
     ap.add_argument("--measure", type=float, default=8.0, help="at least this many seconds of on windows")
+    ap.add_argument("--pace", type=float, default=0.0,
+                    help="seconds from one rotation's start to the next in an on window (0: back to back)")
     ap.add_argument("--smoke", action="store_true", help="a few hundred rows and short windows (CI)")
     args = ap.parse_args()
     if args.smoke:
@@ -176,9 +179,11 @@ def measure(args: argparse.Namespace, work: Path, config: Path, port: int) -> Me
             w = Window(measuring, time.time())
             if measuring:
                 while True:  # whole rotations: the window ends with the first one that ends past `seconds`
+                    began = time.time()
                     rotation()
                     if time.time() - w.start >= seconds:
                         break
+                    time.sleep(max(0.0, args.pace - (time.time() - began)))  # --pace: one rotation a pace at most
             else:
                 time.sleep(seconds)
             w.end = time.time()
