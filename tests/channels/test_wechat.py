@@ -16,9 +16,11 @@ import pytest
 from channels.base import ManualTask, PermanentError, Progress, RateLimited, Receipt, Refused, TransientError, tracking
 from channels.wechat import Wechat
 from publisher.clock import FrozenClock
+from publisher.config.settings import ConfigError
 from publisher.model import Attachment, Revision
 from publisher.sandbox import CREDENTIALS, SandboxServer
 from tests.conftest import make_revision
+from tests.harness import load, write_config
 
 COVER = Path(__file__).resolve().parents[2] / "publisher" / "sandbox" / "wechat_cover.png"
 LINK = "http://127.0.0.1:8701/wordpress/2015/03/18/2015-accidents-0007/"
@@ -408,3 +410,12 @@ async def test_the_shipped_default_cover_resolves_through_the_sandbox(
     for n in range(3):
         await wx.publish(make_revision(item_id=f"n-{n}", title=f"第{n}期", link=f"{LINK}{n}"))
     assert calls(sandbox, "demo-cover.png") == 2 and calls(sandbox, "material/add_material") == 1  # ours + the check
+
+
+def test_a_config_that_still_sets_find_wait_is_told_what_replaced_it(tmp_path: Path, sandbox: SandboxServer) -> None:
+    """find_wait (a fixed wait for a publish in progress) gave way to checkpoints; an old config names it and is told
+    what to do, not merely that the key is unknown."""
+    with pytest.raises(ConfigError) as refused:
+        load(write_config(tmp_path, sandbox, **{"channels.wechat.find_wait": 10}))
+    assert "channels.wechat: find_wait is no longer used" in str(refused.value)
+    assert "remove find_wait" in str(refused.value)
