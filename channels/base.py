@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from publisher.errors import PublisherError
 
@@ -109,9 +109,19 @@ def tracking(progress: Progress) -> Iterator[None]:
 
 
 class ChannelOptions(BaseModel):
-    """Base of each adapter's own options (the keys of its config.yaml section beyond the common ones)."""
+    """Base of each adapter's own options (the keys of its config.yaml section beyond the common ones). An option an
+    adapter no longer takes goes in `retired`, with what replaced it: a config that still sets it is told that,
+    not merely that the key is unknown."""
 
     model_config = ConfigDict(extra="forbid")
+    retired: ClassVar[Mapping[str, str]] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_retired(cls, data: Any) -> Any:
+        if isinstance(data, dict) and (old := sorted(data.keys() & cls.retired.keys())):
+            raise ValueError("; ".join(f"{key} is no longer used: {cls.retired[key]}; remove {key}" for key in old))
+        return data
 
 
 class Channel(ABC):

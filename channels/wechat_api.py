@@ -17,13 +17,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import httpx
 import structlog
-from pydantic import AnyHttpUrl, Field, SecretStr, model_validator
+from pydantic import AnyHttpUrl, Field, SecretStr
 
 from channels.base import ChannelError, ChannelOptions, PermanentError, RateLimited, TransientError
 from channels.http import HttpChannel, RemoteSaid
@@ -84,14 +85,9 @@ class WechatOptions(ChannelOptions):
     # publishing (`find` says "look again later"); past it, a person looks in 公众平台 → 发表记录
     publish_timeout: float = Field(default=3600.0, gt=0)
     open_comment: bool = False  # need_open_comment
-
-    @model_validator(mode="before")
-    @classmethod
-    def _retired(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "find_wait" in data:
-            raise ValueError("find_wait is no longer used: a send now records how far it got, and `find` resumes "
-                             "from that (publish_timeout bounds the wait for a publish in progress); remove find_wait")
-        return data
+    retired: ClassVar[Mapping[str, str]] = {
+        "find_wait": "a send now records how far it got, and `find` resumes from that (publish_timeout bounds the wait "
+                     "for a publish in progress)"}
 
 
 class WechatApi(HttpChannel):
