@@ -135,6 +135,15 @@ class Daemon:
         self.log.close()
 
 
+def cpu_s(pid: int) -> float:
+    """The CPU time (user + system) a process has used so far, in seconds (0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def status_kib(pid: int, key: str) -> int:
     """A figure of /proc/PID/status in KiB (VmHWM: the peak resident set; VmRSS: the present one)."""
     try:

@@ -50,6 +50,7 @@ from _fanout_kit import (  # noqa: E402
     Daemon,
     StoreReader,
     build_pending,
+    cpu_s,
     machine,
     p95,
     profile,
@@ -179,6 +180,7 @@ def backfill(size: dict[str, float], *, hung: bool) -> dict[str, Any]:
         daemon = Daemon(config, port)
         try:
             daemon.wait_ready()
+            cpu_before = cpu_s(daemon.pid)
             started = time.time()
             for f in sorted(staging.iterdir()):
                 os.rename(f, inbox / f.name)
@@ -192,6 +194,7 @@ def backfill(size: dict[str, float], *, hung: bool) -> dict[str, Any]:
                                                 for ch in healthy)
             _wait("backfill", finished, size["limit_s"], every=0.5)
             last_intake = reader.last_revision_at() or started
+            loop_cpu = cpu_s(daemon.pid) - cpu_before  # the daemon's process: its event loop, one core at most
         finally:
             daemon.stop()
         counts = reader.counts()
@@ -204,6 +207,9 @@ def backfill(size: dict[str, float], *, hung: bool) -> dict[str, Any]:
                 "sent": {ch: len(v) for ch, v in lags.items()}, "wall_s": round(wall, 2),
                 "ideal_s": round(ideal, 2), "ratio": round(wall / ideal, 2) if ideal else 0.0, "target_ratio": 1.15,
                 "intake_s": round(last_intake - started, 2),
+                # the CPU the daemon's own process spent on the run: its event loop cannot finish in less wall time,
+                # so loop_cpu_s / ideal_s is the ratio this machine's one loop could reach at best
+                "loop_cpu_s": round(loop_cpu, 2), "loop_bound_ratio": round(loop_cpu / ideal, 2) if ideal else 0.0,
                 "p95_lag_s": round(p95([x for v in lags.values() for x in v]), 2),
                 "p95_lag_by_channel_s": {ch: round(p95(v), 2) for ch, v in lags.items()},
                 # the isolation figure compares the channels that stay up: those other than HUNG, in both runs

@@ -28,6 +28,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from channels.base import ChannelError, PermanentError, Receipt, TransientError  # noqa: E402
+from channels.transport import AiohttpTransport  # noqa: E402
 from channels.wordpress import WordPress, slug_for  # noqa: E402
 from publisher.clock import SystemClock  # noqa: E402
 from publisher.model import Attachment, Revision  # noqa: E402
@@ -38,10 +39,11 @@ PDF = (b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n2 0 obj<</Type/Pa
 
 
 class Recorder(httpx.AsyncBaseTransport):
-    """Passes requests to the network, notes each answer, and can lose one answer on purpose."""
+    """Passes requests to the network on the daemon's own transport (channels/transport.py), notes each answer,
+    and can lose one answer on purpose."""
 
     def __init__(self) -> None:
-        self.inner = httpx.AsyncHTTPTransport()
+        self.inner = AiohttpTransport(httpx.Limits(max_connections=8))
         self.seen: list[str] = []
         self.lose_next: tuple[str, str] | None = None  # (method, path suffix) whose answer is "lost"
         self.blank_next: str | None = None  # path suffix of a GET whose list answer is replaced by []
