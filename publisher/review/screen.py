@@ -231,10 +231,18 @@ def _one_separator(s: str) -> bool:
     return len({_SEP_KIND[c] for c in s if c in _SEP_KIND}) <= 1
 
 
+# Every pattern of a group holds its word (密 of a level, 内部): a text without the word is not searched further.
+_GROUPS: tuple[tuple[Kind, re.Pattern[str], list[tuple[re.Pattern[str], bool]]], ...] = (
+    ("classified_marking", re.compile(_LEVEL), _CLASSIFIED), ("internal_marking", re.compile(_INNER), _INTERNAL))
+# Every number pattern holds eleven digits or more, at most two separators apart: a text without such a run holds
+# no number the screen looks for.
+_DIGIT_RUN = re.compile(rf"[0-9](?:{_SEP}{{0,2}}[0-9]){{10}}")
+
+
 def _markings(text: str, seen: Seen) -> Iterator[tuple[Kind, int, int]]:
-    groups: tuple[tuple[Kind, list[tuple[re.Pattern[str], bool]]], ...] = (
-        ("classified_marking", _CLASSIFIED), ("internal_marking", _INTERNAL))
-    for kind, patterns in groups:
+    for kind, word, patterns in _GROUPS:
+        if not word.search(text):
+            continue
         spans = []
         for pattern, running_text_only in patterns:
             for m in pattern.finditer(text):
@@ -247,6 +255,8 @@ def _markings(text: str, seen: Seen) -> Iterator[tuple[Kind, int, int]]:
 
 
 def _numbers(text: str) -> Iterator[tuple[Kind, int, int]]:
+    if not _DIGIT_RUN.search(text):
+        return
     taken: list[tuple[int, int]] = []
     for pattern in (_ID18, _ID15):
         for m in pattern.finditer(text):
