@@ -316,8 +316,9 @@ def screen_field(where: str, value: str, rules: Rules, index: int | None = None)
     text = seen.text
     out = [_finding(seen, where, index, kind, s, e) for kind, s, e in _markings(text, seen)]
     numbers = [_finding(seen, where, index, kind, s, e) for kind, s, e in _numbers(text)]
-    raw = Seen.of(value, mode="plain")  # as written: numbers in addresses, attributes and comments
-    for kind, s, e in _numbers(raw.text):
+    # as written: numbers in addresses, attributes and comments (a field without markup reads the same either way)
+    raw = Seen.of(value, mode="plain") if seen.shown != value or where == "body" else seen
+    for kind, s, e in _numbers(raw.text) if raw is not seen else ():
         f = _finding(raw, where, index, kind, s, e)
         if not any(o.start is not None and f.start is not None and o.start < (f.end or 0) and f.start < (o.end or 0)
                    for o in numbers):
