@@ -249,7 +249,12 @@ class ItemSummary:
 def _columns(cls: type, row: Mapping[Any, Any], **converted: Any) -> dict[str, Any]:
     """The row's values for the dataclass's fields (columns it does not have are left to their
     defaults), with the converted ones taking precedence."""
-    return {**{name: row[name] for name in _field_names(cls) if name in row}, **converted}
+    names = _field_names(cls)
+    try:  # a whole table row, the usual case: no membership test per field (the claim makes hundreds a second)
+        values = {name: row[name] for name in names}
+    except KeyError:  # a row without some of them (a join's subset): those keep their defaults
+        values = {name: row[name] for name in names if name in row}
+    return {**values, **converted}
 
 
 @cache  # rows are made on the dispatcher's hot path: read each class's fields once

@@ -10,6 +10,7 @@ import httpx
 import pytest
 import structlog
 
+from channels.transport import channel_client
 from publisher.clock import FrozenClock
 from publisher.model import Revision
 from publisher.sandbox import SandboxServer
@@ -30,7 +31,8 @@ def sandbox(sandbox_server: SandboxServer) -> Iterator[SandboxServer]:
 
 @pytest.fixture
 async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=httpx.Timeout(5.0)) as client:
+    """A channel's client as the daemon makes it (channels/transport.py), so every adapter test runs on it."""
+    async with channel_client(timeout=5.0, concurrency=4) as client:
         yield client
 
 

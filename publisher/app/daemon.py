@@ -16,6 +16,7 @@ import uvicorn
 
 from channels.base import Channel
 from channels.registry import adapter_class
+from channels.transport import channel_client
 from publisher import __version__
 from publisher.app.notify import ReviewNotifier
 from publisher.app.reports import ReportProcess, Reports
@@ -57,7 +58,7 @@ REPORT_MAX_AGE = 5.0  # the oldest copy of it a door may serve; older, it is bui
 
 
 def build_channels(config: Config, clock: Clock) -> dict[str, Channel]:
-    """One adapter per enabled channel, each with its own HTTP client and connection pool."""
+    """One adapter per enabled channel, each with its own HTTP client and connection pool (channels/transport.py)."""
     channels: dict[str, Channel] = {}
     for name, cfg in config.channels.items():
         if not cfg.enabled:
@@ -67,11 +68,7 @@ def build_channels(config: Config, clock: Clock) -> dict[str, Channel]:
         updates = {k: config.path(v) for k, v in options if isinstance(v, Path) and not v.is_absolute()}
         if updates:
             options = options.model_copy(update=updates)
-        http = httpx.AsyncClient(
-            timeout=httpx.Timeout(cfg.timeout.total_seconds()),
-            limits=httpx.Limits(max_connections=cfg.concurrency * 2, max_keepalive_connections=cfg.concurrency),
-            headers={"User-Agent": f"publisher/{__version__}"},
-        )
+        http = channel_client(timeout=cfg.timeout.total_seconds(), concurrency=cfg.concurrency)
         channels[name] = cls(name=name, options=options, http=http, clock=clock, display_name=cfg.display(name))
     return channels
 

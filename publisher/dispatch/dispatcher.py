@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import deque
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import structlog
@@ -213,7 +214,8 @@ class Dispatcher:
                     ready.extend(rows)
                     handled += len(rows)
                 while ready and room > 0:
-                    row = ready.popleft()
+                    if (row := self._started(ready.popleft())) is None:
+                        continue
                     task = asyncio.create_task(self._handle(row))
                     (reading if row.state == DeliveryState.SENT else sending).add(task)
                     room -= 1
@@ -229,6 +231,19 @@ class Dispatcher:
             await asyncio.gather(*sending, *reading, return_exceptions=True)
             self._unclaim(ready)
             raise
+
+    def _started(self, row: Delivery) -> Delivery | None:
+        """A claimed row whose call starts now. If its call could outlast the claim's lease (it waited while calls ran
+        long), the lease is renewed first; if the lease is no longer ours (another node took the row), it is not sent."""
+        now, deadlines = self.clock.now(), self.deadlines(row.channel)
+        if row.lease_until is None or now + deadlines.call <= row.lease_until:
+            return row
+        until = now + deadlines.lease
+        if self.store.renew(row, self.owner, now, until):
+            return replace(row, lease_until=until)
+        log.warning("dispatch.lease_lost", channel=row.channel, item_id=row.item_id, lease_until=str(row.lease_until))
+        self.books.forget(row)
+        return None
 
     def _unclaim(self, ready: deque[Delivery]) -> None:
         rows = list(ready)

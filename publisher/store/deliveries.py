@@ -30,7 +30,7 @@ from publisher.model import (
 from publisher.store.changes import announce
 from publisher.store.engine import StoreBase
 from publisher.store.schema import CLAIMABLE_SQL, deliveries, placements, revisions
-from publisher.store.statements import CLAIM, MARK_SENT_MANY, NEWER, UNCLAIM, move_statement, upsert_placement
+from publisher.store.statements import CLAIM, MARK_SENT_MANY, NEWER, RENEW, UNCLAIM, move_statement, upsert_placement
 
 S = DeliveryState
 _CLAIMABLE = sa.text(CLAIMABLE_SQL)
@@ -128,6 +128,14 @@ class DeliveryStore(StoreBase):
             done = conn.execute(UNCLAIM, [{"u_id": r.id, "u_owner": owner, "u_attempts": r.attempts, "u_now": now}
                                            for r in rows])
         return done.rowcount or 0
+
+    def renew(self, row: Delivery, owner: str, now: datetime, until: datetime) -> bool:
+        """Extend the lease of a row claimed ahead whose call starts only now; False when the lease is no longer
+        `owner`'s (it ran out and another node took the row, or a person moved it): the row must not be sent."""
+        with self.engine.begin() as conn:
+            done = conn.execute(RENEW, {"r_id": row.id, "r_owner": owner, "r_attempts": row.attempts,
+                                        "r_state": row.state.value, "r_until": until, "r_now": now})
+        return bool(done.rowcount)
 
     def stale_sending(self, now: datetime, owner: str | None = None, channel: str | None = None,
                       host: str | None = None) -> list[Delivery]:

@@ -85,6 +85,14 @@ UNCLAIM = (deliveries.update().where(deliveries.c.id == sa.bindparam("u_id"))
                                      else_=deliveries.c.attempts)))
 
 
+RENEW = (deliveries.update().where(deliveries.c.id == sa.bindparam("r_id"))
+         .where(deliveries.c.lease_owner == sa.bindparam("r_owner"))
+         .where(deliveries.c.attempts == sa.bindparam("r_attempts"))
+         .where(deliveries.c.state == sa.bindparam("r_state"))
+         .values(lease_until=sa.bindparam("r_until", type_=deliveries.c.lease_until.type),
+                 updated_at=_param("r_now", "updated_at")))
+
+
 def _claim_statement(send: bool) -> sa.Update:
     """The claim, built once (a worker claims hundreds of times a second; building it each time cost more
     than running it). Its parameters: c_channel, c_now, c_limit, c_owner, c_until."""
@@ -112,4 +120,4 @@ def _claim_statement(send: bool) -> sa.Update:
 
 CLAIM = {send: _claim_statement(send) for send in (True, False)}
 
-__all__ = ["CLAIM", "MARK_SENT_MANY", "NEWER", "UNCLAIM", "move_statement", "upsert_placement"]
+__all__ = ["CLAIM", "MARK_SENT_MANY", "NEWER", "RENEW", "UNCLAIM", "move_statement", "upsert_placement"]

@@ -27,6 +27,7 @@ from starlette.routing import Route
 from channels.atom_feed import AtomFeed
 from channels.atom_file import TOMBSTONE_NS
 from channels.base import PermanentError, RateLimited, Receipt, TransientError
+from channels.transport import channel_client
 from publisher.app.web.app import feed_response
 from publisher.clock import FrozenClock
 from publisher.sandbox import SandboxServer
@@ -212,7 +213,7 @@ async def test_find_after_lost_response(tmp_path: Path, clock: FrozenClock, feed
                                         sandbox: SandboxServer) -> None:
     """When the ping's answer never comes, the entry is written anyway and find returns its receipt."""
     sandbox.services["hub"].faults.black_hole = True
-    async with httpx.AsyncClient(timeout=0.3) as short:
+    async with channel_client(timeout=0.3, concurrency=1) as short:
         adapter = wired(tmp_path, short, clock, feeds, sandbox)
         assert await adapter.find(make_revision()) is None
         with pytest.raises(TransientError):

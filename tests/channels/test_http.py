@@ -15,6 +15,7 @@ from structlog.testing import capture_logs
 
 from channels.base import ChannelError, PermanentError, RateLimited, Receipt, TransientError
 from channels.http import HttpChannel, RemoteSaid
+from channels.transport import AiohttpTransport, channel_client
 from publisher.clock import FrozenClock
 from publisher.model import Revision
 
@@ -232,7 +233,7 @@ async def test_unreadable_json_is_the_protocols_error(peer: Peer, http: httpx.As
 async def test_no_answer_is_a_read_timeout(peer: Peer, clock: FrozenClock) -> None:
     """A server that never answers trips the client's read timeout: transient."""
     peer.routes["/x"] = lambda _: Answer(action="hang")
-    async with httpx.AsyncClient(timeout=httpx.Timeout(0.2)) as short:
+    async with channel_client(timeout=0.2, concurrency=1) as short:
         with pytest.raises(TransientError, match="ReadTimeout"):
             await probe(short, clock).request("GET", peer.url("/x"), what="read x")
 
@@ -241,7 +242,7 @@ async def test_a_full_pool_is_a_pool_timeout(peer: Peer, clock: FrozenClock) -> 
     """With the only connection held by an unanswered request, the next one waits out the pool timeout: transient."""
     peer.routes["/x"] = lambda _: Answer(action="hang")
     limits = httpx.Limits(max_connections=1)
-    async with httpx.AsyncClient(timeout=httpx.Timeout(5.0, pool=0.2), limits=limits) as one:
+    async with httpx.AsyncClient(timeout=httpx.Timeout(5.0, pool=0.2), transport=AiohttpTransport(limits)) as one:
         adapter = probe(one, clock)
         held = asyncio.create_task(adapter.request("GET", peer.url("/x"), what="hold the connection"))
         await peer.arrived.wait()

@@ -16,6 +16,7 @@ from structlog.testing import capture_logs
 
 from channels.base import PermanentError, RateLimited, Receipt, TransientError
 from channels.http_push import HttpPush
+from channels.transport import channel_client
 from publisher.clock import FrozenClock
 from publisher.sandbox import CREDENTIALS, SandboxServer
 from tests.conftest import make_revision
@@ -317,7 +318,7 @@ async def test_black_hole_times_out_as_transient(portal: Factory, sandbox: Sandb
                                                  http: httpx.AsyncClient) -> None:
     """A portal that never answers gives a TransientError once the client's timeout fires."""
     await knobs(sandbox, http, black_hole=True)
-    async with httpx.AsyncClient(timeout=httpx.Timeout(0.3)) as short:
+    async with channel_client(timeout=0.3, concurrency=1) as short:
         adapter = portal(client=short)
         for call in (adapter.publish(make_revision()), adapter.verify(Receipt(remote_id="1", url="x"))):
             with pytest.raises(TransientError, match="Timeout"):

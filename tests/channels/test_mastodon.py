@@ -15,6 +15,7 @@ from structlog.testing import capture_logs
 from channels import mastodon_media
 from channels.base import PermanentError, RateLimited, Receipt, TransientError
 from channels.mastodon import Mastodon, mastodon_length, plain_text
+from channels.transport import channel_client
 from publisher.clock import FrozenClock
 from publisher.model import Attachment
 from publisher.sandbox import CREDENTIALS, SandboxServer
@@ -45,7 +46,7 @@ def now_clock() -> FrozenClock:
 
 @pytest.fixture
 async def short_http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=httpx.Timeout(0.3)) as client:
+    async with channel_client(timeout=0.3, concurrency=1) as client:
         yield client
 
 

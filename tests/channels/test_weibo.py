@@ -12,6 +12,7 @@ import pytest
 from pydantic import SecretStr
 
 from channels.base import ManualTask, PermanentError, RateLimited, Receipt, TransientError
+from channels.transport import channel_client
 from channels.weibo import Weibo, weibo_length
 from publisher.clock import FrozenClock
 from publisher.model import Attachment
@@ -34,7 +35,7 @@ def posted(sandbox: SandboxServer) -> list[dict[str, Any]]:
 
 @pytest.fixture
 async def short_http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=httpx.Timeout(0.3)) as client:
+    async with channel_client(timeout=0.3, concurrency=1) as client:
         yield client
 
 

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from channels.base import PermanentError, RateLimited, TransientError
+from channels.transport import channel_client
 from channels.wordpress import WordPress, slug_for
 from publisher.model import Attachment
 from publisher.sandbox import CREDENTIALS, SandboxServer
@@ -279,7 +280,7 @@ async def test_update_of_a_post_deleted_by_hand_is_permanent(sandbox, http, wp) 
 async def test_black_hole_times_out_as_transient(sandbox, clock) -> None:
     """A server that never answers trips the client's timeout, which is a TransientError."""
     sandbox.services["wordpress"].faults.update({"black_hole": True})
-    async with httpx.AsyncClient(timeout=httpx.Timeout(0.3)) as short:
+    async with channel_client(timeout=0.3, concurrency=1) as short:
         with pytest.raises(TransientError, match="Timeout") as caught:
             await adapter(sandbox, short, clock).publish(make_revision())
     assert type(caught.value) is TransientError

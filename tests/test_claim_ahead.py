@@ -1,0 +1,94 @@
+"""Rows claimed ahead of their slot: a row whose call starts long after its claim renews its lease first, and one
+whose lease another node has taken meanwhile is not sent (publisher/dispatch/dispatcher.py, `_started`)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from publisher.app.daemon import Daemon
+from publisher.clock import FrozenClock
+from publisher.model import DeliveryState
+from publisher.sandbox import SandboxServer
+from tests.harness import drop, load, write_config
+
+T0 = datetime(2015, 3, 18, 9, 0, tzinfo=UTC)
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+async def _daemon(root: Path, sandbox: SandboxServer, store_url: str | None) -> Daemon:
+    """One slot on the city portal, so that a claim takes two rows and the second waits for the first's call."""
+    cfg = load(write_config(root, sandbox, store_url=store_url, **{"channels.city_portal.concurrency": 1}))
+    daemon = Daemon(cfg, clock=FrozenClock(T0))
+    for i in range(3):
+        drop(root / "queue" / "inbox", f"n{i}.md", {"id": f"note-{i}", "title": f"关于开展安全检查的通知（{i}）",
+                                                    "category": "updates", "channels": ["city_portal"]})
+    await daemon.intake.scan()
+    return daemon
+
+
+async def _posted(sandbox: SandboxServer) -> list[str]:
+    async with httpx.AsyncClient(timeout=10) as client:
+        log = (await client.get(f"{sandbox.base_url}/_sandbox/portal/requests")).json()
+    return sorted(r["body"]["source_id"] for r in log if r["method"] == "POST")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_a_row_that_waited_past_its_lease_renews_it_before_its_call(
+        tmp_path: Path, sandbox: SandboxServer, backend: str, request: pytest.FixtureRequest) -> None:
+    url = request.getfixturevalue("pg_url") if backend == "postgresql" else None
+    daemon = await _daemon(tmp_path, sandbox, url)
+    clock, d = daemon.clock, daemon.dispatcher
+    assert isinstance(clock, FrozenClock)
+    lease = d.deadlines("city_portal")
+    seen: dict[str, tuple[datetime, datetime | None]] = {}  # item → (the clock, its row's lease) as its call went out
+
+    async def on_request(req: httpx.Request) -> None:
+        if req.method != "POST":
+            return
+        item = json.loads(req.content)["source_id"]
+        (row,) = daemon.store.deliveries_of(item)
+        seen[item] = (clock.now(), row.lease_until)
+        clock.advance(lease.lease.total_seconds())  # each call "takes" a whole lease: the next row waited past its own
+
+    daemon.channels["city_portal"].http.event_hooks["request"].append(on_request)
+    try:
+        await d.run_once()
+        assert await _posted(sandbox) == ["note-0", "note-1", "note-2"]
+        for item, (at, until) in seen.items():  # every call went out under a lease that outlasts it
+            assert until is not None and until >= at + lease.call, item
+            (row,) = daemon.store.deliveries_of(item)
+            assert row.state in (DeliveryState.SENT, DeliveryState.LIVE) and row.attempts == 1
+    finally:
+        await daemon.aclose()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_a_row_another_node_took_meanwhile_is_not_sent(
+        tmp_path: Path, sandbox: SandboxServer, backend: str, request: pytest.FixtureRequest) -> None:
+    url = request.getfixturevalue("pg_url") if backend == "postgresql" else None
+    daemon = await _daemon(tmp_path, sandbox, url)
+    clock, d = daemon.clock, daemon.dispatcher
+    assert isinstance(clock, FrozenClock)
+
+    async def on_request(req: httpx.Request) -> None:
+        if req.method == "POST" and json.loads(req.content)["source_id"] == "note-0":
+            # the call runs long; note-1, claimed with it, outlives its lease and another node takes it
+            clock.advance(d.deadlines("city_portal").lease.total_seconds() + 1)
+            with daemon.store.tx() as conn:
+                conn.execute(sa.text("UPDATE deliveries SET lease_owner = 'other:2', lease_until = :u "
+                                     "WHERE item_id = 'note-1'"), {"u": clock.now() + timedelta(minutes=5)})
+
+    daemon.channels["city_portal"].http.event_hooks["request"].append(on_request)
+    try:
+        await d.run_once()
+        assert await _posted(sandbox) == ["note-0", "note-2"]
+        (taken,) = daemon.store.deliveries_of("note-1")
+        assert (taken.state, taken.lease_owner) == (DeliveryState.SENDING, "other:2")
+    finally:
+        await daemon.aclose()
