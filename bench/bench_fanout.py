@@ -12,7 +12,9 @@ sent_at − due_at, read from the store's deliveries table.
   raw        N pending rows (bulk-inserted) over four channels, peers answering at once: the daemon's
              deliveries/s (first to last sent_at) beside the ceiling, a bare `httpx.AsyncClient` loop
              at the same concurrency (4 clients × `concurrency` tasks) against the same peer, in this
-             run; target ≥ 0.7 × the ceiling. py-spy samples the daemon meanwhile.
+             run; target ≥ 0.7 × the ceiling. Beside it, the same loop on the client the daemon's channels
+             use (httpx over aiohttp, channels/transport.py): what the daemon's own work costs on top of
+             its client. py-spy samples the daemon meanwhile.
   backfill   the ten-year corpus (`make_corpus(scale=10)`, what `publisher corpus DIR --scale 10` writes)
              renamed into the inbox at once, four channels, peers with 20 ms service time, concurrency 8:
              wall (first rename → last sent_at) beside items × 20 ms / 8 on the busiest channel; ≤ 1.15 ×.
@@ -57,6 +59,7 @@ from _fanout_kit import (  # noqa: E402
 )
 from _peer import PeerProcess  # noqa: E402
 
+from channels.transport import channel_client  # noqa: E402
 from publisher.sandbox.corpus import make_corpus  # noqa: E402
 
 SIZES = {  # raw: revisions × 4 channels; memory: revisions × 4 channels, seconds watched at most
@@ -95,13 +98,16 @@ def _ceiling_body() -> bytes:
                       ensure_ascii=False).encode()
 
 
-async def bare_httpx(base: str, total: int, concurrency: int) -> float:
+async def bare_httpx(base: str, total: int, concurrency: int, *, daemons_client: bool = False) -> float:
     """Requests/s of a bare loop: one AsyncClient per channel (pooled as the daemon pools them), each with
-    `concurrency` tasks POSTing and decoding the JSON answer, `total` requests in all."""
+    `concurrency` tasks POSTing and decoding the JSON answer, `total` requests in all. The ceiling the issue names
+    is httpx's own client; `daemons_client` runs the same loop on the client the daemon's channels use
+    (channels/transport.py: httpx over aiohttp), the ceiling of what the daemon adds to its own client."""
     body = _ceiling_body()
     headers = {"Accept": "application/json", "Content-Type": "application/json; charset=utf-8"}
-    clients = {ch: httpx.AsyncClient(timeout=10, limits=httpx.Limits(max_connections=concurrency * 2,
-                                                                     max_keepalive_connections=concurrency))
+    clients = {ch: channel_client(timeout=10, concurrency=concurrency) if daemons_client else
+               httpx.AsyncClient(timeout=10, limits=httpx.Limits(max_connections=concurrency * 2,
+                                                                  max_keepalive_connections=concurrency))
                for ch in CHANNELS}
     left = total
 
@@ -129,6 +135,7 @@ def raw(size: dict[str, float]) -> dict[str, Any]:
         db = work / "var" / "publisher.db"
         total = build_pending(db, CHANNELS, int(size["raw"]))
         ceiling = asyncio.run(bare_httpx(peer.url, total, CONCURRENCY))
+        same_client = asyncio.run(bare_httpx(peer.url, total, CONCURRENCY, daemons_client=True))
         before = _created(peer)
         reader = StoreReader(db)
         daemon = Daemon(config, port)
@@ -151,6 +158,8 @@ def raw(size: dict[str, float]) -> dict[str, Any]:
         return {"deliveries": total, "channels": len(CHANNELS), "concurrency": CONCURRENCY,
                 "daemon_deliveries_per_s": round(rate, 1), "bare_httpx_per_s": round(ceiling, 1),
                 "ratio": round(rate / ceiling, 3) if ceiling else 0.0, "target_ratio": 0.7,
+                "bare_daemons_client_per_s": round(same_client, 1),
+                "ratio_to_daemons_client": round(rate / same_client, 3) if same_client else 0.0,
                 "peer_creates": _created(peer) - before, "profile": prof}
 
 

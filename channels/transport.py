@@ -37,8 +37,6 @@ import httpx
 from multidict import CIMultiDict
 from yarl import URL
 
-from publisher import __version__
-
 # aiohttp adds these when a request lacks them; httpx sets what it means to send, and nothing more may go out
 _NOT_AUTOMATIC = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
 _MAX_HEADER = 16 * 1024  # one header line, as h11 (httpx's own parser) allows a whole header block
@@ -162,12 +160,12 @@ class ChannelClient(httpx.AsyncClient):
         self._cookies = _Cookies(self._cookies)
 
 
-def channel_client(*, timeout: float, concurrency: int, user_agent: str | None = None) -> httpx.AsyncClient:
+def channel_client(*, timeout: float, concurrency: int, user_agent: str = "publisher") -> httpx.AsyncClient:
     """A channel's client, as the daemon makes one per channel: its timeout, a pool of `2 × concurrency`
     connections (keeping `concurrency` alive), on `AiohttpTransport`."""
     limits = httpx.Limits(max_connections=concurrency * 2, max_keepalive_connections=concurrency)
     return ChannelClient(timeout=httpx.Timeout(timeout), limits=limits, transport=AiohttpTransport(limits),
-                         headers={"User-Agent": user_agent or f"publisher/{__version__}"})
+                         headers={"User-Agent": user_agent})
 
 
 __all__ = ["AiohttpTransport", "ChannelClient", "as_httpx_error", "channel_client"]

@@ -43,7 +43,7 @@ def test_raw_fan_out_sends_each_row_once_and_measures_both_rates(run: tuple[str,
     bare httpx ceiling are measured."""
     raw = run[1]["raw"]
     assert raw["peer_creates"] == raw["deliveries"] > 0
-    assert raw["daemon_deliveries_per_s"] > 0 and raw["bare_httpx_per_s"] > 0
+    assert raw["daemon_deliveries_per_s"] > 0 and raw["bare_httpx_per_s"] > 0 and raw["bare_daemons_client_per_s"] > 0
 
 
 def test_backfill_sends_the_whole_corpus_to_four_channels(run: tuple[str, dict[str, Any]]) -> None:

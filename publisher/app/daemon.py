@@ -68,7 +68,8 @@ def build_channels(config: Config, clock: Clock) -> dict[str, Channel]:
         updates = {k: config.path(v) for k, v in options if isinstance(v, Path) and not v.is_absolute()}
         if updates:
             options = options.model_copy(update=updates)
-        http = channel_client(timeout=cfg.timeout.total_seconds(), concurrency=cfg.concurrency)
+        http = channel_client(timeout=cfg.timeout.total_seconds(), concurrency=cfg.concurrency,
+                              user_agent=f"publisher/{__version__}")
         channels[name] = cls(name=name, options=options, http=http, clock=clock, display_name=cfg.display(name))
     return channels
 
