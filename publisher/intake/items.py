@@ -194,7 +194,20 @@ def _too_deep(source: str) -> bool:
     return False
 
 
+# Front matter libyaml reads exactly as the pure-Python loader does: printable characters and newlines only (no
+# tab, no control character, no BOM, no Unicode line separator, no `?`: there the two readers' rules differ at the
+# edges), and no `*`, so no alias. Anything else, and anything libyaml refuses, goes to the pure-Python loader, whose
+# error messages (with their line numbers) are the ones an editor is shown.
+_LIBYAML_READS = re.compile("[\n\x20-\x29\x2b-\x3e\x40-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd"
+                            "\U00010000-\U0010ffff]*")
+
+
 def _load_front_matter(source: str) -> Any:
+    if _FastFrontMatterLoader is not None and _LIBYAML_READS.fullmatch(source) and not _too_deep(source):
+        try:
+            return yaml.load(source, Loader=_FastFrontMatterLoader)
+        except Exception:  # the pure-Python loader below reads it again and says what is wrong
+            pass
     try:
         if _too_deep(source):
             raise RecursionError
@@ -327,6 +340,15 @@ _FrontMatterLoader.yaml_implicit_resolvers = {
     first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
+
+
+_FastFrontMatterLoader: Any = None
+if yaml.__with_libyaml__:  # PyYAML built with libyaml (its wheels are): the C parser, the same resolvers
+    class _CFrontMatterLoader(yaml.CSafeLoader):
+        """`_FrontMatterLoader` with libyaml's parser: ten times faster on the front matter it is given."""
+
+    _CFrontMatterLoader.yaml_implicit_resolvers = _FrontMatterLoader.yaml_implicit_resolvers
+    _FastFrontMatterLoader = _CFrontMatterLoader
 
 
 def _cats(categories: dict[str, str]) -> str:

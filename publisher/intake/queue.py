@@ -25,7 +25,7 @@ import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +54,7 @@ from publisher.intake.files import (
 from publisher.intake.items import ItemFileError, ParsedItem, parse_item_file
 from publisher.intake.text import safe_note, shown
 from publisher.intake.watch import Writes
-from publisher.model import RevisionState
+from publisher.model import RevisionState, StoredRevision
 from publisher.review.chain import Review, findings_for
 from publisher.store.db import Store
 
@@ -228,16 +228,22 @@ class Intake:
             log.info("intake.attachment_still_written", file=display_name(name), attachment=writing)
             return
         sums = [file_sha256(p) for p in item.attachment_paths]
-        newest = self.store.revision(item.item_id)
-        if newest is not None and newest.file_sha256 == digest and stored_sums(newest.attachments) == sums:
+        # One transaction reads the item's newest revision and stores the next: links first, commit, then let go
+        # of the originals (once the scan is through: another item may share an attachment); a crash at any
+        # point leaves the file in .claimed until it is filed.
+        with self.store.tx() as conn:
+            newest = self.store.revision(item.item_id, conn=conn)
+            same = newest is not None and newest.file_sha256 == digest and stored_sums(newest.attachments) == sums
+            if not same:
+                archived = self._link_into(self.archive, claimed, name)
+                batch.filed[name] = archived
+                attachments = self._archive_attachments(item, archived, sums)
+                state = record_revision(conn, config, self.store, self.review, item, now=now,
+                                        file_name=display_name(name), digest=digest, attachments=attachments)[1]
+        if same:
+            assert newest is not None
             self._duplicate(claimed, name, item, (newest.item_id, newest.number), batch)
             return
-        # Links first, commit, then let go of the originals (once the scan is through: another item may
-        # share an attachment): a crash at any point leaves the file in .claimed until it is filed.
-        archived = self._link_into(self.archive, claimed, name)
-        batch.filed[name] = archived
-        attachments = self._archive_attachments(item, archived, sums)
-        state = self._store(item, display_name(name), digest, attachments, now)
         batch.done.append((claimed, _copies(item, attachments)))
         self.counts["accepted"] += 1
         self.on_file("accepted")
@@ -267,12 +273,6 @@ class Intake:
             copies = _copies(item, self._archive_attachments(item, archived, None))
         batch.done.append((claimed, copies))
         log.info("intake.duplicate", file=display_name(name), item_id=known[0], revision=known[1])
-
-    def _store(self, item: ParsedItem, name: str, digest: str, attachments: list[dict[str, Any]],
-               now: datetime) -> RevisionState:
-        with self.store.tx() as conn:
-            return record_revision(conn, self.config, self.store, self.review, item, now=now, file_name=name,
-                                   digest=digest, attachments=attachments)[1]
 
     def _archive_attachments(self, item: ParsedItem, archived: Path,
                              sums: list[str] | None) -> list[dict[str, Any]]:
@@ -372,4 +372,12 @@ def record_revision(conn: Connection, config: Config, store: Store, review: Revi
     # neither the queue folder nor a feed authenticates anyone: the `author` is a claim, kept as a detail
     store.audit(conn, now, actor, "ingest", item_id=item.item_id, revision=number, author=f.author,
                 file=file_name, sha256=digest, findings=len(findings))
-    return number, review.settle(conn, rid)
+    return number, review.settle(conn, rid, added=_as_stored(fields, rid, number, now))
+
+
+def _as_stored(fields: dict[str, Any], rid: int, number: int, now: datetime) -> StoredRevision:
+    """The revision just inserted, as the store would read it back (times in UTC), without reading it."""
+    publish_at = fields["publish_at"]
+    return StoredRevision.from_row({
+        **fields, "id": rid, "number": number, "created_at": now.astimezone(UTC), "approved_at": None,
+        "publish_at": None if publish_at is None else publish_at.astimezone(UTC)})

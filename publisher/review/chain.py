@@ -103,13 +103,16 @@ class Review:
 
     # --- called by intake inside the ingest transaction -----------------------------------------
 
-    def settle(self, conn: Connection, revision_id: int, actor: str = "daemon") -> RevisionState:
-        """Move a revision as far as it can go by itself: approve it when nothing is missing."""
-        rev = self.store.revision_by_id(conn, revision_id)
+    def settle(self, conn: Connection, revision_id: int, actor: str = "daemon", *,
+               added: StoredRevision | None = None) -> RevisionState:
+        """Move a revision as far as it can go by itself: approve it when nothing is missing. `added`: the
+        revision as this transaction inserted it a moment ago (no sign-off can have reached it yet), so that
+        neither it nor its sign-offs are read back."""
+        rev = self.store.revision_by_id(conn, revision_id) if added is None else added
         if rev.state not in IN_REVIEW:  # approved, rejected or superseded: nothing left to settle
             return RevisionState(rev.state)
         now = self.clock.now()
-        approvals = self.store.approvals(revision_id, conn)
+        approvals = self.store.approvals(revision_id, conn) if added is None else []
         if rev.retract:
             # Taking an item down waits for one sign-off by a retract_roles account; it is never blocked.
             if not any(a.action == "approve" for a in approvals):
@@ -141,7 +144,8 @@ class Review:
             source = self.store.item_source(rev.item_id, conn)
             if source in self.config.sources and (own := self.config.sources[source].review) is not None:
                 return list(own)
-        return rules.chain_for(self.config, rev.category, self.store.earlier_categories(conn, rev.item_id, rev.number))
+        earlier = self.store.earlier_categories(conn, rev.item_id, rev.number) if rev.number > 1 else []
+        return rules.chain_for(self.config, rev.category, earlier)
 
     # --- reviewers' actions ------------------------------------------------------------------------
 

@@ -231,10 +231,18 @@ def _one_separator(s: str) -> bool:
     return len({_SEP_KIND[c] for c in s if c in _SEP_KIND}) <= 1
 
 
+# Every pattern of a group holds its word (密 of a level, 内部): a text without the word is not searched further.
+_GROUPS: tuple[tuple[Kind, re.Pattern[str], list[tuple[re.Pattern[str], bool]]], ...] = (
+    ("classified_marking", re.compile(_LEVEL), _CLASSIFIED), ("internal_marking", re.compile(_INNER), _INTERNAL))
+# Every number pattern holds eleven digits or more, at most two separators apart: a text without such a run holds
+# no number the screen looks for.
+_DIGIT_RUN = re.compile(rf"[0-9](?:{_SEP}{{0,2}}[0-9]){{10}}")
+
+
 def _markings(text: str, seen: Seen) -> Iterator[tuple[Kind, int, int]]:
-    groups: tuple[tuple[Kind, list[tuple[re.Pattern[str], bool]]], ...] = (
-        ("classified_marking", _CLASSIFIED), ("internal_marking", _INTERNAL))
-    for kind, patterns in groups:
+    for kind, word, patterns in _GROUPS:
+        if not word.search(text):
+            continue
         spans = []
         for pattern, running_text_only in patterns:
             for m in pattern.finditer(text):
@@ -247,6 +255,8 @@ def _markings(text: str, seen: Seen) -> Iterator[tuple[Kind, int, int]]:
 
 
 def _numbers(text: str) -> Iterator[tuple[Kind, int, int]]:
+    if not _DIGIT_RUN.search(text):
+        return
     taken: list[tuple[int, int]] = []
     for pattern in (_ID18, _ID15):
         for m in pattern.finditer(text):
@@ -306,8 +316,9 @@ def screen_field(where: str, value: str, rules: Rules, index: int | None = None)
     text = seen.text
     out = [_finding(seen, where, index, kind, s, e) for kind, s, e in _markings(text, seen)]
     numbers = [_finding(seen, where, index, kind, s, e) for kind, s, e in _numbers(text)]
-    raw = Seen.of(value, mode="plain")  # as written: numbers in addresses, attributes and comments
-    for kind, s, e in _numbers(raw.text):
+    # as written: numbers in addresses, attributes and comments (a field without markup reads the same either way)
+    raw = Seen.of(value, mode="plain") if seen.shown != value or where == "body" else seen
+    for kind, s, e in _numbers(raw.text) if raw is not seen else ():
         f = _finding(raw, where, index, kind, s, e)
         if not any(o.start is not None and f.start is not None and o.start < (f.end or 0) and f.start < (o.end or 0)
                    for o in numbers):

@@ -15,6 +15,7 @@ mark it, beside the text a reader sees (`机密★`).
 
 from __future__ import annotations
 
+import bisect
 import html
 import re
 import unicodedata
@@ -127,7 +128,20 @@ def _align(source: str, shown: str) -> list[int | None]:
     out: list[int | None] = []
     p, n = 0, len(source)
     budget = 4 * n + 4 * _LOOKAHEAD  # source characters skipped over in all: linear in the field's size
-    for ch in shown:
+    i, total = 0, len(shown)
+    while i < total:
+        # A run of text the source holds as it is shown (a paragraph's words): each character is found where
+        # the one before it ended, as the walk below would find it, taken in one step. An `&` ends the run
+        # (it may begin an entity, which the walk reads as the character it stands for).
+        if p < n and source[p] == shown[i] != "&":
+            run = _common_run(source, p, shown, i)
+            out.extend(range(p, p + run))
+            budget -= run
+            p += run
+            i += run
+            continue
+        ch = shown[i]
+        i += 1
         q, found = p, None
         limit = min(n, p + (_LOOKAHEAD if budget > 0 else 8))
         while q < limit:
@@ -152,6 +166,23 @@ def _align(source: str, shown: str) -> list[int | None]:
     return out
 
 
+def _common_run(source: str, p: int, shown: str, i: int) -> int:
+    """How many characters from source[p] on equal those from shown[i] on, stopping before an `&` of the source
+    (at least one: the caller saw source[p] == shown[i] != "&")."""
+    amp = source.find("&", p)
+    most = min((len(source) if amp < 0 else amp) - p, len(shown) - i)
+    good, step = 1, 1
+    while good < most:  # doubling, then halving: a few comparisons in C for a paragraph
+        size = min(most, good + step)
+        if source.startswith(shown[i + good:i + size], p + good):
+            good, step = size, step * 2
+        elif step == 1:
+            break
+        else:
+            step //= 2
+    return good
+
+
 @dataclass(frozen=True)
 class Seen:
     """A field's text as a reader sees it, normalised, with the source offset of each character."""
@@ -174,8 +205,11 @@ class Seen:
         else:
             shown, shown_lines = source, [(0, "text")]
         to_source: list[int | None] = list(range(len(source))) if shown == source else _align(source, shown)
-        changed = {c: n for c in set(shown) if (n := _normal(c)) != c}
-        if all(len(n) == 1 for n in changed.values()):  # nearly every text (full-width punctuation: one for one)
+        # ASCII is its own NFKC form and holds no invisible character
+        changed = {} if shown.isascii() else {c: n for c in set(shown) if (n := _normal(c)) != c}
+        if not changed:  # most fields: nothing to normalise
+            chars, to_shown = shown, list(range(len(shown)))
+        elif all(len(n) == 1 for n in changed.values()):  # nearly every text (full-width punctuation: one for one)
             chars, to_shown = shown.translate({ord(c): n for c, n in changed.items()}), list(range(len(shown)))
         else:
             normal = {c: changed.get(c, c) for c in set(shown)}
@@ -189,9 +223,8 @@ class Seen:
         text, to_shown = _fold(chars, to_shown)
         lines: list[tuple[int, LineKind]] = []
         i = 0
-        for start, kind in shown_lines:  # both in ascending order: one walk
-            while i < len(to_shown) and to_shown[i] < start:
-                i += 1
+        for start, kind in shown_lines:  # both in ascending order (to_shown never decreases)
+            i = bisect.bisect_left(to_shown, start, i)
             lines.append((i, kind))
         return cls(source=source, shown=shown, text=text, to_shown=tuple(to_shown), to_source=tuple(to_source),
                    lines=tuple(lines))

@@ -13,6 +13,11 @@ from sqlalchemy.engine import Connection
 from publisher.store.engine import StoreBase
 from publisher.store.schema import accounts, review_notices, revisions, sessions
 
+# Read once per revision that intake settles: built once, with bound parameters.
+_EARLIER_CATEGORIES = (sa.select(revisions.c.category).where(revisions.c.item_id == sa.bindparam("e_item"))
+                       .where(revisions.c.number < sa.bindparam("e_before")).where(revisions.c.retract.is_(False))
+                       .distinct())
+
 
 class AccountStore(StoreBase):
     # --- accounts ------------------------------------------------------------------------------
@@ -96,6 +101,5 @@ class AccountStore(StoreBase):
     @staticmethod
     def earlier_categories(conn: Connection, item_id: str, before: int) -> list[str]:
         """The categories of an item's revisions before number `before` (retractions left out)."""
-        rows = conn.execute(sa.select(revisions.c.category).where(revisions.c.item_id == item_id)
-                            .where(revisions.c.number < before).where(revisions.c.retract.is_(False)).distinct())
+        rows = conn.execute(_EARLIER_CATEGORIES, {"e_item": item_id, "e_before": before})
         return [str(r[0]) for r in rows]

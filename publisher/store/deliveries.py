@@ -9,6 +9,7 @@ also ends the row's lease. Claims use `FOR UPDATE SKIP LOCKED`, which SQLite's c
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -35,6 +36,22 @@ S = DeliveryState
 _CLAIMABLE = sa.text(CLAIMABLE_SQL)
 
 
+# Run for every approved revision (publisher/dispatch/outbox.py): built once, with bound parameters.
+@functools.lru_cache(maxsize=64)
+def _supersede_statement(channels: tuple[str, ...]) -> sa.Update:
+    """`supersede_active`'s UPDATE for one list of channels (a config routes to a handful of lists), built once:
+    plain parameters, where an IN list is expanded again at every execution."""
+    on = sa.or_(*(deliveries.c.channel == c for c in channels)) if channels else sa.false()
+    return (deliveries.update().where(deliveries.c.item_id == sa.bindparam("s_item")).where(on)
+            .where(sa.or_(*(deliveries.c.state == s.value for s in sorted(REPLACEABLE & sources(S.SUPERSEDED)))))
+            .values(state=S.SUPERSEDED, updated_at=sa.bindparam("s_now", type_=deliveries.c.updated_at.type)))
+
+
+_NEW_DELIVERIES = deliveries.insert()
+_PLACEMENT = (sa.select(placements).where(placements.c.item_id == sa.bindparam("p_item"))
+              .where(placements.c.channel == sa.bindparam("p_channel")))
+
+
 class BatchMoved(PublisherError):
     """A row of a batched transition had moved on: the batch is rolled back and written row by row."""
 
@@ -46,16 +63,13 @@ class DeliveryStore(StoreBase):
     def supersede_active(conn: Connection, item_id: str, channels: Iterable[str], now: datetime) -> int:
         """A newer revision (or a retraction) replaces the item's rows on these channels not yet sent, or
         sent and not yet seen. A row in flight (`sending`) finishes; its outcome then yields to the newer row."""
-        res = conn.execute(deliveries.update().where(deliveries.c.item_id == item_id)
-                           .where(deliveries.c.channel.in_(list(channels)))
-                           .where(deliveries.c.state.in_(sorted(REPLACEABLE & sources(S.SUPERSEDED))))
-                           .values(state=S.SUPERSEDED, updated_at=now))
+        res = conn.execute(_supersede_statement(tuple(channels)), {"s_item": item_id, "s_now": now})
         return res.rowcount or 0
 
     @staticmethod
     def add_deliveries(conn: Connection, rows: list[dict[str, Any]], now: datetime) -> None:
         if rows:
-            conn.execute(deliveries.insert(), [{"attempts": 0, "verify_attempts": 0, "created_at": now,
+            conn.execute(_NEW_DELIVERIES, [{"attempts": 0, "verify_attempts": 0, "created_at": now,
                                                 "updated_at": now, **r} for r in rows])
             announce(conn)
 
@@ -67,8 +81,7 @@ class DeliveryStore(StoreBase):
 
     @staticmethod
     def placement(conn: Connection, item_id: str, channel: str) -> Placement | None:
-        row = conn.execute(sa.select(placements).where(placements.c.item_id == item_id)
-                           .where(placements.c.channel == channel)).mappings().first()
+        row = conn.execute(_PLACEMENT, {"p_item": item_id, "p_channel": channel}).mappings().first()
         return None if row is None else Placement.from_row(row)
 
     @staticmethod

@@ -18,6 +18,8 @@ from sqlalchemy.engine import Connection, Engine
 
 from publisher.store.schema import audit
 
+_AUDIT = audit.insert()  # built once: one line per action, several per item file
+
 
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
@@ -62,8 +64,8 @@ class StoreBase:
     @staticmethod
     def audit(conn: Connection, at: datetime, actor: str, action: str, *, item_id: str | None = None,
               revision: int | None = None, channel: str | None = None, **detail: Any) -> None:
-        conn.execute(audit.insert().values(at=at, actor=actor, action=action, item_id=item_id,
-                                           revision=revision, channel=channel, detail=detail))
+        conn.execute(_AUDIT, {"at": at, "actor": actor, "action": action, "item_id": item_id, "revision": revision,
+                              "channel": channel, "detail": detail})
 
     @staticmethod
     def audit_many(conn: Connection, at: datetime, actor: str, entries: list[dict[str, Any]]) -> None:

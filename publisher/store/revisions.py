@@ -3,6 +3,7 @@ state (publisher.model.REVISION_TRANSITIONS)."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -16,6 +17,29 @@ from publisher.store.schema import approvals, audit, items, revisions
 
 LINKS_CHECKED = "links_checked"  # the audit action that marks a revision's links as checked (once per revision)
 
+# Intake's statements, each built once with bound parameters: an item file runs a dozen of them, and building
+# one (its WHERE, its IN list, its cache key) cost more than running it.
+_NEW_ITEM = items.insert()
+_NEW_REVISION = revisions.insert()
+_CURRENT = (sa.select(items.c.current_revision).where(items.c.id == sa.bindparam("r_item"))
+            .with_for_update())
+_NEXT_REVISION = (items.update().where(items.c.id == sa.bindparam("r_item"))
+                  .values(current_revision=sa.bindparam("r_number"), title=sa.bindparam("r_title"),
+                          category=sa.bindparam("r_category"),
+                          updated_at=sa.bindparam("r_now", type_=items.c.updated_at.type)))
+_NEWEST = (sa.select(revisions).where(revisions.c.item_id == sa.bindparam("r_item"))
+           .order_by(revisions.c.number.desc()).limit(1))
+_NUMBERED = (sa.select(revisions).where(revisions.c.item_id == sa.bindparam("r_item"))
+             .where(revisions.c.number == sa.bindparam("r_number")))
+_BY_ID = sa.select(revisions).where(revisions.c.id == sa.bindparam("r_id"))
+_APPROVALS = (sa.select(approvals).where(approvals.c.revision_id == sa.bindparam("r_id"))
+              .order_by(approvals.c.id))
+_KNOWN_FILE = (sa.select(revisions.c.item_id, revisions.c.number)
+               .where(revisions.c.file_sha256 == sa.bindparam("r_sha256")).limit(1))
+_RETRACTED = (items.update().where(items.c.id == sa.bindparam("r_item"))
+              .values(retracted=sa.bindparam("r_retracted"),
+                      updated_at=sa.bindparam("r_now", type_=items.c.updated_at.type)))
+
 
 class RevisionStore(StoreBase):
     # --- intake --------------------------------------------------------------------------------
@@ -23,54 +47,47 @@ class RevisionStore(StoreBase):
     def known_file(self, sha256: str) -> tuple[str, int] | None:
         """(item id, revision number) of the revision an identical file made, if any."""
         with self.read() as conn:
-            row = conn.execute(sa.select(revisions.c.item_id, revisions.c.number)
-                               .where(revisions.c.file_sha256 == sha256).limit(1)).first()
+            row = conn.execute(_KNOWN_FILE, {"r_sha256": sha256}).first()
         return None if row is None else (row[0], row[1])
 
     def add_revision(self, conn: Connection, fields: dict[str, Any], now: datetime) -> tuple[int, int]:
         """Insert the next revision of an item (creating the item); older unapproved ones are superseded."""
         item_id = fields["item_id"]
-        row = conn.execute(sa.select(items.c.current_revision).where(items.c.id == item_id)
-                           .with_for_update()).first()
+        row = conn.execute(_CURRENT, {"r_item": item_id}).first()
         number = 1 if row is None else row[0] + 1
         if row is None:
-            conn.execute(items.insert().values(id=item_id, category=fields["category"], title=fields["title"],
-                                               current_revision=1, retracted=False, created_at=now, updated_at=now))
+            conn.execute(_NEW_ITEM, {"id": item_id, "category": fields["category"], "title": fields["title"],
+                                          "current_revision": 1, "retracted": False, "created_at": now,
+                                          "updated_at": now})
         else:
-            conn.execute(items.update().where(items.c.id == item_id).values(
-                current_revision=number, title=fields["title"], category=fields["category"], updated_at=now))
-            conn.execute(revisions.update().where(revisions.c.item_id == item_id)
-                         .where(revisions.c.state.in_(sorted(_sources(RevisionState.SUPERSEDED) & IN_REVIEW)))
-                         .values(state=RevisionState.SUPERSEDED))
-        values = {k: v for k, v in fields.items() if k != "item_id"}
-        key = conn.execute(revisions.insert().values(item_id=item_id, number=number, created_at=now, **values)
-                           ).inserted_primary_key
+            conn.execute(_NEXT_REVISION, {"r_item": item_id, "r_number": number, "r_title": fields["title"],
+                                          "r_category": fields["category"], "r_now": now})
+            conn.execute(_SUPERSEDE, {"r_item": item_id})
+        key = conn.execute(_NEW_REVISION, {**fields, "number": number, "created_at": now}).inserted_primary_key
         assert key is not None
         return int(key[0]), number
 
     @staticmethod
     def set_item_retracted(conn: Connection, item_id: str, now: datetime, retracted: bool = True) -> None:
         """Whether the item is taken down: set by a retraction, cleared when a later revision is published."""
-        conn.execute(items.update().where(items.c.id == item_id).values(retracted=retracted, updated_at=now))
+        conn.execute(_RETRACTED, {"r_item": item_id, "r_retracted": retracted, "r_now": now})
 
     # --- review --------------------------------------------------------------------------------
 
     def revision(self, item_id: str, number: int | None = None,
                  conn: Connection | None = None) -> StoredRevision | None:
         """The item's revision `number`, or its newest one."""
-        q = sa.select(revisions).where(revisions.c.item_id == item_id)
-        q = q.where(revisions.c.number == number) if number else q.order_by(revisions.c.number.desc()).limit(1)
+        q, params = (_NUMBERED, {"r_item": item_id, "r_number": number}) if number else (_NEWEST, {"r_item": item_id})
         if conn is not None:
-            row = conn.execute(q).mappings().first()
+            row = conn.execute(q, params).mappings().first()
         else:
             with self.read() as c:
-                row = c.execute(q).mappings().first()
+                row = c.execute(q, params).mappings().first()
         return None if row is None else StoredRevision.from_row(row)
 
     @staticmethod
     def revision_by_id(conn: Connection, revision_id: int) -> StoredRevision:
-        return StoredRevision.from_row(
-            conn.execute(sa.select(revisions).where(revisions.c.id == revision_id)).mappings().one())
+        return StoredRevision.from_row(conn.execute(_BY_ID, {"r_id": revision_id}).mappings().one())
 
     @staticmethod
     def revisions_by_ids(conn: Connection, revision_ids: Iterable[int]) -> list[StoredRevision]:
@@ -84,11 +101,11 @@ class RevisionStore(StoreBase):
             return [StoredRevision.from_row(r) for r in rows]
 
     def approvals(self, revision_id: int, conn: Connection | None = None) -> list[Approval]:
-        q = sa.select(approvals).where(approvals.c.revision_id == revision_id).order_by(approvals.c.id)
+        params = {"r_id": revision_id}
         if conn is not None:
-            return [Approval.from_row(r) for r in conn.execute(q).mappings()]
+            return [Approval.from_row(r) for r in conn.execute(_APPROVALS, params).mappings()]
         with self.read() as c:
-            return [Approval.from_row(r) for r in c.execute(q).mappings()]
+            return [Approval.from_row(r) for r in c.execute(_APPROVALS, params).mappings()]
 
     @staticmethod
     def add_approval(conn: Connection, revision_id: int, action: str, by: str, at: datetime,
@@ -155,10 +172,27 @@ def _sources(to: RevisionState) -> frozenset[RevisionState]:
     return frozenset(s for s, targets in REVISION_TRANSITIONS.items() if to in targets)
 
 
+def _state_in(states: Iterable[RevisionState]) -> sa.ColumnElement[bool]:
+    """state = a OR state = b ...: plain parameters, where an IN list is expanded again at every execution."""
+    return sa.or_(*(revisions.c.state == s.value for s in sorted(states)))
+
+
+_SUPERSEDE = (revisions.update().where(revisions.c.item_id == sa.bindparam("r_item"))
+              .where(_state_in(_sources(RevisionState.SUPERSEDED) & IN_REVIEW))
+              .values(state=RevisionState.SUPERSEDED))
+
+
+@functools.cache
+def _move_statement(to: RevisionState, keys: tuple[str, ...]) -> sa.Update:
+    """`_move_revision`'s UPDATE for one target state and set of columns, built once (m_id, m_<column>)."""
+    return (revisions.update().where(revisions.c.id == sa.bindparam("m_id")).where(_state_in(_sources(to)))
+            .values(state=to, **{k: sa.bindparam(f"m_{k}", type_=revisions.c[k].type) for k in keys}))
+
+
 def _move_revision(conn: Connection, revision_id: int, to: RevisionState, transition: str,
                    **values: Any) -> None:
-    done = conn.execute(revisions.update().where(revisions.c.id == revision_id)
-                        .where(revisions.c.state.in_(sorted(_sources(to)))).values(state=to, **values))
+    done = conn.execute(_move_statement(to, tuple(sorted(values))),
+                        {"m_id": revision_id, **{f"m_{k}": v for k, v in values.items()}})
     if done.rowcount != 1:
         current = conn.execute(sa.select(revisions.c.state).where(revisions.c.id == revision_id)).scalar()
         raise IllegalTransition(table="revisions", row_id=revision_id, current=current, transition=transition,

@@ -16,6 +16,9 @@ from sqlalchemy.engine import Connection
 from publisher.store.engine import StoreBase
 from publisher.store.schema import source_entries, source_state
 
+# Read once per revision that review settles (publisher/review/chain.py): built once, with a bound parameter.
+_ITEM_SOURCE = sa.select(source_entries.c.source).where(source_entries.c.item_id == sa.bindparam("s_item")).limit(1)
+
 
 @dataclass(frozen=True)
 class SourceState:
@@ -103,11 +106,10 @@ class SourceStore(StoreBase):
 
     def item_source(self, item_id: str, conn: Connection | None = None) -> str | None:
         """The configured source whose feed made this item, if one did."""
-        q = sa.select(source_entries.c.source).where(source_entries.c.item_id == item_id).limit(1)
         if conn is not None:
-            return conn.execute(q).scalar()
+            return conn.execute(_ITEM_SOURCE, {"s_item": item_id}).scalar()
         with self.read() as c:
-            return c.execute(q).scalar()
+            return c.execute(_ITEM_SOURCE, {"s_item": item_id}).scalar()
 
     def entry_link(self, item_id: str) -> str | None:
         """The link of the feed entry an item was made from (the district's own page)."""
