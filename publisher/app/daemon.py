@@ -18,6 +18,7 @@ from channels.base import Channel
 from channels.registry import adapter_class
 from channels.transport import channel_client
 from publisher import __version__
+from publisher.app.intake_process import RESTART_AFTER, IntakeProcess
 from publisher.app.notify import ReviewNotifier
 from publisher.app.reports import ReportProcess, Reports
 from publisher.app.web.app import create_app
@@ -43,6 +44,7 @@ ANALYZE_EVERY = 6 * 3600  # seconds between refreshes of the store's planner sta
 # What it means for an admin when one of the daemon's parts has ended (/healthz says it)
 STOPPED = {
     "watch": "the inbox watcher has stopped: new files wait for the next rescan",
+    "intake": "the inbox's intake process is no longer kept running: new files wait until the daemon is restarted",
     "rescan": "the inbox rescan has stopped: files dropped while the watcher misses them stay in the inbox",
     "dispatch": "dispatch has stopped: nothing is sent or verified",
     "store-changes": "the daemon no longer hears other processes' approvals at once (they wait for the next poll)",
@@ -53,6 +55,8 @@ STOPPED = {
     "links": "the screen's link check has stopped: links in revisions under review are not checked",
     "livecheck": "live items are no longer read back: an article WeChat takes down stays counted as live",
 }
+INTAKE_DOWN = ("the inbox's intake process is not running: new files wait until it is started again (within "
+               f"{RESTART_AFTER:g} s)")
 REPORT_REFRESH = 2.0  # seconds between rebuilds of the default lag report the web doors serve
 REPORT_MAX_AGE = 5.0  # the oldest copy of it a door may serve; older, it is built on the spot
 
@@ -75,8 +79,15 @@ def build_channels(config: Config, clock: Clock) -> dict[str, Channel]:
 
 
 class Daemon:
-    def __init__(self, config: Config, *, clock: Clock | None = None, store: Store | None = None) -> None:
+    def __init__(self, config: Config, *, clock: Clock | None = None, store: Store | None = None,
+                 intake_process: bool = False) -> None:
+        """`intake_process`: while `run` runs, intake is a process of its own (publisher/app/intake_process.py;
+        `publisher run` asks for it); else on this loop (`run_once`, the tests' in-process daemons)."""
         self.config = config
+        self._intake_process: IntakeProcess | None = None
+        if intake_process:
+            self._intake_process = IntakeProcess(config, on_approved=lambda: self.dispatcher.wake(),
+                                                 on_file=lambda outcome: self.telemetry.intake_file(outcome))
         self.clock = clock or SystemClock()
         self.store = store or Store.open(config.store_url)
         self.channels = build_channels(config, self.clock)
@@ -166,9 +177,11 @@ class Daemon:
         gc.freeze()  # what start-up made lives as long as the daemon: keep it out of every later GC pass
         log.info("daemon.started", version=__version__, web=self.config.web.base_url,
                  inbox=str(self.intake.inbox), channels=list(self.channels))
+        intake = ([asyncio.create_task(self._intake_process.run(stop), name="intake")] if self._intake_process else
+                  [asyncio.create_task(self._watch(stop), name="watch")])
         tasks = [
             asyncio.create_task(server.serve(sockets=[sock]), name="web"),
-            asyncio.create_task(self._watch(stop), name="watch"),
+            *intake,
             asyncio.create_task(self._rescan(stop), name="rescan"),
             asyncio.create_task(self.dispatcher.run(stop), name="dispatch"),
             asyncio.create_task(self._follow_store(stop), name="store-changes"),
@@ -188,7 +201,8 @@ class Daemon:
         lasting = list(tasks)  # the parts that run as long as the daemon (not the one-off analyze below)
         self.web.checks.append(lambda: self.stopped_parts(lasting, stop))
         tasks.append(asyncio.create_task(self._analyze(), name="analyze"))  # in the background: slow on a deep store
-        await self.intake.scan()
+        if self._intake_process is None:
+            await self.intake.scan()
         self.dispatcher.wake()
         await stop.wait()
         log.info("daemon.stopping")
@@ -204,6 +218,8 @@ class Daemon:
             return []
         ended = {t.get_name() for t in tasks if t.done()} - ({"watch"} if not self.config.queue.watch else set())
         problems = [STOPPED.get(name, f"the daemon's {name} task has stopped") for name in sorted(ended)]
+        if self._intake_process is not None and self._intake_process.started and not self._intake_process.alive:
+            problems.append(INTAKE_DOWN)
         problems += [f"the dispatch worker of {name} ({self.config.channels[name].display(name)}) has stopped: "
                      "its deliveries wait until the daemon is restarted"
                      for name, task in self.dispatcher.workers.items() if task.done()]
@@ -224,8 +240,9 @@ class Daemon:
             except Exception:
                 log.exception("intake.scan_failed")
 
-        scheduler.add_job(job, "interval", seconds=self.config.queue.rescan.total_seconds(),
-                          max_instances=1, coalesce=True, id="rescan")
+        if self._intake_process is None:  # else the intake process rescans the inbox itself
+            scheduler.add_job(job, "interval", seconds=self.config.queue.rescan.total_seconds(),
+                              max_instances=1, coalesce=True, id="rescan")
         scheduler.add_job(self._analyze, "interval", seconds=ANALYZE_EVERY, max_instances=1, coalesce=True,
                           id="analyze")
         scheduler.start()

@@ -101,7 +101,7 @@ def run(config_path: Path, once: bool, log_format: str) -> None:
                                    "(e.g. token: \"${PUBLISHER_WEB_TOKEN}\") so the dashboard asks for it")
 
     async def go() -> None:
-        daemon = Daemon(config)
+        daemon = Daemon(config, intake_process=not once)  # while it runs, intake is a process of its own
         try:
             if once:
                 counts = await daemon.run_once()
