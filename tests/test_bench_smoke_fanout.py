@@ -66,3 +66,4 @@ def test_memory_reads_the_daemons_peak_resident_set(run: tuple[str, dict[str, An
     """The memory part reads a non-zero VmHWM of the daemon while it works through the pending rows."""
     mem = run[1]["memory"]
     assert mem["daemon_vmhwm_mb"] > 0 and mem["pending_rows"] > 0 and mem["sent_while_watched"] > 0
+    assert len(mem["helper_processes_vmhwm_mb"]) >= 2 and mem["with_helpers_mb"] > mem["daemon_vmhwm_mb"]
