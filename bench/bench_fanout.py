@@ -290,7 +290,7 @@ def main() -> None:
     if "memory" in parts:
         m = result["memory"] = memory(size)
         _print_figure("memory", f"daemon VmHWM {m['daemon_vmhwm_mb']} MB with {m['pending_rows']} pending rows "
-                                f"beside 150 MB (ideal ≤ 150 MB); its helper processes (report, intake, multiprocessing's resource tracker) "
+                                f"beside 150 MB (ideal ≤ 150 MB); its helpers (report, intake, resource tracker) "
                                 f"{m['helper_processes_vmhwm_mb']} MB apart")
     result["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     print(json.dumps(result, indent=1, ensure_ascii=False))
