@@ -231,6 +231,9 @@ class Intake:
         # One transaction reads the item's newest revision and stores the next: links first, commit, then let go
         # of the originals (once the scan is through: another item may share an attachment); a crash at any
         # point leaves the file in .claimed until it is filed.
+        # screened before the transaction: the store's write lock is not held while Python reads the text (the
+        # daemon's dispatcher, in its own process, waits for that lock to record its sends)
+        findings = screen(config, item)
         with self.store.tx() as conn:
             newest = self.store.revision(item.item_id, conn=conn)
             same = newest is not None and newest.file_sha256 == digest and stored_sums(newest.attachments) == sums
@@ -239,7 +242,8 @@ class Intake:
                 batch.filed[name] = archived
                 attachments = self._archive_attachments(item, archived, sums)
                 state = record_revision(conn, config, self.store, self.review, item, now=now,
-                                        file_name=display_name(name), digest=digest, attachments=attachments)[1]
+                                        file_name=display_name(name), digest=digest, attachments=attachments,
+                                        findings=findings)[1]
         if same:
             assert newest is not None
             self._duplicate(claimed, name, item, (newest.item_id, newest.number), batch)
@@ -351,16 +355,25 @@ def _copies(item: ParsedItem, attachments: list[dict[str, Any]]) -> list[tuple[P
     return [(src, Path(att["path"])) for src, att in zip(item.attachment_paths, attachments, strict=True)]
 
 
+def screen(config: Config, item: ParsedItem) -> list[dict[str, Any]]:
+    """The confidentiality screen's findings on an item (none for a retraction): its fields and its attachments'
+    names as they will be stored."""
+    f = item.front
+    return [] if f.retract else findings_for(
+        config, f.title, item.body, summary=f.summary, source=f.source, author=f.author, tags=f.tags,
+        attachments=[Path(rel).as_posix() for rel in item.attachment_names])
+
+
 def record_revision(conn: Connection, config: Config, store: Store, review: Review, item: ParsedItem, *,
                     now: datetime, file_name: str | None, digest: str | None, attachments: list[dict[str, Any]],
-                    actor: str = "queue") -> tuple[int, RevisionState]:
+                    actor: str = "queue", findings: list[dict[str, Any]] | None = None) -> tuple[int, RevisionState]:
     """Store a parsed item as its next revision, screened, audited and moved as far as review lets it go:
     the one way into the store for an item file and a district feed's entry alike. Returns the revision
-    number and its state. `actor` is the door it came through (the queue folder, `source:KEY`)."""
+    number and its state. `actor` is the door it came through (the queue folder, `source:KEY`); `findings`, the
+    screen's (`screen`), when the caller screened the item before its transaction."""
     f = item.front
-    findings = [] if f.retract else findings_for(
-        config, f.title, item.body, summary=f.summary, source=f.source, author=f.author, tags=f.tags,
-        attachments=[a["name"] for a in attachments])
+    if findings is None:
+        findings = screen(config, item)
     fields: dict[str, Any] = {
         "item_id": item.item_id, "title": f.title, "category": f.category, "body": item.body,
         "summary": f.summary, "doc_date": f.date, "source": f.source, "author": f.author,
