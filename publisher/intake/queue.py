@@ -231,23 +231,21 @@ class Intake:
         # One transaction reads the item's newest revision and stores the next: links first, commit, then let go
         # of the originals (once the scan is through: another item may share an attachment); a crash at any
         # point leaves the file in .claimed until it is filed.
-        # screened before the transaction: the store's write lock is not held while Python reads the text (the
-        # daemon's dispatcher, in its own process, waits for that lock to record its sends)
-        findings = screen(config, item)
-        with self.store.tx() as conn:
-            newest = self.store.revision(item.item_id, conn=conn)
-            same = newest is not None and newest.file_sha256 == digest and stored_sums(newest.attachments) == sums
-            if not same:
-                archived = self._link_into(self.archive, claimed, name)
-                batch.filed[name] = archived
-                attachments = self._archive_attachments(item, archived, sums)
-                state = record_revision(conn, config, self.store, self.review, item, now=now,
-                                        file_name=display_name(name), digest=digest, attachments=attachments,
-                                        findings=findings)[1]
-        if same:
-            assert newest is not None
+        newest = self.store.revision(item.item_id)
+        if newest is not None and newest.file_sha256 == digest and stored_sums(newest.attachments) == sums:
             self._duplicate(claimed, name, item, (newest.item_id, newest.number), batch)
             return
+        # Links first, commit, then let go of the originals (once the scan is through: another item may share an
+        # attachment): a crash at any point leaves the file in .claimed until it is filed. The screen and the links
+        # come before the transaction: the store's write lock is not held while Python reads the text or the disk
+        # is written (the dispatcher, in the daemon's own process, waits for that lock to record its sends).
+        findings = screen(config, item)
+        archived = self._link_into(self.archive, claimed, name)
+        batch.filed[name] = archived
+        attachments = self._archive_attachments(item, archived, sums)
+        with self.store.tx() as conn:
+            state = record_revision(conn, config, self.store, self.review, item, now=now, file_name=display_name(name),
+                                    digest=digest, attachments=attachments, findings=findings)[1]
         batch.done.append((claimed, _copies(item, attachments)))
         self.counts["accepted"] += 1
         self.on_file("accepted")
