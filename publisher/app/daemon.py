@@ -260,6 +260,9 @@ class Daemon:
                 try:
                     if await asyncio.to_thread(feed.wait, 1.0):
                         self.dispatcher.wake_due()
+                        # SQLite's data_version moves with this daemon's own commits too: while it sends, a change is
+                        # always there; look again after the feed's poll, not at once (that was a busy loop)
+                        await asyncio.sleep(feed.poll)
                 except Exception:  # the store went away for a moment: the workers' own polling goes on
                     log.exception("store.follow_failed")
                     await asyncio.sleep(1)
