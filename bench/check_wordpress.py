@@ -208,18 +208,28 @@ async def main() -> int:
             return str(exc)[:90]
 
         async def lost_then_find() -> str:
+            # the create's answer is lost: what it made is a draft (never public), which `find` leaves alone by
+            # design; the retry takes that draft over (the oldest post with the slug is kept) instead of doubling it
             lost = rev(f"check-{run}-lost")
+            slug = slug_for(lost.item_id)
             rec.lose_next = ("POST", "wp/v2/posts")
             try:
                 await wp.publish(lost)
                 raise AssertionError("the publish to fail with the answer lost")
             except TransientError:
                 pass
+            drafts = await rest("posts", slug=slug, status="draft", context="edit")
+            assert isinstance(drafts, list) and len(drafts) == 1, f"one draft left by the lost create, got {drafts}"
+            assert await wp.find(lost) is None, "find leaves the draft alone (it was never public)"
+            receipt = await wp.publish(lost)
+            assert receipt.remote_id == str(drafts[0]["id"]), f"the draft {drafts[0]['id']} kept, got {receipt.remote_id}"
+            posts = await rest("posts", slug=slug, status="publish,future,draft,pending,private", context="edit")
+            assert [(p["id"], p["status"]) for p in posts] == [(drafts[0]["id"], "publish")], f"one post, got {posts}"
             found = await wp.find(lost)
-            assert found is not None, "find to see the post created before the answer was lost"
+            assert found is not None and found.remote_id == receipt.remote_id, f"find sees it now, got {found}"
             assert found.extra.get("revision") == 1, f"revision 1, got {found.extra}"
             state["lost"] = found
-            return f"found post {found.remote_id} by slug {found.extra['slug']}"
+            return f"the lost create's draft {receipt.remote_id} published by the retry, no second post"
 
         async def find_main() -> str:
             found = await wp.find(first)
@@ -325,7 +335,7 @@ async def main() -> int:
         steps = [("publish (Chinese title/body, sanitized)", publish), ("category created via slug lookup", category),
                  ("category created meanwhile → term_exists", category_race),
                  ("attachment uploaded to /wp/v2/media", media), ("refused file type → PermanentError", upload_refused),
-                 ("find after a lost publish answer", lost_then_find), ("find by slug (and not found)", find_main),
+                 ("a lost create's draft is taken over, once", lost_then_find), ("find by slug (and not found)", find_main),
                  ("publish + find, Chinese item id", find_chinese_id), ("update (same post, no re-upload)", update),
                  ("verify (status publish, link 200)", verify), ("retract → trash, verify False", retract_trash),
                  ("retract again → 410 rest_already_trashed", retract_again),

@@ -29,7 +29,7 @@ if [[ ${1:-} == --stop ]]; then stop_server; echo "stopped"; exit 0; fi
 
 # 1. packages (Debian's wordpress package: code in /usr/share/wordpress, config per host in /etc/wordpress)
 need=()
-for pkg in wordpress php-cli php-mysql; do dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg"); done
+for pkg in wordpress wordpress-theme-twentytwentythree php-cli php-mysql; do dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg"); done
 if ((${#need[@]})); then
   DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${need[@]}"
 fi
