@@ -135,8 +135,8 @@ class Daemon:
         self.log.close()
 
 
-def cpu_s(pid: int) -> float:
-    """The CPU time (user + system) a process has used so far, in seconds (0 when it is gone)."""
+def cpu_seconds(pid: int) -> float:
+    """The process's user + system CPU time so far (/proc/PID/stat), 0 once it is gone."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:

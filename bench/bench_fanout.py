@@ -50,7 +50,7 @@ from _fanout_kit import (  # noqa: E402
     Daemon,
     StoreReader,
     build_pending,
-    cpu_s,
+    cpu_seconds,
     machine,
     p95,
     profile,
@@ -180,7 +180,7 @@ def backfill(size: dict[str, float], *, hung: bool) -> dict[str, Any]:
         daemon = Daemon(config, port)
         try:
             daemon.wait_ready()
-            cpu_before = cpu_s(daemon.pid)
+            cpu_before = cpu_seconds(daemon.pid)
             started = time.time()
             for f in sorted(staging.iterdir()):
                 os.rename(f, inbox / f.name)
@@ -194,7 +194,7 @@ def backfill(size: dict[str, float], *, hung: bool) -> dict[str, Any]:
                                                 for ch in healthy)
             _wait("backfill", finished, size["limit_s"], every=0.5)
             last_intake = reader.last_revision_at() or started
-            loop_cpu = cpu_s(daemon.pid) - cpu_before  # the daemon's process: its event loop, one core at most
+            loop_cpu = cpu_seconds(daemon.pid) - cpu_before  # the daemon's process: its event loop, one core at most
         finally:
             daemon.stop()
         counts = reader.counts()

@@ -47,7 +47,17 @@ from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _fanout_kit import CHANNELS, DONE, Daemon, build_pending, machine, profile, summarize_profile, write_config  # noqa: E402
+from _fanout_kit import (  # noqa: E402
+    CHANNELS,
+    DONE,
+    Daemon,
+    build_pending,
+    cpu_seconds,
+    machine,
+    profile,
+    summarize_profile,
+    write_config,
+)
 from _peer import PeerProcess  # noqa: E402
 
 from publisher.store.schema import deliveries  # noqa: E402
@@ -76,15 +86,6 @@ def pg_database(server: str, name: str, settings: dict[str, str] | None = None) 
         with contextlib.suppress(Exception), admin.connect() as conn:
             conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.dispose()
-
-
-def cpu_seconds(pid: int) -> float:
-    """The process's user + system CPU time so far (/proc/PID/stat), 0 once it is gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _transactions(engine: sa.Engine) -> int | None:

@@ -4,6 +4,7 @@ whose lease another node has taken meanwhile is not sent (publisher/dispatch/dis
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,15 +22,20 @@ T0 = datetime(2015, 3, 18, 9, 0, tzinfo=UTC)
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
 
-async def _daemon(root: Path, sandbox: SandboxServer, store_url: str | None) -> Daemon:
+@pytest.fixture(params=BACKENDS)
+async def daemon(tmp_path: Path, sandbox: SandboxServer, request: pytest.FixtureRequest) -> AsyncIterator[Daemon]:
     """One slot on the city portal, so that a claim takes two rows and the second waits for the first's call."""
-    cfg = load(write_config(root, sandbox, store_url=store_url, **{"channels.city_portal.concurrency": 1}))
+    url = request.getfixturevalue("pg_url") if request.param == "postgresql" else None
+    cfg = load(write_config(tmp_path, sandbox, store_url=url, **{"channels.city_portal.concurrency": 1}))
     daemon = Daemon(cfg, clock=FrozenClock(T0))
     for i in range(3):
-        drop(root / "queue" / "inbox", f"n{i}.md", {"id": f"note-{i}", "title": f"关于开展安全检查的通知（{i}）",
-                                                    "category": "updates", "channels": ["city_portal"]})
+        drop(tmp_path / "queue" / "inbox", f"n{i}.md", {"id": f"note-{i}", "title": f"关于开展安全检查的通知（{i}）",
+                                                        "category": "updates", "channels": ["city_portal"]})
     await daemon.intake.scan()
-    return daemon
+    try:
+        yield daemon
+    finally:
+        await daemon.aclose()
 
 
 async def _posted(sandbox: SandboxServer) -> list[str]:
@@ -38,11 +44,8 @@ async def _posted(sandbox: SandboxServer) -> list[str]:
     return sorted(r["body"]["source_id"] for r in log if r["method"] == "POST")
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-async def test_a_row_that_waited_past_its_lease_renews_it_before_its_call(
-        tmp_path: Path, sandbox: SandboxServer, backend: str, request: pytest.FixtureRequest) -> None:
-    url = request.getfixturevalue("pg_url") if backend == "postgresql" else None
-    daemon = await _daemon(tmp_path, sandbox, url)
+async def test_a_row_that_waited_past_its_lease_renews_it_before_its_call(daemon: Daemon,
+                                                                         sandbox: SandboxServer) -> None:
     clock, d = daemon.clock, daemon.dispatcher
     assert isinstance(clock, FrozenClock)
     lease = d.deadlines("city_portal")
@@ -57,22 +60,15 @@ async def test_a_row_that_waited_past_its_lease_renews_it_before_its_call(
         clock.advance(lease.lease.total_seconds())  # each call "takes" a whole lease: the next row waited past its own
 
     daemon.channels["city_portal"].http.event_hooks["request"].append(on_request)
-    try:
-        await d.run_once()
-        assert await _posted(sandbox) == ["note-0", "note-1", "note-2"]
-        for item, (at, until) in seen.items():  # every call went out under a lease that outlasts it
-            assert until is not None and until >= at + lease.call, item
-            (row,) = daemon.store.deliveries_of(item)
-            assert row.state in (DeliveryState.SENT, DeliveryState.LIVE) and row.attempts == 1
-    finally:
-        await daemon.aclose()
+    await d.run_once()
+    assert await _posted(sandbox) == ["note-0", "note-1", "note-2"]
+    for item, (at, until) in seen.items():  # every call went out under a lease that outlasts it
+        assert until is not None and until >= at + lease.call, item
+        (row,) = daemon.store.deliveries_of(item)
+        assert row.state in (DeliveryState.SENT, DeliveryState.LIVE) and row.attempts == 1
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-async def test_a_row_another_node_took_meanwhile_is_not_sent(
-        tmp_path: Path, sandbox: SandboxServer, backend: str, request: pytest.FixtureRequest) -> None:
-    url = request.getfixturevalue("pg_url") if backend == "postgresql" else None
-    daemon = await _daemon(tmp_path, sandbox, url)
+async def test_a_row_another_node_took_meanwhile_is_not_sent(daemon: Daemon, sandbox: SandboxServer) -> None:
     clock, d = daemon.clock, daemon.dispatcher
     assert isinstance(clock, FrozenClock)
 
@@ -85,10 +81,7 @@ async def test_a_row_another_node_took_meanwhile_is_not_sent(
                                      "WHERE item_id = 'note-1'"), {"u": clock.now() + timedelta(minutes=5)})
 
     daemon.channels["city_portal"].http.event_hooks["request"].append(on_request)
-    try:
-        await d.run_once()
-        assert await _posted(sandbox) == ["note-0", "note-2"]
-        (taken,) = daemon.store.deliveries_of("note-1")
-        assert (taken.state, taken.lease_owner) == (DeliveryState.SENDING, "other:2")
-    finally:
-        await daemon.aclose()
+    await d.run_once()
+    assert await _posted(sandbox) == ["note-0", "note-2"]
+    (taken,) = daemon.store.deliveries_of("note-1")
+    assert (taken.state, taken.lease_owner) == (DeliveryState.SENDING, "other:2")
