@@ -7,12 +7,15 @@ kind for all of them. The send's slot is free meanwhile: until its outcome commi
 under its lease, so no worker takes another row of the item on that channel, and a crash in between is
 reconciled through `find`, as a crash after any send is. A row that had moved on meanwhile (a person's
 retry) makes the batch roll back, and each row is then written on its own, exactly as before, so its stale
-outcome is reported and the others are kept.
+outcome is reported and the others are kept. While another process holds SQLite's write lock (intake taking a
+file), the commit does not wait on the event loop: the batch stays queued and is tried again a moment later.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 from dataclasses import dataclass, field
 
 import structlog
@@ -22,6 +25,7 @@ from channels.base import Receipt
 from publisher.dispatch.outcomes import Bookkeeper
 from publisher.model import Delivery, Revision
 from publisher.store.deliveries import BatchMoved
+from publisher.store.engine import WAIT_S, WriteBusy, without_waiting
 
 log = structlog.get_logger()
 
@@ -42,6 +46,8 @@ class SentBatch:
         self.books = books
         self._pending: list[_Sent] = []
         self._timer: asyncio.TimerHandle | None = None
+        self._pause = 0.0  # > 0 while the store's write lock is elsewhere: the next try's delay
+        self._busy_since = 0.0
 
     def sent(self, row: Delivery, receipt: Receipt, rev: Revision) -> asyncio.Future[None]:
         """Queue a successful create or update for the next commit. The future is done once it has committed, or
@@ -49,55 +55,73 @@ class SentBatch:
         loop = asyncio.get_running_loop()
         entry = _Sent(row, receipt, rev, loop.create_future())
         self._pending.append(entry)
-        if len(self._pending) >= FLUSH_ROWS:
-            self.flush()
+        if len(self._pending) >= FLUSH_ROWS and not self._pause:
+            self.flush(wait=False)
         elif self._timer is None:
-            self._timer = loop.call_later(FLUSH_AFTER, self.flush)
+            self._timer = loop.call_later(FLUSH_AFTER, self.flush, False)
         return entry.done
 
     def pending(self, channel: str) -> int:
         """The channel's sent rows not committed yet (they count against its rate limit)."""
         return sum(e.row.channel == channel for e in self._pending) if self._pending else 0
 
-    def flush(self) -> None:
-        """Commit what is queued, now (the dispatcher calls it before it goes idle or stops)."""
+    def flush(self, wait: bool = True) -> None:
+        """Commit what is queued, now (the dispatcher calls it before it goes idle, and with `wait` as it stops).
+        Without `wait`, a write lock held elsewhere leaves the batch queued for another try in 0.5 ms, doubling to
+        10 ms; after `WAIT_S` of that the next try waits for the lock as any writer does."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         batch, self._pending = self._pending, []
         if not batch:
             return
-        books, now = self.books, self.books.clock.now()
-        released: list[str] = []
+        wait = wait or (bool(self._pause) and time.monotonic() - self._busy_since > WAIT_S)
         try:
-            with books.store.tx() as conn:
-                books.store.mark_sent_many(conn, [{
-                    "id": e.row.id, "item_id": e.row.item_id, "channel": e.row.channel,
-                    "remote_id": e.receipt.remote_id, "url": e.receipt.url, "extra": e.receipt.extra,
-                    "revision": e.rev.revision, "verify_at": now + books.config.channels[e.row.channel].verify_after,
-                } for e in batch], now)
-                for e in batch:  # the channels linking to a sent article may go now
-                    if e.receipt.url and (dependents := books.dependents(e.row)):
-                        released += books.store.release_waiting(conn, e.row.item_id, dependents, now)
-                books.store.audit_many(conn, now, "daemon", [{
-                    "action": "send", "item_id": e.row.item_id, "revision": e.rev.revision, "channel": e.row.channel,
-                    "detail": {"remote_id": e.receipt.remote_id, "url": e.receipt.url, "attempt": e.row.attempts,
-                               "outcome": "sent"},
-                } for e in batch])
+            with contextlib.nullcontext() if wait else without_waiting():
+                released = self._commit(batch)
+        except WriteBusy:
+            self._pause, self._busy_since = ((min(self._pause * 2, 0.01), self._busy_since) if self._pause
+                                             else (0.0005, time.monotonic()))
+            self._pending[:0] = batch
+            self._timer = asyncio.get_running_loop().call_later(self._pause, self.flush, False)
+            return
         except BatchMoved as exc:
+            self._pause = 0.0
             log.info("dispatch.batch_split", rows=len(batch), reason=str(exc))
             self._one_by_one(batch)
             return
         except Exception as exc:  # the store: every row of the batch gets the error its own write would have
+            self._pause = 0.0
             for e in batch:
                 _settle(e, exc)
             return
+        self._pause = 0.0
         for e in batch:
             with bound_contextvars(channel=e.row.channel, item_id=e.row.item_id):
-                books.recorded(e.row, e.receipt)
+                self.books.recorded(e.row, e.receipt)
             _settle(e)
         for name in released:
-            books.wake(name)
+            self.books.wake(name)
+
+    def _commit(self, batch: list[_Sent]) -> list[str]:
+        """The batch's one transaction; returns the channels whose waiting rows it released."""
+        books, now = self.books, self.books.clock.now()
+        released: list[str] = []
+        with books.store.tx() as conn:
+            books.store.mark_sent_many(conn, [{
+                "id": e.row.id, "item_id": e.row.item_id, "channel": e.row.channel,
+                "remote_id": e.receipt.remote_id, "url": e.receipt.url, "extra": e.receipt.extra,
+                "revision": e.rev.revision, "verify_at": now + books.config.channels[e.row.channel].verify_after,
+            } for e in batch], now)
+            for e in batch:  # the channels linking to a sent article may go now
+                if e.receipt.url and (dependents := books.dependents(e.row)):
+                    released += books.store.release_waiting(conn, e.row.item_id, dependents, now)
+            books.store.audit_many(conn, now, "daemon", [{
+                "action": "send", "item_id": e.row.item_id, "revision": e.rev.revision, "channel": e.row.channel,
+                "detail": {"remote_id": e.receipt.remote_id, "url": e.receipt.url, "attempt": e.row.attempts,
+                           "outcome": "sent"},
+            } for e in batch])
+        return released
 
     def _one_by_one(self, batch: list[_Sent]) -> None:
         for e in batch:

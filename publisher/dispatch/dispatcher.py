@@ -1,8 +1,8 @@
 """The dispatcher: the outbox worker. It owns every delivery's bookkeeping.
 
-Per channel, one worker claims due rows (a lease in the store), sends them through the adapter
-with at most `concurrency` in flight, and records the outcome in one transaction per row. A slow
-or dead channel only ever holds its own worker. Three rules give exactly-once:
+Per channel, one worker claims due rows (a lease in the store), sends them through the adapter with at most
+`concurrency` in flight, and records each outcome (sent rows in a group commit: publisher/dispatch/batch.py; the
+loop never sleeps on SQLite's lock: `write_soon`). A slow or dead channel only holds its own worker. Exactly-once:
 
 1. A row is `sending` from the claim until its outcome is stored; at start-up every such row
    is reconciled through the adapter's `find` before anything is sent again (where `find` cannot
@@ -28,6 +28,7 @@ import random
 from collections import deque
 from dataclasses import replace
 from datetime import datetime, timedelta
+from functools import partial
 
 import structlog
 from sqlalchemy.exc import DBAPIError
@@ -45,7 +46,7 @@ from publisher.dispatch.policy import Deadlines, describe
 from publisher.dispatch.ratelimit import RateLimits
 from publisher.dispatch.telemetry import Telemetry
 from publisher.model import Delivery, DeliveryState, IllegalTransition, Revision
-from publisher.store.db import Store
+from publisher.store.db import Store, write_soon
 
 log = structlog.get_logger()
 
@@ -203,13 +204,12 @@ class Dispatcher:
                     self._unclaim(ready)
                 room = cfg.concurrency - len(sending) - len(reading)
                 if room > 0 and not ready and not stopping:
-                    # in-flight sends count against the rate limit before they show up as sent (and so do
-                    # those whose outcome waits for the group commit)
+                    # in-flight sends count against the rate limit before they show up as sent (and so do those
+                    # whose outcome waits for the group commit); read-backs go on while the limit holds sends back
                     ahead = policy.CLAIM_AHEAD * cfg.concurrency
-                    allowed = self.limits.allowance(name, self.clock.now(), ahead,
-                                                    len(sending) + self.batch.pending(name))
-                    rows = self.store.claim(name, self.owner, self.clock.now(), min(ahead, max(allowed, 1)),
-                                            lease, send=allowed > 0)  # read-backs go on while the limit holds sends back
+                    allowed = self.limits.allowance(name, self.clock.now(), ahead, len(sending) + self.batch.pending(name))
+                    rows = await write_soon(partial(self.store.claim, name, self.owner, self.clock.now(),
+                                                    min(ahead, max(allowed, 1)), lease, send=allowed > 0))
                     self.books.prefetch([r for r in rows if r.state != DeliveryState.SENT])
                     ready.extend(rows)
                     handled += len(rows)
@@ -220,7 +220,7 @@ class Dispatcher:
                     (reading if row.state == DeliveryState.SENT else sending).add(task)
                     room -= 1
                 if not sending and not reading:
-                    self.batch.flush()  # nothing in flight: what was sent commits now, not after the batch's wait
+                    self.batch.flush(wait=False)  # nothing in flight: what was sent commits now, not after the batch's wait
                     return handled
                 done, _ = await asyncio.wait(sending | reading, return_when=asyncio.FIRST_COMPLETED)
                 sending -= done

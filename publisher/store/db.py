@@ -26,7 +26,7 @@ import structlog
 from publisher.model import AuditEntry, DeliveryState, ItemSummary, RevisionState
 from publisher.store.accounts import AccountStore
 from publisher.store.deliveries import DeliveryStore
-from publisher.store.engine import make_engine
+from publisher.store.engine import make_engine, write_soon
 from publisher.store.revisions import RevisionStore
 from publisher.store.schema import audit, deliveries, items, metadata, revisions
 from publisher.store.sources import SourceStore
@@ -161,4 +161,4 @@ class Store(DeliveryStore, RevisionStore, AccountStore, SourceStore):
         return out
 
 
-__all__ = ["Store", "make_engine", "metadata"]
+__all__ = ["Store", "make_engine", "metadata", "write_soon"]
