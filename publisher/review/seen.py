@@ -61,6 +61,26 @@ def _normal(ch: str) -> str:
     return "".join(n for n in unicodedata.normalize("NFKC", ch) if not _invisible(n))
 
 
+_UNCHANGED: set[str] = set()  # characters met so far that are their own `_normal` form (most of a text's)
+_UNCHANGED_MOST = 65536
+
+
+def _changed(text: str) -> dict[str, str]:
+    """Each character of `text` that `_normal` changes, with what it becomes. The characters already known to
+    stay as they are go in one set difference (in C): a body's few hundred distinct characters are not looked
+    up one by one."""
+    if text.isascii():  # ASCII is its own NFKC form and holds no invisible character
+        return {}
+    out = {}
+    for c in set(text) - _UNCHANGED:
+        n = _normal(c)
+        if n != c:
+            out[c] = n
+        elif len(_UNCHANGED) < _UNCHANGED_MOST:
+            _UNCHANGED.add(c)
+    return out
+
+
 class _Text(HTMLParser):
     """The visible text of rendered HTML: data outside hidden elements, a newline at each block edge,
     and, for each line, how it was set (heading, list item, table cell or text)."""
@@ -119,6 +139,34 @@ def _visible(rendered_html: str) -> tuple[str, list[tuple[int, LineKind]]]:
     parser.feed(rendered_html)
     parser.close()
     return "".join(parser.parts), parser.lines
+
+
+# What could make Markdown more than paragraphs of text: a character that starts markup anywhere (emphasis, a
+# link, code, an entity, HTML, a table, a strikethrough), a control character, a line that begins or ends with
+# white space (indented code, a hard break, the space Markdown trims), or one that begins as a heading, a quote,
+# a list, a rule or a heading's underline does (`#`, `-`, `+`, `=`, a number and a period or parenthesis).
+_MARKUP = re.compile(r"[\\`*_\[\]<>!&|~\x00-\x09\x0b-\x1f\x7f\x85\u2028\u2029]|^[^\S\n]|[^\S\n]$|^[-+=#]|^[0-9]+[.)]",
+                     re.MULTILINE)
+_BLANK_LINES = re.compile(r"\n\n+")
+
+
+def _markdown_shown(source: str) -> tuple[str, list[tuple[int, LineKind]]]:
+    """A body's visible text and lines as Markdown renders it. Paragraphs of plain text (most bodies) are read
+    without the renderer: each paragraph's lines as they stand, one line break after each, every paragraph a line
+    of running text, as `_visible(MARKDOWN.render(source))` gives them (tests/test_seen_plain.py holds the two
+    equal); anything else is rendered."""
+    if _MARKUP.search(source):
+        return _visible(MARKDOWN.render(source))
+    shown: list[str] = []
+    lines: list[tuple[int, LineKind]] = [(0, "text")]
+    size = 0
+    for paragraph in _BLANK_LINES.split(source.strip("\n")):
+        if paragraph:
+            lines.append((size, "text"))
+            shown.append(paragraph)
+            shown.append("\n")
+            size += len(paragraph) + 1
+    return "".join(shown), lines
 
 
 def _align(source: str, shown: str) -> list[int | None]:
@@ -199,18 +247,22 @@ class Seen:
         """`mode`: "markdown" (the body), "html" (a one-line field a web channel may read as HTML: tags show
         nothing, entities decode) or "plain" (the characters as written, only normalised)."""
         if mode == "markdown":
-            shown, shown_lines = _visible(MARKDOWN.render(source))
+            shown, shown_lines = _markdown_shown(source)
         elif mode == "html":
             shown, shown_lines = html.unescape(_TAG.sub("", source)), [(0, "text")]
         else:
             shown, shown_lines = source, [(0, "text")]
         to_source: list[int | None] = list(range(len(source))) if shown == source else _align(source, shown)
-        # ASCII is its own NFKC form and holds no invisible character
-        changed = {} if shown.isascii() else {c: n for c in set(shown) if (n := _normal(c)) != c}
+        changed = _changed(shown)
         if not changed:  # most fields: nothing to normalise
             chars, to_shown = shown, list(range(len(shown)))
         elif all(len(n) == 1 for n in changed.values()):  # nearly every text (full-width punctuation: one for one)
-            chars, to_shown = shown.translate({ord(c): n for c, n in changed.items()}), list(range(len(shown)))
+            chars, to_shown = shown, list(range(len(shown)))
+            if changed.keys().isdisjoint(changed.values()):  # no pass changes what an earlier one wrote
+                for c, n in changed.items():  # one pass in C for each character that changes
+                    chars = chars.replace(c, n)
+            else:
+                chars = shown.translate({ord(c): n for c, n in changed.items()})
         else:
             normal = {c: changed.get(c, c) for c in set(shown)}
             kept: list[str] = []
