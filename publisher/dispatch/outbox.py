@@ -30,7 +30,8 @@ def plan_publication(conn: Connection, store: Store, config: Config, rev: Stored
     earlier and now published again is no longer retracted."""
     channels = routed_channels(config, rev)
     due = max(now, rev.publish_at) if rev.publish_at else now
-    store.supersede_active(conn, rev.item_id, channels, now)
+    if rev.number > 1:  # an item's first revision: no row of the item exists yet (a row's revision is the item's)
+        store.supersede_active(conn, rev.item_id, channels, now)
     store.set_item_retracted(conn, rev.item_id, now, retracted=False)
     rows: list[dict[str, Any]] = []
     for name in channels:
