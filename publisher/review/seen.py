@@ -19,6 +19,7 @@ import bisect
 import html
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from html.parser import HTMLParser
@@ -63,16 +64,17 @@ def _normal(ch: str) -> str:
 
 _UNCHANGED: set[str] = set()  # characters met so far that are their own `_normal` form (most of a text's)
 _UNCHANGED_MOST = 65536
+_IDEOGRAPHS = re.compile("[\u4e00-\u9fff]+")  # CJK Unified Ideographs: each its own NFKC form, none invisible
 
 
 def _changed(text: str) -> dict[str, str]:
-    """Each character of `text` that `_normal` changes, with what it becomes. The characters already known to
-    stay as they are go in one set difference (in C): a body's few hundred distinct characters are not looked
-    up one by one."""
+    """Each character of `text` that `_normal` changes, with what it becomes. The ideographs (most of a Chinese
+    text) are left out in one pass, and the characters already known to stay as they are in one set difference
+    (both in C): a body's few hundred distinct characters are not looked up one by one."""
     if text.isascii():  # ASCII is its own NFKC form and holds no invisible character
         return {}
     out = {}
-    for c in set(text) - _UNCHANGED:
+    for c in set(_IDEOGRAPHS.sub("", text)) - _UNCHANGED:
         n = _normal(c)
         if n != c:
             out[c] = n
@@ -238,8 +240,8 @@ class Seen:
     source: str
     shown: str  # the rendered text, before normalisation (what a reader reads)
     text: str  # normalised: NFKC, no invisible characters, simplified
-    to_shown: tuple[int, ...]  # text[i] comes from shown[to_shown[i]]
-    to_source: tuple[int | None, ...]  # shown[j] comes from source[to_source[j]]
+    to_shown: Sequence[int]  # text[i] comes from shown[to_shown[i]] (a range where each is its own)
+    to_source: Sequence[int | None]  # shown[j] comes from source[to_source[j]]
     lines: tuple[tuple[int, LineKind], ...]  # (offset in `text` where a line starts, how it was set)
 
     @classmethod
@@ -252,12 +254,13 @@ class Seen:
             shown, shown_lines = html.unescape(_TAG.sub("", source)), [(0, "text")]
         else:
             shown, shown_lines = source, [(0, "text")]
-        to_source: list[int | None] = list(range(len(source))) if shown == source else _align(source, shown)
+        to_source: Sequence[int | None] = range(len(source)) if shown == source else _align(source, shown)
         changed = _changed(shown)
+        to_shown: Sequence[int] = range(len(shown))
         if not changed:  # most fields: nothing to normalise
-            chars, to_shown = shown, list(range(len(shown)))
+            chars = shown
         elif all(len(n) == 1 for n in changed.values()):  # nearly every text (full-width punctuation: one for one)
-            chars, to_shown = shown, list(range(len(shown)))
+            chars = shown
             if changed.keys().isdisjoint(changed.values()):  # no pass changes what an earlier one wrote
                 for c, n in changed.items():  # one pass in C for each character that changes
                     chars = chars.replace(c, n)
@@ -266,19 +269,19 @@ class Seen:
         else:
             normal = {c: changed.get(c, c) for c in set(shown)}
             kept: list[str] = []
-            to_shown = []
+            offsets: list[int] = []
             for j, ch in enumerate(shown):
                 for c in normal[ch]:
                     kept.append(c)
-                    to_shown.append(j)
-            chars = "".join(kept)
+                    offsets.append(j)
+            chars, to_shown = "".join(kept), offsets
         text, to_shown = _fold(chars, to_shown)
         lines: list[tuple[int, LineKind]] = []
         i = 0
         for start, kind in shown_lines:  # both in ascending order (to_shown never decreases)
             i = bisect.bisect_left(to_shown, start, i)
             lines.append((i, kind))
-        return cls(source=source, shown=shown, text=text, to_shown=tuple(to_shown), to_source=tuple(to_source),
+        return cls(source=source, shown=shown, text=text, to_shown=to_shown, to_source=to_source,
                    lines=tuple(lines))
 
     def source_span(self, start: int, end: int) -> tuple[int, int] | None:
@@ -303,7 +306,7 @@ class Seen:
         return kind
 
 
-def _fold(text: str, to_shown: list[int]) -> tuple[str, list[int]]:
+def _fold(text: str, to_shown: Sequence[int]) -> tuple[str, Sequence[int]]:
     """Traditional characters folded to simplified, phrase by phrase where OpenCC keeps the length (it
     nearly always does), else character by character so that each keeps its offset."""
     folded = t2s().convert(text)
