@@ -100,6 +100,31 @@ def link_or_copy(src: Path, dst: Path) -> None:
         os.replace(tmp, dst)
 
 
+def link_into(folder: Path, src: Path, name: str) -> Path:
+    """`src` also under `folder` (a hard link: same bytes, no copy), under a name nothing else has;
+    the very link a crashed try made is found again instead of making a second one."""
+    first = next(candidate_names(folder, name))
+    try:  # the usual case, in one call: the name is free (and its note's, looked at next)
+        os.link(src, first)
+    except OSError:  # taken, or no hard links here: the careful way below
+        pass
+    else:
+        if not os.path.lexists(f"{first}{NOTE_SUFFIX}"):
+            return first
+        first.unlink()  # a note holds the name: taken after all
+    for target in candidate_names(folder, name):
+        if target.exists() and os.path.samefile(src, target):
+            return target
+        if taken(target):
+            continue
+        try:
+            link_or_copy(src, target)
+        except FileExistsError:  # another node took the name this instant
+            continue
+        return target
+    raise AssertionError("unreachable")
+
+
 def read_claimed(path: Path) -> bytes | None:
     """The claimed file's bytes, never through a symlink; None while a writer still changes it."""
     try:

@@ -39,16 +39,15 @@ from publisher.intake.files import (
     NOTE_MAX,
     NOTE_SUFFIX,
     Refused,
-    candidate_names,
     display_name,
     file_sha256,
     is_candidate,
+    link_into,
     link_or_copy,
     read_claimed,
     same_file,
     sig,
     stored_sums,
-    taken,
     unique_target,
 )
 from publisher.intake.items import ItemFileError, ParsedItem, parse_item_file
@@ -240,7 +239,7 @@ class Intake:
         # come before the transaction: the store's write lock is not held while Python reads the text or the disk
         # is written (the dispatcher, in the daemon's own process, waits for that lock to record its sends).
         findings = screen(config, item)
-        archived = self._link_into(self.archive, claimed, name)
+        archived = link_into(self.archive, claimed, name)
         batch.filed[name] = archived
         attachments = self._archive_attachments(item, archived, sums)
         with self.store.tx() as conn:
@@ -268,7 +267,7 @@ class Intake:
         change nothing."""
         self.counts["duplicate"] += 1
         self.on_file("duplicate")
-        archived = self._link_into(self.archive, claimed, name)
+        archived = link_into(self.archive, claimed, name)
         batch.filed[name] = archived
         copies: list[tuple[Path, Path]] = []
         if item is not None:  # after a crash its attachments may still wait in the inbox: file them beside it
@@ -294,21 +293,6 @@ class Intake:
                 entry["sha256"] = sums[i]
             out.append(entry)
         return out
-
-    def _link_into(self, folder: Path, src: Path, name: str) -> Path:
-        """`src` also under `folder` (a hard link: same bytes, no copy), under a name nothing else has;
-        the very link a crashed try made is found again instead of making a second one."""
-        for target in candidate_names(folder, name):
-            if target.exists() and os.path.samefile(src, target):
-                return target
-            if taken(target):
-                continue
-            try:
-                link_or_copy(src, target)
-            except FileExistsError:  # another node took the name this instant
-                continue
-            return target
-        raise AssertionError("unreachable")
 
     def _let_go(self, batch: _Scan) -> None:
         """The scan's items are stored and linked into the archive: the originals can go. An attachment
