@@ -137,7 +137,8 @@ def read_claimed(path: Path) -> bytes | None:
         before = os.fstat(fd)
         if not stat.S_ISREG(before.st_mode):
             raise Refused("特殊文件（not a regular file）")
-        data = fh.read(MAX_FILE_BYTES + 1)
+        # a byte more than it holds: a file grown since (or over the cap) shows, and no 4 MB buffer for a 2 KB file
+        data = fh.read(min(before.st_size, MAX_FILE_BYTES) + 1)
         after = os.fstat(fd)
     if len(data) > MAX_FILE_BYTES:
         return data  # parse_item_file explains the size cap
