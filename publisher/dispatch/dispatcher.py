@@ -266,7 +266,7 @@ class Dispatcher:
     # --- one row ------------------------------------------------------------------------------------
 
     async def _handle(self, row: Delivery) -> None:
-        # each row runs in its own task: the bound fields reach every log line of it, the adapter's too
+        # bound for this row alone (its slot takes the next row after): every log line of it, the adapter's too
         with bound_contextvars(channel=row.channel, item_id=row.item_id):
             try:
                 if row.state == DeliveryState.SENT:
