@@ -18,6 +18,9 @@ sent_at − due_at, read from the store's deliveries table.
   backfill   the ten-year corpus (`make_corpus(scale=10)`, what `publisher corpus DIR --scale 10` writes)
              renamed into the inbox at once, four channels, peers with 20 ms service time, concurrency 8:
              wall (first rename → last sent_at) beside items × 20 ms / 8 on the busiest channel; ≤ 1.15 ×.
+             Beside it, in the same run against the same peer: a bare httpx loop at the same concurrency (the
+             floor any client reaches here: the peer's and the loopback's own time per call), and the daemon on
+             the same number of rows already pending in the store (`backlog`: the sends without the intake).
   isolation  the same with city_portal's peer black-holed (accepts, never answers): the other channels'
              p95 lag beside the backfill's for the same channels; ≤ 1.10 ×.
   memory     ≥ 100 000 pending rows (bulk-inserted), peers answering at once: the daemon's VmHWM (from
@@ -64,8 +67,8 @@ from channels.transport import channel_client  # noqa: E402
 from publisher.sandbox.corpus import make_corpus  # noqa: E402
 
 SIZES = {  # raw: revisions × 4 channels; memory: revisions × 4 channels, seconds watched at most
-    "full": {"raw": 2500, "scale": 10.0, "memory": 25_000, "memory_s": 90.0, "profile_s": 15.0, "limit_s": 1800.0},
-    "smoke": {"raw": 25, "scale": 0.02, "memory": 300, "memory_s": 4.0, "profile_s": 1.0, "limit_s": 120.0},
+    "full": {"raw": 2500, "bare": 8000, "scale": 10.0, "memory": 25_000, "memory_s": 90.0, "profile_s": 15.0, "limit_s": 1800.0},
+    "smoke": {"raw": 25, "bare": 64, "scale": 0.02, "memory": 300, "memory_s": 4.0, "profile_s": 1.0, "limit_s": 120.0},
 }
 CONCURRENCY = 8
 SERVICE_MS = 20.0
@@ -174,6 +177,7 @@ def backfill(size: dict[str, float], *, hung: bool) -> dict[str, Any]:
         config, port = write_config(work, urls, concurrency=CONCURRENCY)
         staging = work / "staging"
         n_items = len(make_corpus(staging, scale=size["scale"], sensitive=0)["items"])
+        bare = 0.0 if hung else asyncio.run(bare_httpx(peer.url, int(size["bare"]), CONCURRENCY))
         (staging / "manifest.json").unlink()
         reader = StoreReader(work / "var" / "publisher.db")
         inbox = work / "queue" / "inbox"
@@ -203,7 +207,11 @@ def backfill(size: dict[str, float], *, hung: bool) -> dict[str, Any]:
         per_channel = {ch: sum(counts.get(ch, {}).values()) for ch in CHANNELS}
         ideal = max(per_channel[ch] for ch in healthy) * SERVICE_MS / 1000 / CONCURRENCY
         lags = {ch: [lag for c, _, lag in sends if c == ch] for ch in healthy}
+        rows = sum(per_channel[ch] for ch in healthy)
         return {"items": n_items, "rows_per_channel": per_channel,
+                # a client with no bookkeeping at all, against the same peer: the floor of this machine and peer
+                "bare_client_per_s": round(bare, 1), "bare_client_s": round(rows / bare, 2) if bare else 0.0,
+                "bare_client_ratio": round(rows / bare / ideal, 2) if bare and ideal else 0.0,
                 "sent": {ch: len(v) for ch, v in lags.items()}, "wall_s": round(wall, 2),
                 "ideal_s": round(ideal, 2), "ratio": round(wall / ideal, 2) if ideal else 0.0, "target_ratio": 1.15,
                 "intake_s": round(last_intake - started, 2),
@@ -216,6 +224,31 @@ def backfill(size: dict[str, float], *, hung: bool) -> dict[str, Any]:
                 "p95_lag_others_s": round(p95([x for ch, v in lags.items() if ch != HUNG for x in v]), 2),
                 "hung": HUNG if hung else None,
                 "hung_states": dict(counts.get(HUNG, {})) if hung else None}
+
+
+def backlog(size: dict[str, float], per_channel: int) -> dict[str, Any]:
+    """The backfill's sends without its intake: as many rows per channel already pending in the store, the same
+    20 ms peer and concurrency; first to last sent_at beside the same ideal."""
+    with _workdir() as work, PeerProcess(delay_ms=SERVICE_MS) as peer:
+        config, port = write_config(work, dict.fromkeys(CHANNELS, peer.url), concurrency=CONCURRENCY)
+        db = work / "var" / "publisher.db"
+        total = build_pending(db, CHANNELS, per_channel)
+        reader = StoreReader(db)
+        daemon = Daemon(config, port)
+        try:
+            daemon.wait_ready()
+            cpu_before = cpu_seconds(daemon.pid)
+            _wait("backlog", lambda: sum(sum(c[s] for s in DONE) for c in reader.counts().values()) >= total,
+                  size["limit_s"])
+            loop_cpu = cpu_seconds(daemon.pid) - cpu_before
+        finally:
+            daemon.stop()
+        times = sorted(at for _, at, _ in reader.sends())
+        wall = times[-1] - times[0] if len(times) > 1 else 0.0
+        ideal = per_channel * SERVICE_MS / 1000 / CONCURRENCY
+        return {"rows": total, "wall_s": round(wall, 2), "ideal_s": round(ideal, 2),
+                "ratio": round(wall / ideal, 2) if ideal else 0.0, "deliveries_per_s": round(total / wall, 1) if wall else 0.0,
+                "cpu_ms_per_delivery": round(loop_cpu / total * 1000, 3)}
 
 
 def memory(size: dict[str, float]) -> dict[str, Any]:
@@ -277,9 +310,12 @@ def main() -> None:
                              f"daemon's own client {r['bare_daemons_client_per_s']}/s = {r['ratio_to_daemons_client']} ×")
     if parts & {"backfill", "isolation"}:
         b = result["backfill"] = backfill(size, hung=False)
+        k = b["backlog"] = backlog(size, max(b["rows_per_channel"].values()))
         _print_figure("backfill", f"{b['wall_s']} s for {b['items']} items × 4 channels beside the ideal "
                                   f"{b['ideal_s']} s = {b['ratio']} × (ideal ≤ 1.15 ×); the daemon's loop spent "
-                                  f"{b['loop_cpu_s']} s of CPU ({b['loop_bound_ratio']} × the ideal)")
+                                  f"{b['loop_cpu_s']} s of CPU ({b['loop_bound_ratio']} × the ideal); a bare httpx "
+                                  f"loop against the same peer {b['bare_client_per_s']}/s = {b['bare_client_ratio']} ×; "
+                                  f"the same rows already in the store {k['wall_s']} s = {k['ratio']} ×")
     if "isolation" in parts:
         i = result["isolation"] = backfill(size, hung=True)
         fault, clean = i["p95_lag_others_s"], result["backfill"]["p95_lag_others_s"]

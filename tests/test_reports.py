@@ -3,7 +3,8 @@ and the report process that builds it away from the daemon's dispatch."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 from publisher.app.reports import DEFAULT_LIMIT, InProcess, ReportProcess, Reports, ReportUnavailable
 from publisher.clock import FrozenClock
 from publisher.lag.json_form import to_json
+from publisher.lag.report import LagReport
 from publisher.model import DeliveryState
 from publisher.store.db import Store
 from tests.test_lag import T0, World, make_config
@@ -67,6 +69,37 @@ async def test_a_smaller_limit_is_the_oldest_late_rows_with_the_whole_count(worl
     assert _late(one) == _late(whole)[:1] and portal.late_total == 3
     with pytest.raises(ValueError):
         await reports.current(DEFAULT_LIMIT + 1)
+
+
+async def test_the_kept_reports_answer_is_encoded_once_per_kind_and_limit_until_the_rebuild(world: World) -> None:
+    """The JSON of the kept report is made once per kind and limit; the rebuild makes it anew from the new report,
+    and without a kept report (max_age 0) every ask encodes its own."""
+    ticks = Ticks()
+    reports = Reports(InProcess(world.store, world.config), world.clock, max_age=5, monotonic=ticks)
+    encoded: list[int] = []
+
+    def encode(limit: int) -> Callable[[LagReport], bytes]:
+        def run(report: LagReport) -> bytes:
+            encoded.append(limit)
+            return json.dumps(to_json(report, source="daemon", limit=limit)).encode()
+        return run
+
+    first, age = await reports.current_encoded("api", DEFAULT_LIMIT, encode(DEFAULT_LIMIT))
+    ticks.now += 1
+    again, age = await reports.current_encoded("api", DEFAULT_LIMIT, encode(DEFAULT_LIMIT))
+    one, _ = await reports.current_encoded("api", 1, encode(1))
+    assert again is first and age == 1 and encoded == [DEFAULT_LIMIT, 1]
+    assert len(json.loads(first)["channels"][0]["late"]) <= DEFAULT_LIMIT
+    assert [len(ch["late"]) for ch in json.loads(one)["channels"] if ch["name"] == "city_portal"] == [1]
+    world.delivery("city_portal", due_at=T0, state=DeliveryState.FAILED, error="401")
+    ticks.now += 5  # past max_age: rebuilt, and the answer with it
+    fresh, age = await reports.current_encoded("api", DEFAULT_LIMIT, encode(DEFAULT_LIMIT))
+    portal = next(ch for ch in json.loads(fresh)["channels"] if ch["name"] == "city_portal")
+    assert age == 0 and len(portal["late"]) == 4 and encoded == [DEFAULT_LIMIT, 1, DEFAULT_LIMIT]
+    unkept = Reports(InProcess(world.store, world.config), world.clock)
+    for _ in range(2):
+        await unkept.current_encoded("api", DEFAULT_LIMIT, encode(0))
+    assert encoded[-2:] == [0, 0]
 
 
 async def test_the_report_process_builds_the_same_report_and_stops_when_told(world: World) -> None:

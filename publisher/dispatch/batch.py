@@ -23,7 +23,7 @@ from structlog.contextvars import bound_contextvars
 
 from channels.base import Receipt
 from publisher.dispatch.outcomes import Bookkeeper
-from publisher.model import Delivery, Revision
+from publisher.model import Delivery, IllegalTransition, Revision
 from publisher.store.deliveries import BatchMoved
 from publisher.store.engine import WAIT_S, WriteBusy, without_waiting
 
@@ -54,6 +54,7 @@ class SentBatch:
         holds what recording this row alone would raise; the caller need not wait for it."""
         loop = asyncio.get_running_loop()
         entry = _Sent(row, receipt, rev, loop.create_future())
+        entry.done.add_done_callback(lambda done: _unrecorded(row, done))
         self._pending.append(entry)
         if len(self._pending) >= FLUSH_ROWS and not self._pause:
             self.flush(wait=False)
@@ -132,6 +133,19 @@ class SentBatch:
                     _settle(e, exc)
                     continue
             _settle(e)
+
+
+def _unrecorded(row: Delivery, done: asyncio.Future[None]) -> None:
+    """A group commit that could not record this row: it moved on meanwhile, or the store failed (its lease
+    then runs out, and it is reconciled through `find`)."""
+    exc = None if done.cancelled() else done.exception()
+    if exc is None:
+        return
+    with bound_contextvars(channel=row.channel, item_id=row.item_id):
+        if isinstance(exc, IllegalTransition):
+            log.warning("dispatch.outcome_stale", error=str(exc))
+        else:
+            log.error("dispatch.store_error", error=f"{type(exc).__name__}: {exc}"[:500], exc_info=exc)
 
 
 def _settle(e: _Sent, exc: BaseException | None = None) -> None:

@@ -185,52 +185,60 @@ class Dispatcher:
         return nxt
 
     async def _drain(self, name: str, stop: asyncio.Event | None = None) -> int:
-        """Work the channel's due rows, `concurrency` at a time, until none is left; returns how many.
+        """Work the channel's due rows, `concurrency` at a time, until none is left; returns how many were claimed.
 
-        A claim takes up to `CLAIM_AHEAD × concurrency` rows at once, and a slot that frees takes the next claimed
-        row: one claim per that many calls, the slots never waiting for one. A claimed row is `sending` (leased) until
-        its outcome is stored, whether its call has started or not; rows never started when the daemon stops go
-        back as they were (`unclaim`)."""
+        Each of `concurrency` slots takes the next claimed row as soon as its last one is done, in the same turn of
+        the loop; a slot that finds none claims up to `CLAIM_AHEAD × concurrency` (one slot at a time), so there
+        is one claim per that many calls. A claimed row is `sending` (leased) until its outcome is stored, whether
+        its call has started or not; rows never started when the daemon stops go back as they were (`unclaim`)."""
         cfg = self.config.channels[name]
-        lease = self.deadlines(name).lease
-        handled = 0
+        lease, ahead = self.deadlines(name).lease, policy.CLAIM_AHEAD * cfg.concurrency
         ready: deque[Delivery] = deque()
-        sending: set[asyncio.Task[None]] = set()
-        reading: set[asyncio.Task[None]] = set()
-        try:
-            while True:
-                stopping = stop is not None and stop.is_set()
-                if stopping and ready:
-                    self._unclaim(ready)
-                room = cfg.concurrency - len(sending) - len(reading)
-                if room > 0 and not ready and not stopping:
+        claiming, handled, sending = asyncio.Lock(), 0, 0
+
+        async def claimed() -> bool:  # rows are ready (this slot claimed them, or another did meanwhile)
+            nonlocal handled
+            async with claiming:
+                if not ready and not (stop is not None and stop.is_set()):
                     # in-flight sends count against the rate limit before they show up as sent (and so do those
                     # whose outcome waits for the group commit); read-backs go on while the limit holds sends back
-                    ahead = policy.CLAIM_AHEAD * cfg.concurrency
-                    allowed = self.limits.allowance(name, self.clock.now(), ahead, len(sending) + self.batch.pending(name))
+                    allowed = self.limits.allowance(name, self.clock.now(), ahead, sending + self.batch.pending(name))
                     rows = await write_soon(partial(self.store.claim, name, self.owner, self.clock.now(),
                                                     min(ahead, max(allowed, 1)), lease, send=allowed > 0))
                     self.books.prefetch([r for r in rows if r.state != DeliveryState.SENT])
                     ready.extend(rows)
                     handled += len(rows)
-                while ready and room > 0:
-                    if (row := self._started(ready.popleft())) is None:
-                        continue
-                    task = asyncio.create_task(self._handle(row))
-                    (reading if row.state == DeliveryState.SENT else sending).add(task)
-                    room -= 1
-                if not sending and not reading:
-                    self.batch.flush(wait=False)  # nothing in flight: what was sent commits now, not after the batch's wait
-                    return handled
-                done, _ = await asyncio.wait(sending | reading, return_when=asyncio.FIRST_COMPLETED)
-                sending -= done
-                reading -= done
+                return bool(ready)
+
+        async def slot() -> None:
+            nonlocal sending
+            while ready or await claimed():
+                if stop is not None and stop.is_set():
+                    self._unclaim(ready)
+                    return
+                if (row := self._started(ready.popleft())) is not None:
+                    send = row.state != DeliveryState.SENT
+                    sending += send
+                    try:
+                        await self._handle(row)
+                    finally:
+                        sending -= send
+
+        slots = [asyncio.create_task(slot()) for _ in range(cfg.concurrency)]
+        try:
+            ended = await asyncio.gather(*slots, return_exceptions=True)
         except asyncio.CancelledError:  # the daemon is stopping: its rows' calls go with it
-            for task in sending | reading:
+            for task in slots:
                 task.cancel()
-            await asyncio.gather(*sending, *reading, return_exceptions=True)
+            await asyncio.gather(*slots, return_exceptions=True)
             self._unclaim(ready)
             raise
+        self._unclaim(ready)
+        self.batch.flush(wait=False)  # nothing in flight: what was sent commits now, not after the batch's wait
+        for failed in ended:  # a claim the store refused (the other slots went on while it could)
+            if isinstance(failed, BaseException):
+                raise failed
+        return handled
 
     def _started(self, row: Delivery) -> Delivery | None:
         """A claimed row whose call starts now. If its call could outlast the claim's lease (it waited while calls ran
@@ -258,7 +266,7 @@ class Dispatcher:
     # --- one row ------------------------------------------------------------------------------------
 
     async def _handle(self, row: Delivery) -> None:
-        # each row runs in its own task: the bound fields reach every log line of it, the adapter's too
+        # bound for this row alone (its slot takes the next row after): every log line of it, the adapter's too
         with bound_contextvars(channel=row.channel, item_id=row.item_id):
             try:
                 if row.state == DeliveryState.SENT:
@@ -296,20 +304,7 @@ class Dispatcher:
         if row.retract or receipt is None or rev is None:
             self.books.succeeded(row, receipt, retract=row.retract)
         else:  # recorded with the sends finishing about now; the slot is free meanwhile (the row stays `sending`)
-            self.batch.sent(row, receipt, rev).add_done_callback(lambda done: self._unrecorded(row, done))
-
-    @staticmethod
-    def _unrecorded(row: Delivery, done: asyncio.Future[None]) -> None:
-        """A group commit that could not record this row: it moved on meanwhile, or the store failed (its lease
-        then runs out, and it is reconciled through `find`)."""
-        exc = None if done.cancelled() else done.exception()
-        if exc is None:
-            return
-        with bound_contextvars(channel=row.channel, item_id=row.item_id):
-            if isinstance(exc, IllegalTransition):
-                log.warning("dispatch.outcome_stale", error=str(exc))
-            else:
-                log.error("dispatch.store_error", error=f"{type(exc).__name__}: {exc}"[:500], exc_info=exc)
+            self.batch.sent(row, receipt, rev)
 
     async def _call_channel(self, row: Delivery, placed: Receipt | None, rev: Revision | None) -> Receipt | None:
         """The one adapter call this row needs: retract, update what is there, or create (after `find`)."""

@@ -109,14 +109,13 @@ def routes(ctx: WebContext, auth: Auth) -> list[BaseRoute]:
             return JSONResponse({"error": str(exc)}, status_code=400)
         limit = request.query_params.get("limit", "")
         late_limit = int(limit) if limit.isdigit() else DEFAULT_LIMIT
-        age = 0.0
+        headers = {"Cache-Control": "no-store", CONFIG_HEADER: ctx.config.digest}
         if {"at", "since", "channel"}.isdisjoint(request.query_params) and late_limit <= DEFAULT_LIMIT:
-            report, age = await ctx.reports.current(late_limit)  # the copy the daemon keeps fresh
-        else:
-            report = await ctx.reports.report(now, channel=channel, since=since, limit=late_limit)
-        return JSONResponse(to_json(report, source="daemon", limit=late_limit),
-                            headers={"Cache-Control": "no-store", CONFIG_HEADER: ctx.config.digest,
-                                     "Age": str(round(age))})
+            body, age = await ctx.reports.current_encoded(  # the copy the daemon keeps fresh, and its JSON
+                "api", late_limit, lambda report: bytes(JSONResponse(to_json(report, source="daemon", limit=late_limit)).body))
+            return Response(body, media_type="application/json", headers={**headers, "Age": str(round(age))})
+        report = await ctx.reports.report(now, channel=channel, since=since, limit=late_limit)
+        return JSONResponse(to_json(report, source="daemon", limit=late_limit), headers={**headers, "Age": "0"})
 
     async def metrics_route(request: Request) -> Response:
         if not await allowed(request):
