@@ -72,15 +72,15 @@ class Outcome:
 
 
 @lru_cache(maxsize=8)
-def _rules(terms: tuple[str, ...], rules: tuple[WordingRule, ...]) -> Rules:
-    return Rules.of(terms, Dictionary(rules))
+def _rules(terms: tuple[str, ...], starter: bool, own: tuple[WordingRule, ...]) -> Rules:
+    return Rules.of(terms, Dictionary((starter_rules() if starter else ()) + own))
 
 
 def screen_rules(config: Config) -> Rules:
     """The configured terms and the wording dictionary: the shipped one (unless `screen.starter: false`)
-    and config.yaml's own entries; compiled once per configuration."""
-    own = tuple(config.screen.wording_rules())
-    return _rules(tuple(config.screen.terms), (starter_rules() if config.screen.starter else ()) + own)
+    and config.yaml's own entries; compiled once per configuration (the key holds config.yaml's own rules, not
+    the shipped ones, which are the same in every configuration: a key of every rule was hashed at every item)."""
+    return _rules(tuple(config.screen.terms), config.screen.starter, tuple(config.screen.wording_rules()))
 
 
 def findings_for(config: Config, title: str, body: str, *, summary: str | None = None, source: str | None = None,
