@@ -104,14 +104,13 @@ def link_into(folder: Path, src: Path, name: str) -> Path:
     """`src` also under `folder` (a hard link: same bytes, no copy), under a name nothing else has;
     the very link a crashed try made is found again instead of making a second one."""
     first = next(candidate_names(folder, name))
-    try:  # the usual case, in one call: the name is free (and its note's, looked at next)
-        os.link(src, first)
-    except OSError:  # taken, or no hard links here: the careful way below
-        pass
-    else:
-        if not os.path.lexists(f"{first}{NOTE_SUFFIX}"):
+    if not os.path.lexists(f"{first}{NOTE_SUFFIX}"):  # the usual case: no note holds the name, and the link is made
+        try:
+            os.link(src, first)
+        except OSError:  # the name is taken, or there are no hard links here: the careful way below
+            pass
+        else:
             return first
-        first.unlink()  # a note holds the name: taken after all
     for target in candidate_names(folder, name):
         if target.exists() and os.path.samefile(src, target):
             return target
