@@ -1,8 +1,10 @@
 """Rows claimed ahead of their slot: a row whose call starts long after its claim renews its lease first, and one
-whose lease another node has taken meanwhile is not sent (publisher/dispatch/dispatcher.py, `_started`)."""
+whose lease another node has taken meanwhile is not sent (publisher/dispatch/dispatcher.py, `_started`); a slot
+that found nothing to claim while rows were in flight takes what came due meanwhile (`_drain`)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -16,7 +18,7 @@ from publisher.app.daemon import Daemon
 from publisher.clock import FrozenClock
 from publisher.model import DeliveryState
 from publisher.sandbox import SandboxServer
-from tests.harness import drop, load, write_config
+from tests.harness import drop, faults, load, write_config
 
 T0 = datetime(2015, 3, 18, 9, 0, tzinfo=UTC)
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
@@ -85,3 +87,33 @@ async def test_a_row_another_node_took_meanwhile_is_not_sent(daemon: Daemon, san
     assert await _posted(sandbox) == ["note-0", "note-2"]
     (taken,) = daemon.store.deliveries_of("note-1")
     assert (taken.state, taken.lease_owner) == (DeliveryState.SENDING, "other:2")
+
+
+async def test_slots_that_found_nothing_to_claim_take_the_rows_that_came_due_while_one_was_in_flight(
+        tmp_path: Path, sandbox: SandboxServer) -> None:
+    """Four slots, one row due: the three slots whose claims come back empty do not leave. Once the row in flight
+    is done, the eight rows that came due meanwhile go out four at a time, not one after another."""
+    cfg = load(write_config(tmp_path, sandbox, **{"channels.city_portal.concurrency": 4}))
+    daemon = Daemon(cfg, clock=FrozenClock(T0))
+    inbox = tmp_path / "queue" / "inbox"
+
+    def note(key: str) -> None:
+        drop(inbox, f"{key}.md", {"id": key, "title": f"关于开展安全检查的通知（{key}）", "category": "updates",
+                                  "channels": ["city_portal"]})
+    try:
+        note("first")
+        await daemon.intake.scan()
+        faults(sandbox, "portal", latency_s=0.3)
+        drain = asyncio.create_task(daemon.dispatcher._drain("city_portal"))
+        await asyncio.sleep(0.1)  # the first row is in flight; the other slots found nothing to claim
+        for i in range(8):
+            note(f"later-{i}")
+        await daemon.intake.scan()
+        assert await drain == 9
+        async with httpx.AsyncClient(timeout=10) as client:
+            log = (await client.get(f"{sandbox.base_url}/_sandbox/portal/requests")).json()
+        later = sorted(r["at"] for r in log if r["method"] == "POST" and r["body"]["source_id"] != "first")
+        assert len(later) == 8
+        assert later[3] - later[0] < 0.2  # one after another they would be 0.3 s apart, 0.9 s from first to fourth
+    finally:
+        await daemon.aclose()

@@ -110,8 +110,7 @@ class Dispatcher:
         workers = list(self.workers.values())
         await stop.wait()
         self.wake()
-        # Sends in flight get a moment to finish; then they are cancelled. A cancelled send leaves its row
-        # `sending`, which the next start reconciles through `find`, exactly as after a crash.
+        # Sends in flight get a moment, then are cancelled (their rows stay `sending`: the next start asks `find`).
         _done, slow = await asyncio.wait(workers, timeout=policy.SHUTDOWN_GRACE.total_seconds())
         for task in slow:
             task.cancel()
@@ -176,8 +175,7 @@ class Dispatcher:
         return min(30.0, max(0.01, (nxt - now).total_seconds()))
 
     def _next_work(self, name: str, now: datetime) -> datetime | None:
-        """When the channel's worker next has something it may do: while the rate limit is spent, only
-        read-backs count, and the moment the limit frees up."""
+        """When the channel's worker next may work: while the rate limit is spent, read-backs and the limit's end."""
         free_at = self.limits.free_at(name, now)
         nxt = self.store.next_due(name, send=free_at is None)
         if free_at is not None:
@@ -186,43 +184,50 @@ class Dispatcher:
 
     async def _drain(self, name: str, stop: asyncio.Event | None = None) -> int:
         """Work the channel's due rows, `concurrency` at a time, until none is left; returns how many were claimed.
-
-        Each of `concurrency` slots takes the next claimed row as soon as its last one is done, in the same turn of
-        the loop; a slot that finds none claims up to `CLAIM_AHEAD × concurrency` (one slot at a time), so there
-        is one claim per that many calls. A claimed row is `sending` (leased) until its outcome is stored, whether
-        its call has started or not; rows never started when the daemon stops go back as they were (`unclaim`)."""
+        Each of `concurrency` slots takes the next claimed row as soon as its last one is done; a slot that finds none
+        claims up to `CLAIM_AHEAD × concurrency` (one slot at a time). A claimed row is `sending` (leased) until its
+        outcome is stored, started or not; rows never started when the daemon stops go back (`unclaim`)."""
         cfg = self.config.channels[name]
         lease, ahead = self.deadlines(name).lease, policy.CLAIM_AHEAD * cfg.concurrency
         ready: deque[Delivery] = deque()
-        claiming, handled, sending = asyncio.Lock(), 0, 0
+        claiming, finished = asyncio.Lock(), asyncio.Event()
+        handled = sending = busy = done = 0
+        empty_at = -1  # `done` when a claim last came back empty: another claim only once a row has finished since
 
         async def claimed() -> bool:  # rows are ready (this slot claimed them, or another did meanwhile)
-            nonlocal handled
+            nonlocal handled, empty_at
             async with claiming:
-                if not ready and not (stop is not None and stop.is_set()):
-                    # in-flight sends count against the rate limit before they show up as sent (and so do those
-                    # whose outcome waits for the group commit); read-backs go on while the limit holds sends back
+                if not ready and empty_at != done and not (stop is not None and stop.is_set()):
+                    # sends in flight or awaiting the group commit count against the rate limit; read-backs go on
                     allowed = self.limits.allowance(name, self.clock.now(), ahead, sending + self.batch.pending(name))
                     rows = await write_soon(partial(self.store.claim, name, self.owner, self.clock.now(),
                                                     min(ahead, max(allowed, 1)), lease, send=allowed > 0))
                     self.books.prefetch([r for r in rows if r.state != DeliveryState.SENT])
                     ready.extend(rows)
                     handled += len(rows)
+                    empty_at = empty_at if rows else done
                 return bool(ready)
 
-        async def slot() -> None:
-            nonlocal sending
-            while ready or await claimed():
-                if stop is not None and stop.is_set():
-                    self._unclaim(ready)
-                    return
-                if (row := self._started(ready.popleft())) is not None:
-                    send = row.state != DeliveryState.SENT
-                    sending += send
-                    try:
-                        await self._handle(row)
-                    finally:
-                        sending -= send
+        async def slot() -> None:  # with nothing to claim, a slot waits for a row in flight to finish, then looks again
+            nonlocal sending, busy, done
+            while not (stop is not None and stop.is_set()):
+                if not ready and not await claimed():
+                    if not busy:
+                        break
+                    finished.clear()
+                    await finished.wait()
+                    continue
+                if (row := self._started(ready.popleft())) is None:
+                    continue
+                send = row.state != DeliveryState.SENT
+                busy, sending = busy + 1, sending + send
+                try:
+                    await self._handle(row)
+                finally:
+                    busy, sending, done = busy - 1, sending - send, done + 1
+                    finished.set()
+            self._unclaim(ready)
+            finished.set()  # the waiting slots look again: nothing in flight and nothing to claim ends them too
 
         slots = [asyncio.create_task(slot()) for _ in range(cfg.concurrency)]
         try:

@@ -30,7 +30,16 @@ from publisher.model import (
 from publisher.store.changes import announce
 from publisher.store.engine import StoreBase
 from publisher.store.schema import CLAIMABLE_SQL, deliveries, placements, revisions
-from publisher.store.statements import CLAIM, MARK_SENT_MANY, NEWER, RENEW, UNCLAIM, move_statement, upsert_placement
+from publisher.store.statements import (
+    CLAIM,
+    MARK_SENT_MANY,
+    NEWER,
+    PLACEMENTS_FOR,
+    RENEW,
+    UNCLAIM,
+    move_statement,
+    upsert_placement,
+)
 
 S = DeliveryState
 _CLAIMABLE = sa.text(CLAIMABLE_SQL)
@@ -92,9 +101,8 @@ class DeliveryStore(StoreBase):
 
     @staticmethod
     def placements_for(conn: Connection, item_ids: Iterable[str], channels: Iterable[str]) -> list[Placement]:
-        rows = conn.execute(sa.select(placements).where(placements.c.item_id.in_(sorted(set(item_ids))))
-                            .where(placements.c.channel.in_(sorted(set(channels))))).mappings()
-        return [Placement.from_row(r) for r in rows]
+        rows = conn.execute(PLACEMENTS_FOR, {"p_items": sorted(set(item_ids)), "p_channels": sorted(set(channels))})
+        return [Placement.from_row(r) for r in rows.mappings()]
 
     @staticmethod
     def set_placement(conn: Connection, item_id: str, channel: str, *, remote_id: str, url: str | None,

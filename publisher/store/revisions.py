@@ -14,6 +14,7 @@ from sqlalchemy.engine import Connection
 from publisher.model import IN_REVIEW, REVISION_TRANSITIONS, Approval, IllegalTransition, RevisionState, StoredRevision
 from publisher.store.engine import StoreBase
 from publisher.store.schema import approvals, audit, items, revisions
+from publisher.store.statements import REVISIONS_BY_IDS
 
 LINKS_CHECKED = "links_checked"  # the audit action that marks a revision's links as checked (once per revision)
 
@@ -91,7 +92,7 @@ class RevisionStore(StoreBase):
 
     @staticmethod
     def revisions_by_ids(conn: Connection, revision_ids: Iterable[int]) -> list[StoredRevision]:
-        rows = conn.execute(sa.select(revisions).where(revisions.c.id.in_(sorted(set(revision_ids))))).mappings()
+        rows = conn.execute(REVISIONS_BY_IDS, {"r_ids": sorted(set(revision_ids))}).mappings()
         return [StoredRevision.from_row(r) for r in rows]
 
     def revisions_in(self, states: Iterable[RevisionState]) -> list[StoredRevision]:

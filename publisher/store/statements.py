@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from publisher.model import TO_SEND, DeliveryState
-from publisher.store.schema import CLAIMABLE_SQL, deliveries, placements
+from publisher.store.schema import CLAIMABLE_SQL, deliveries, placements, revisions
 
 S = DeliveryState
 _CLAIMABLE = sa.text(CLAIMABLE_SQL)
@@ -120,4 +120,11 @@ def _claim_statement(send: bool) -> sa.Update:
 
 CLAIM = {send: _claim_statement(send) for send in (True, False)}
 
-__all__ = ["CLAIM", "MARK_SENT_MANY", "NEWER", "RENEW", "UNCLAIM", "move_statement", "upsert_placement"]
+# The claimed rows' read-ahead (publisher/dispatch/outcomes.py, `prefetch`), once per claim: lists as expanding
+# parameters, so the statement and its cache key are not made anew each time.
+PLACEMENTS_FOR = (sa.select(placements).where(placements.c.item_id.in_(sa.bindparam("p_items", expanding=True)))
+                  .where(placements.c.channel.in_(sa.bindparam("p_channels", expanding=True))))
+REVISIONS_BY_IDS = sa.select(revisions).where(revisions.c.id.in_(sa.bindparam("r_ids", expanding=True)))
+
+__all__ = ["CLAIM", "MARK_SENT_MANY", "NEWER", "PLACEMENTS_FOR", "RENEW", "REVISIONS_BY_IDS", "UNCLAIM",
+           "move_statement", "upsert_placement"]
