@@ -101,7 +101,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--runs", type=int, default=11, help="at least this many timings of each surface")
     ap.add_argument("--deliveries", type=int, default=1_000_000)
     ap.add_argument("--stale-reviews", type=int, default=400)
-    ap.add_argument("--scale", type=float, default=8.0, help="the corpus dropped while measuring (1 = one bureau-year)")
+    ap.add_argument("--scale", type=float, default=12.0, help="the corpus dropped while measuring (1 = one bureau-year)")
     ap.add_argument("--window", type=float, default=2.0, help="seconds per on/off window")
     ap.add_argument("--measure", type=float, default=8.0, help="at least this many seconds of on windows")
     ap.add_argument("--pace", type=float, default=0.0,
