@@ -8,6 +8,7 @@ import asyncio
 import hashlib
 import os
 import shutil
+import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -338,6 +339,25 @@ async def test_two_items_sharing_an_attachment_are_both_taken(intake: Intake) ->
     for n in (1, 2):
         drop(intake.inbox, f"share{n}.md", {"id": f"share-{n}", "title": "共用附件", "category": "updates",
                                             "attachments": ["共用.pdf"]})
+    assert await intake.scan() == 2
+    for n in (1, 2):
+        rev = intake.store.revision(f"share-{n}")
+        assert rev is not None and content(rev.attachments[0]["path"]) == b"%PDF shared"
+    assert list(intake.inbox.iterdir()) == [] and list(intake.rejected.iterdir()) == []
+
+
+async def test_an_item_taken_after_the_settle_keeps_the_attachment_it_shares_with_one_taken_before(
+        intake: Intake) -> None:
+    """One scan, two passes: the first item is quiet already and taken at once, the second still settling and taken
+    after the wait. The attachment both list is let go only after the second pass, so the second is stored too."""
+    intake.config.queue.settle = timedelta(seconds=0.3)
+    (intake.inbox / "共用.pdf").write_bytes(b"%PDF shared")
+    for n in (1, 2):
+        drop(intake.inbox, f"share{n}.md", {"id": f"share-{n}", "title": "共用附件", "category": "updates",
+                                            "attachments": ["共用.pdf"]})
+    an_hour_ago = time.time() - 3600
+    for name in ("share1.md", "共用.pdf"):
+        os.utime(intake.inbox / name, (an_hour_ago, an_hour_ago))
     assert await intake.scan() == 2
     for n in (1, 2):
         rev = intake.store.revision(f"share-{n}")

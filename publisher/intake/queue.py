@@ -96,13 +96,17 @@ class Intake:
             batch = _Scan()
             try:
                 handled, fresh = await self._scan(batch)
-            finally:
+            except BaseException:
                 self._let_go(batch)
-        if not fresh or self.writes.active:  # watched: their own events (or the rescan) bring them back
-            return handled
+                raise
+            if not fresh or self.writes.active:  # watched: their own events (or the rescan) bring them back
+                self._let_go(batch)
+                return handled
+        # What this pass stored lets go of its originals after the second pass: a file still settling may list
+        # one of them as its attachment too (a crash meanwhile leaves them, and the next scan files them again).
         await asyncio.sleep(self.config.queue.settle.total_seconds())
         async with self._lock:
-            batch = _Scan(filed=batch.filed)  # an item listed as an attachment may have been read a moment ago
+            batch = _Scan(filed=batch.filed, done=batch.done)  # an item listed as an attachment may have been read
             try:
                 for path, seen in fresh.items():
                     if sig(path) != seen or self.writes.state(path.name) == "writing":
@@ -303,6 +307,8 @@ class Intake:
                 try:
                     if not is_candidate(original) and original.is_relative_to(self.inbox.resolve()) and same_file(original, copy):
                         original.unlink()
+                except FileNotFoundError:  # another item's scan, sharing it, let go of it first
+                    pass
                 except OSError:
                     log.warning("intake.attachment_left", file=display_name(original.name))
             claimed.unlink(missing_ok=True)
