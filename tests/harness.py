@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -14,8 +14,10 @@ import httpx
 import uvicorn
 import yaml
 
+from publisher.app.daemon import Daemon
 from publisher.app.web.app import create_app
 from publisher.app.web.context import WebContext
+from publisher.clock import Clock
 from publisher.config.settings import Config, load_config
 from publisher.sandbox import CREDENTIALS
 
@@ -82,6 +84,23 @@ def drop(inbox: Path, name: str, front: dict[str, Any], body: str = "正文。",
     final = inbox / name
     tmp.rename(final)
     return final
+
+
+def drop_notice(inbox: Path, key: str) -> Path:
+    """A notice routed to the city portal alone, with the id `key`: the dispatcher tests' item."""
+    return drop(inbox, f"{key}.md", {"id": key, "title": f"关于开展安全检查的通知（{key}）", "category": "updates",
+                                     "channels": ["city_portal"]})
+
+
+async def portal_daemon(root: Path, sandbox: Any, keys: Iterable[str], *, concurrency: int, clock: Clock,
+                        store_url: str | None = None) -> Daemon:
+    """A daemon whose city portal has `concurrency` slots, with a notice for each of `keys` taken in."""
+    cfg = load(write_config(root, sandbox, store_url=store_url, **{"channels.city_portal.concurrency": concurrency}))
+    daemon = Daemon(cfg, clock=clock)
+    for key in keys:
+        drop_notice(root / "queue" / "inbox", key)
+    await daemon.intake.scan()
+    return daemon
 
 
 def received(sandbox: Any, service: str) -> Any:

@@ -18,7 +18,7 @@ from publisher.app.daemon import Daemon
 from publisher.clock import FrozenClock
 from publisher.model import DeliveryState
 from publisher.sandbox import SandboxServer
-from tests.harness import drop, faults, load, write_config
+from tests.harness import drop_notice, faults, portal_daemon
 
 T0 = datetime(2015, 3, 18, 9, 0, tzinfo=UTC)
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
@@ -28,12 +28,8 @@ BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 async def daemon(tmp_path: Path, sandbox: SandboxServer, request: pytest.FixtureRequest) -> AsyncIterator[Daemon]:
     """One slot on the city portal, so that a claim takes two rows and the second waits for the first's call."""
     url = request.getfixturevalue("pg_url") if request.param == "postgresql" else None
-    cfg = load(write_config(tmp_path, sandbox, store_url=url, **{"channels.city_portal.concurrency": 1}))
-    daemon = Daemon(cfg, clock=FrozenClock(T0))
-    for i in range(3):
-        drop(tmp_path / "queue" / "inbox", f"n{i}.md", {"id": f"note-{i}", "title": f"关于开展安全检查的通知（{i}）",
-                                                        "category": "updates", "channels": ["city_portal"]})
-    await daemon.intake.scan()
+    daemon = await portal_daemon(tmp_path, sandbox, [f"note-{i}" for i in range(3)], concurrency=1,
+                                 clock=FrozenClock(T0), store_url=url)
     try:
         yield daemon
     finally:
@@ -93,21 +89,13 @@ async def test_slots_that_found_nothing_to_claim_take_the_rows_that_came_due_whi
         tmp_path: Path, sandbox: SandboxServer) -> None:
     """Four slots, one row due: the three slots whose claims come back empty do not leave. Once the row in flight
     is done, the eight rows that came due meanwhile go out four at a time, not one after another."""
-    cfg = load(write_config(tmp_path, sandbox, **{"channels.city_portal.concurrency": 4}))
-    daemon = Daemon(cfg, clock=FrozenClock(T0))
-    inbox = tmp_path / "queue" / "inbox"
-
-    def note(key: str) -> None:
-        drop(inbox, f"{key}.md", {"id": key, "title": f"关于开展安全检查的通知（{key}）", "category": "updates",
-                                  "channels": ["city_portal"]})
+    daemon = await portal_daemon(tmp_path, sandbox, ["first"], concurrency=4, clock=FrozenClock(T0))
     try:
-        note("first")
-        await daemon.intake.scan()
         faults(sandbox, "portal", latency_s=0.3)
         drain = asyncio.create_task(daemon.dispatcher._drain("city_portal"))
         await asyncio.sleep(0.1)  # the first row is in flight; the other slots found nothing to claim
         for i in range(8):
-            note(f"later-{i}")
+            drop_notice(tmp_path / "queue" / "inbox", f"later-{i}")
         await daemon.intake.scan()
         assert await drain == 9
         async with httpx.AsyncClient(timeout=10) as client:

@@ -15,7 +15,7 @@ from publisher.app.daemon import Daemon
 from publisher.clock import FrozenClock
 from publisher.model import DeliveryState, IllegalTransition
 from publisher.sandbox import SandboxServer
-from tests.harness import drop, load, write_config
+from tests.harness import portal_daemon
 
 T0 = datetime(2015, 3, 18, 9, 0, tzinfo=UTC)
 
@@ -24,13 +24,8 @@ BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
 
 async def _daemon(root: Path, sandbox: SandboxServer, n: int, store_url: str | None = None) -> Daemon:
-    cfg = load(write_config(root, sandbox, store_url=store_url, **{"channels.city_portal.concurrency": 8}))
-    daemon = Daemon(cfg, clock=FrozenClock(T0))
-    for i in range(n):
-        drop(root / "queue" / "inbox", f"n{i}.md", {"id": f"note-{i}", "title": f"关于开展安全检查的通知（{i}）",
-                                                    "category": "updates", "channels": ["city_portal"]})
-    await daemon.intake.scan()
-    return daemon
+    return await portal_daemon(root, sandbox, [f"note-{i}" for i in range(n)], concurrency=8, clock=FrozenClock(T0),
+                               store_url=store_url)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -22,7 +22,7 @@ from publisher.clock import FrozenClock
 from publisher.model import DeliveryState
 from publisher.sandbox import SandboxServer
 from publisher.store.engine import WriteBusy, without_waiting, write_soon
-from tests.harness import drop, load, write_config
+from tests.harness import portal_daemon
 
 T0 = datetime(2015, 3, 18, 9, 0, tzinfo=UTC)
 
@@ -71,13 +71,7 @@ class Ticker:
 
 
 async def _daemon(root: Path, sandbox: SandboxServer, n: int) -> Daemon:
-    cfg = load(write_config(root, sandbox, **{"channels.city_portal.concurrency": 4}))
-    daemon = Daemon(cfg, clock=FrozenClock(T0))
-    for i in range(n):
-        drop(root / "queue" / "inbox", f"n{i}.md", {"id": f"lock-{i}", "title": f"关于开展安全检查的通知（{i}）",
-                                                    "category": "updates", "channels": ["city_portal"]})
-    await daemon.intake.scan()
-    return daemon
+    return await portal_daemon(root, sandbox, [f"lock-{i}" for i in range(n)], concurrency=4, clock=FrozenClock(T0))
 
 
 def _db(daemon: Daemon) -> Path:

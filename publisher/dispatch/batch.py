@@ -25,7 +25,7 @@ from channels.base import Receipt
 from publisher.dispatch.outcomes import Bookkeeper
 from publisher.model import Delivery, IllegalTransition, Revision
 from publisher.store.deliveries import BatchMoved
-from publisher.store.engine import WAIT_S, WriteBusy, without_waiting
+from publisher.store.engine import WAIT_S, WriteBusy, next_pause, without_waiting
 
 log = structlog.get_logger()
 
@@ -68,8 +68,8 @@ class SentBatch:
 
     def flush(self, wait: bool = True) -> None:
         """Commit what is queued, now (the dispatcher calls it before it goes idle, and with `wait` as it stops).
-        Without `wait`, a write lock held elsewhere leaves the batch queued for another try in 0.5 ms, doubling to
-        10 ms; after `WAIT_S` of that the next try waits for the lock as any writer does."""
+        Without `wait`, a write lock held elsewhere leaves the batch queued for another try after `next_pause`;
+        after `WAIT_S` of that the next try waits for the lock as any writer does."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -81,8 +81,9 @@ class SentBatch:
             with contextlib.nullcontext() if wait else without_waiting():
                 released = self._commit(batch)
         except WriteBusy:
-            self._pause, self._busy_since = ((min(self._pause * 2, 0.01), self._busy_since) if self._pause
-                                             else (0.0005, time.monotonic()))
+            if not self._pause:
+                self._busy_since = time.monotonic()
+            self._pause = next_pause(self._pause)
             self._pending[:0] = batch
             self._timer = asyncio.get_running_loop().call_later(self._pause, self.flush, False)
             return

@@ -87,18 +87,23 @@ def without_waiting() -> Iterator[None]:
         _NO_WAIT.reset(token)
 
 
+def next_pause(pause: float) -> float:
+    """The pause before the next try of a write that found the lock taken: 0.5 ms first, doubling to 10 ms."""
+    return min(pause * 2, 0.01) if pause else 0.0005
+
+
 async def write_soon(write: Callable[[], T]) -> T:
     """`write()` (one write transaction) from the event loop: while another connection holds SQLite's write
-    lock, the loop goes on with its other work and tries again after a short pause (0.5 ms, doubling to
-    10 ms). After `WAIT_S` of that it waits in SQLite as any writer does, and fails as any writer would."""
-    pause, give_up = 0.0005, time.monotonic() + WAIT_S
+    lock, the loop goes on with its other work and tries again after a short pause (`next_pause`). After
+    `WAIT_S` of that it waits in SQLite as any writer does, and fails as any writer would."""
+    pause, give_up = 0.0, time.monotonic() + WAIT_S
     while time.monotonic() < give_up:
         try:
             with without_waiting():
                 return write()
         except WriteBusy:
+            pause = next_pause(pause)
             await asyncio.sleep(pause)
-            pause = min(pause * 2, 0.01)
     return write()
 
 
